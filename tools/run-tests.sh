@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Everything a fresh Debian 12 machine needs to run tunnelkit's tests: install the packages,
+# configure, build, run ctest. Set TUNNELKIT_SANITIZE=1 to also run the suite under
+# ASan+UBSan in build-asan/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash tools/setup-debian.sh
+
+jobs=$(nproc)
+build() {
+  local dir=$1; shift
+  cmake -S . -B "$dir" -G Ninja -DTUNNELKIT_WERROR=ON "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+}
+
+build build
+ctest --test-dir build --output-on-failure -j "$jobs" --timeout 300
+
+if [ "${TUNNELKIT_SANITIZE:-0}" = 1 ]; then
+  build build-asan -DTUNNELKIT_SANITIZE=ON -DTUNNELKIT_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug
+  LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp" \
+    ctest --test-dir build-asan --output-on-failure -j "$jobs" --timeout 600
+fi
