@@ -1,0 +1,47 @@
+// Stream: one bidirectional byte stream with half-close. TCP sockets, TLS streams, multiplexed
+// streams, QUIC streams and WebSocket channels all implement it, so proxy code (splice, HTTP
+// forwarding) is written once.
+//
+// All operations run on the stream's executor (one io_context thread); a stream is not
+// thread-safe. At most one ReadSome and one Write may be outstanding at a time.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/system/error_code.hpp>
+
+namespace tunnelkit {
+
+struct IoResult {
+  boost::system::error_code ec;  // boost::asio::error::eof once the peer half-closed
+  std::size_t bytes = 0;
+};
+
+class Stream {
+ public:
+  virtual ~Stream() = default;
+
+  virtual boost::asio::any_io_executor get_executor() = 0;
+
+  // Reads at least one byte, or reports eof (peer finished writing) or an error.
+  virtual boost::asio::awaitable<IoResult> ReadSome(boost::asio::mutable_buffer buffer) = 0;
+
+  // Writes the whole buffer (suspends while flow control or the socket pushes back).
+  virtual boost::asio::awaitable<IoResult> Write(boost::asio::const_buffer buffer) = 0;
+
+  // Half-close: no more writes from this side; reads go on until the peer finishes.
+  virtual boost::asio::awaitable<boost::system::error_code> ShutdownWrite() = 0;
+
+  // Abortive close of both directions (RST on TCP, reset on a multiplexed stream).
+  // Outstanding operations complete with an error. Safe to call more than once.
+  virtual void Reset() = 0;
+
+  // For logs: "tcp 127.0.0.1:5000->127.0.0.1:8080", "ferro stream 4".
+  virtual std::string Describe() const = 0;
+};
+
+}  // namespace tunnelkit
