@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <boost/dll/alias.hpp>
 
@@ -38,9 +39,25 @@ struct BackendInfo {
 
 class Runtime;
 
+namespace config::v1 {
+class Tunnel;
+}
+
+// One problem in the configuration: the field's path ("ferro.listen") and the reason.
+struct ConfigIssue {
+  std::string path;
+  std::string reason;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
+  // Checks the backend's part of the effective configuration before anything starts
+  // (tunnelctl refuses to run, and --check reports, when issues is not empty).
+  virtual void Validate(const config::v1::Tunnel& config, std::vector<ConfigIssue>& issues) const {
+    (void)config;
+    (void)issues;
+  }
   // Runs the configured mode until stopped; returns the process exit status.
   // Runtime carries the validated configuration, the event loop, logging and metrics.
   virtual int Run(Runtime& runtime) = 0;
