@@ -64,6 +64,9 @@ int ExitStatusFor(const SupervisorResult& result) {
 void SessionControl::MarkConnected(std::string detail) {
   if (connected_at_) return;
   connected_at_ = std::chrono::steady_clock::now();
+  detail_ = detail;
+  owner_.logger_->info("{}: connected{}{}", owner_.options_.name, detail.empty() ? "" : " ",
+                       detail);
   owner_.SetState(LinkState::kConnected, std::move(detail));
 }
 
@@ -120,6 +123,21 @@ void Supervisor::SetState(LinkState state, std::string reason, std::chrono::mill
   state_ = state;
   LinkStateChange change{state, attempts_, std::move(reason), retry_in};
   for (auto& observer : observers_) observer(change);
+}
+
+LinkStatus Supervisor::Status() const {
+  LinkStatus status;
+  status.name = options_.name;
+  status.state = state_;
+  status.attempts = attempts_;
+  status.reconnects = reconnects_;
+  status.last_reason = last_reason_;
+  if (state_ == LinkState::kConnected && current_ != nullptr && current_->connected_at_) {
+    status.detail = current_->detail_;
+    status.connected_for = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - *current_->connected_at_);
+  }
+  return status;
 }
 
 void Supervisor::Stop() {

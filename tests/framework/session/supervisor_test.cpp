@@ -240,7 +240,7 @@ TEST(SupervisorTest, StopEndsTheRunningSessionThroughOnStop) {
           handler_ran = true;
           forever.cancel();
         });
-        control.MarkConnected();
+        control.MarkConnected("edge test01");
         boost::system::error_code ec;
         co_await forever.async_wait(asio::redirect_error(use_awaitable, ec));
         // Whatever the session says after a stop, the supervisor reports a stop.
@@ -249,6 +249,12 @@ TEST(SupervisorTest, StopEndsTheRunningSessionThroughOnStop) {
   asio::steady_timer stopper(io, milliseconds(30));
   stopper.async_wait([&](boost::system::error_code) {
     EXPECT_EQ(supervisor.state(), LinkState::kConnected);
+    const LinkStatus status = supervisor.Status();
+    EXPECT_EQ(status.name, "test link");
+    EXPECT_EQ(status.state, LinkState::kConnected);
+    EXPECT_EQ(status.detail, "edge test01");
+    EXPECT_EQ(status.attempts, 1u);
+    EXPECT_GE(status.connected_for.count(), 25);
     supervisor.Stop();
   });
   const auto start = Clock::now();

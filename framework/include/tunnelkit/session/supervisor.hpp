@@ -72,6 +72,18 @@ struct LinkStateChange {
   std::chrono::milliseconds retry_in{0};  // disconnected: delay before the next attempt
 };
 
+// A point-in-time view of one supervised link, for the admin JSON.
+struct LinkStatus {
+  std::string name;
+  LinkState state = LinkState::kIdle;
+  std::uint32_t attempts = 0;
+  std::uint64_t reconnects = 0;
+  std::string last_reason;  // reason of the last session end (empty if none yet)
+  std::string detail;       // what the current session passed to MarkConnected
+  // How long the current session has been connected (zero unless state is kConnected).
+  std::chrono::milliseconds connected_for{0};
+};
+
 class Supervisor;
 
 // Handed to each run of the connect-and-serve coroutine; valid until that run returns.
@@ -100,6 +112,7 @@ class SessionControl {
   Supervisor& owner_;
   std::uint32_t attempt_;
   std::optional<std::chrono::steady_clock::time_point> connected_at_;
+  std::string detail_;
   std::vector<std::function<void()>> stop_handlers_;
   bool stop_requested_ = false;
 };
@@ -167,6 +180,7 @@ class Supervisor {
   std::uint32_t attempts() const { return attempts_; }
   std::uint64_t reconnects() const { return reconnects_; }
   const std::string& last_reason() const { return last_reason_; }
+  LinkStatus Status() const;
   const std::string& name() const { return options_.name; }
   const Backoff& backoff() const { return backoff_; }
   const std::shared_ptr<spdlog::logger>& logger() const { return logger_; }
