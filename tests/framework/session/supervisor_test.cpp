@@ -362,6 +362,13 @@ TEST(SupervisorTest, ReconnectsToTcpListenerClosedAndReopenedOnSamePort) {
                         });
   Recorder recorder;
   recorder.Attach(supervisor);
+  bool saw_refused_live = false;
+  supervisor.AddObserver([&](const LinkStateChange& change) {
+    if (change.state == LinkState::kDisconnected &&
+        change.reason.find("refused") != std::string::npos) {
+      saw_refused_live = true;
+    }
+  });
 
   std::vector<std::string> greetings;
   int accepted = 0;
@@ -375,7 +382,8 @@ TEST(SupervisorTest, ReconnectsToTcpListenerClosedAndReopenedOnSamePort) {
       if (round == 0) {
         peer.close();
         acceptor.close();
-        co_await Sleep(milliseconds(80));  // connects are refused meanwhile
+        // Listen again only once the supervisor saw a refused connect (bounded wait).
+        for (int i = 0; i < 400 && !saw_refused_live; ++i) co_await Sleep(milliseconds(5));
         acceptor = open_acceptor(port);
       } else {
         supervisor.Stop();
