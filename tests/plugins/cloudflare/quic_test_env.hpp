@@ -145,7 +145,8 @@ inline asio::awaitable<std::string> ReadAll(tunnelkit::Stream& s) {
 }
 
 // Writes `data` in `chunk`-sized writes, then FIN.
-inline asio::awaitable<void> WriteAll(tunnelkit::Stream& s, const std::string& data,
+// `data` is taken by value: detached writers must not refer to the caller's temporaries.
+inline asio::awaitable<void> WriteAll(tunnelkit::Stream& s, std::string data,
                                       std::size_t chunk = 64 * 1024, bool fin = true) {
   for (std::size_t off = 0; off < data.size(); off += chunk) {
     std::size_t n = std::min(chunk, data.size() - off);

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include <gnutls/crypto.h>
@@ -73,8 +76,20 @@ std::string OneLine(std::string s) {
   return s;
 }
 
+// TUNNELKIT_QUIC_TRACE=1 prints ngtcp2's own packet and frame log to stderr (debugging only).
+void TracePrintf(void*, const char* format, ...) {
+  va_list ap;
+  va_start(ap, format);
+  std::vfprintf(stderr, format, ap);
+  va_end(ap);
+  std::fputc('\n', stderr);
+}
+
 void ApplySettings(ngtcp2_settings& settings, const QuicTransportOptions& t) {
   ngtcp2_settings_default(&settings);
+  if (const char* trace = std::getenv("TUNNELKIT_QUIC_TRACE"); trace != nullptr && *trace == '1') {
+    settings.log_printf = TracePrintf;
+  }
   settings.initial_ts = Now();
   settings.max_tx_udp_payload_size = t.max_udp_payload;
   settings.handshake_timeout = ToDuration(t.handshake_timeout);
@@ -531,7 +546,9 @@ void QuicConnection::Flush() {
         if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED) {
           st->flow_blocked = true;
         } else if (!st->write_error) {
-          st->write_error = QuicErrc::kStreamClosed;
+          // We only shut the send side down after setting write_error, so ngtcp2 did it in
+          // answer to the peer's STOP_SENDING.
+          st->write_error = QuicErrc::kStopSending;
           Notify(st->write_wait);
         }
         st->in_send_queue = false;
@@ -899,7 +916,9 @@ void QuicConnection::OnStreamClose(detail::StreamState& st, bool app_error_set,
   (void)code;
   st.closed = true;
   if (!st.fin_received && !st.read_error) st.read_error = QuicErrc::kStreamReset;
-  if (!st.write_error && st.HasPendingSend()) st.write_error = QuicErrc::kStreamClosed;
+  // A send side that ends without our FIN was reset: locally (write_error already set) or by
+  // ngtcp2 answering the peer's STOP_SENDING.
+  if (!st.write_error && !st.fin_sent) st.write_error = QuicErrc::kStopSending;
   Notify(st.read_wait);
   Notify(st.write_wait);
   if (!ngtcp2_conn_is_local_stream(conn_, st.id)) {
@@ -961,7 +980,9 @@ asio::awaitable<std::pair<error_code, std::size_t>> QuicConnection::StreamWrite(
   auto self = shared_from_this();
   if (st->write_error) co_return std::pair{st->write_error, std::size_t{0}};
   if (closed_) co_return std::pair{close_info_.ec, std::size_t{0}};
-  if (st->fin_requested) co_return std::pair{error_code(QuicErrc::kStreamClosed), std::size_t{0}};
+  if (st->fin_requested || st->closed) {
+    co_return std::pair{error_code(QuicErrc::kStreamClosed), std::size_t{0}};
+  }
   if (buffer.size() == 0) co_return std::pair{error_code{}, std::size_t{0}};
   detail::StreamState::Chunk chunk;
   const auto* p = static_cast<const std::uint8_t*>(buffer.data());
