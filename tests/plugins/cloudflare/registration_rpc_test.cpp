@@ -20,7 +20,7 @@
 #include "emulator/tunnel_registry.hpp"
 #include "kjasio/asio_kj_loop.hpp"
 #include "rpc/registration_client.hpp"
-#include "transport/tcp_stream.hpp"
+#include "tunnelkit/stream/socket_stream.hpp"
 
 namespace tunnelkit::cloudflare {
 namespace {
@@ -74,8 +74,8 @@ class RegistrationRpcTest : public ::testing::Test {
     auto connection = std::make_shared<Connection>();
     connections.push_back(connection);
     sessions.push_back(std::make_unique<emulator::EdgeRpcSession>(
-        loop, registry, std::make_shared<TcpStream>(std::move(server)), connection));
-    return std::make_shared<TcpStream>(std::move(client));
+        loop, registry, std::make_shared<tunnelkit::TcpStream>(std::move(server)), connection));
+    return std::make_shared<tunnelkit::TcpStream>(std::move(client));
   }
 
   RegistrationRequest Request(std::uint8_t index = 0) {
@@ -256,7 +256,7 @@ TEST_F(RegistrationRpcTest, TimesOutWhenTheEdgeNeverAnswers) {
   tcp::socket client_socket(io), server_socket(io);
   client_socket.connect(acceptor.local_endpoint());
   acceptor.accept(server_socket);
-  RegistrationClient client(loop, std::make_shared<TcpStream>(std::move(client_socket)), 200ms);
+  RegistrationClient client(loop, std::make_shared<tunnelkit::TcpStream>(std::move(client_socket)), 200ms);
   Run([&]() -> asio::awaitable<void> {
     try {
       co_await client.Register(Request(0));
@@ -275,7 +275,7 @@ TEST_F(RegistrationRpcTest, GarbageOnTheControlStreamEndsOnlyThatSession) {
   acceptor.accept(server_socket);
   auto connection = std::make_shared<Connection>();
   auto session = std::make_unique<emulator::EdgeRpcSession>(
-      loop, registry, std::make_shared<TcpStream>(std::move(server_socket)), connection);
+      loop, registry, std::make_shared<tunnelkit::TcpStream>(std::move(server_socket)), connection);
   bool disconnected = false;
   loop.AddTask(session->OnDisconnect().then([&] { disconnected = true; },
                                             [&](kj::Exception&&) { disconnected = true; }));
