@@ -170,7 +170,7 @@ boost::asio::awaitable<SupervisorResult> Supervisor::Run() {
 
     ++attempts_;
     if (attempts_ > 1) ++reconnects_;
-    SessionControl control(*this, attempts_);
+    SessionControl control(*this, attempts_, backoff_.attempts());
     current_ = &control;
     logger_->debug("{}: connecting (attempt {})", options_.name, attempts_);
     SetState(LinkState::kConnecting, {});

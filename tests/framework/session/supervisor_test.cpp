@@ -122,8 +122,10 @@ TEST(SupervisorTest, HealthySessionResetsBackoffShortOneDoesNot) {
   asio::io_context io;
   BackoffPolicy policy = FastPolicy();
   policy.healthy_after = milliseconds(40);
+  std::vector<std::uint32_t> retries_seen;
   Supervisor supervisor(io.get_executor(), FastOptions(policy),
                         [&](SessionControl& control) -> awaitable<SessionOutcome> {
+                          retries_seen.push_back(control.retries_used());
                           switch (control.attempt()) {
                             case 1:
                             case 2:
@@ -149,6 +151,7 @@ TEST(SupervisorTest, HealthySessionResetsBackoffShortOneDoesNot) {
   EXPECT_EQ(result.attempts, 6u);
   // 20, 40, 80 (short session kept growing), 20 (reset after the healthy one), 40.
   EXPECT_EQ(recorder.RetryDelays(), (std::vector<long>{20, 40, 80, 20, 40}));
+  EXPECT_EQ(retries_seen, (std::vector<std::uint32_t>{0, 1, 2, 3, 1, 2}));
   std::vector<std::string> connected_details;
   for (const auto& change : recorder.changes) {
     if (change.state == LinkState::kConnected) connected_details.push_back(change.reason);

@@ -101,16 +101,23 @@ class SessionControl {
   // The session should then return (any outcome is read as a stop).
   void OnStop(std::function<void()> handler);
 
+  // 1-based attempt number since the supervisor started.
   std::uint32_t attempt() const { return attempt_; }
+  // Retries taken from the backoff since its last reset when this attempt began (0 for the
+  // first attempt and right after a healthy session). Cloudflare sends it as
+  // numPreviousAttempts.
+  std::uint32_t retries_used() const { return retries_used_; }
   const std::shared_ptr<spdlog::logger>& logger() const;
 
  private:
   friend class Supervisor;
-  SessionControl(Supervisor& owner, std::uint32_t attempt) : owner_(owner), attempt_(attempt) {}
+  SessionControl(Supervisor& owner, std::uint32_t attempt, std::uint32_t retries_used)
+      : owner_(owner), attempt_(attempt), retries_used_(retries_used) {}
   void RequestStop();
 
   Supervisor& owner_;
   std::uint32_t attempt_;
+  std::uint32_t retries_used_;
   std::optional<std::chrono::steady_clock::time_point> connected_at_;
   std::string detail_;
   std::vector<std::function<void()>> stop_handlers_;
