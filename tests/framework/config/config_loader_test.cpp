@@ -382,6 +382,11 @@ TEST(ConfigRender, MasksSecretsAndReadsBackToTheSameMessage) {
   loader.MergeText(RenderYaml(r.config, false), "rendered");
   ASSERT_TRUE(loader.issues().empty()) << loader.issues()[0].Describe();
   EXPECT_EQ(loader.config().SerializeAsString(), r.config.SerializeAsString());
+  loader.Set("ferro.tls", "true");
+  loader.Set("log.level", "warn");
+  EXPECT_TRUE(loader.config().ferro().tls());
+  EXPECT_EQ(loader.config().log().level(), "warn");
+  EXPECT_TRUE(loader.issues().empty());
   EXPECT_TRUE(IsSecretField("token"));
   EXPECT_TRUE(IsSecretField("api_secret"));
   EXPECT_FALSE(IsSecretField("tokens"));
