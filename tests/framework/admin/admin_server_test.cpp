@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <future>
+#include <sstream>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -16,6 +18,7 @@
 #include <boost/asio/write.hpp>
 #include <nlohmann/json.hpp>
 
+#include "process.hpp"
 #include "tunnelkit/logging.hpp"
 #include "tunnelkit/metrics/registry.hpp"
 #include "tunnelkit/runtime.hpp"
@@ -254,6 +257,60 @@ TEST(RuntimeAdmin, NoAddressNoServerAndBindErrorsAreReported) {
   Runtime busy(config, logging::MakeLogger("busy"));
   EXPECT_NE(busy.StartAdmin().find("in use"), std::string::npos);
   EXPECT_EQ(busy.admin(), nullptr);
+}
+
+}  // namespace
+}  // namespace tunnelkit::admin
+
+namespace tunnelkit::admin {
+namespace {
+
+// The whole wiring through the real CLI: config -> logging (JSON) -> Runtime -> admin server
+// on an ephemeral port -> backend registrations -> SIGTERM -> graceful exit.
+TEST(TunnelctlAdmin, ServesTheRunningTunnelAndStopsOnSigterm) {
+  test::ChildProcess child({TUNNELCTL_PATH, "--backend", "adminfixture", "--plugin-dir",
+                            TUNNELKIT_TEST_PLUGIN_DIR, "--id", "e2e", "--metrics", "127.0.0.1:0",
+                            "--log-format", "json"});
+  ASSERT_TRUE(child.WaitForOutput("fixture running")) << child.Output();
+  // Every line is a JSON object; one of them says where the admin server listens.
+  unsigned short port = 0;
+  std::istringstream lines(child.Output());
+  for (std::string line; std::getline(lines, line);) {
+    auto entry = nlohmann::json::parse(line);
+    EXPECT_EQ(entry.size(), 4u) << line;
+    const std::string msg = entry["msg"];
+    const std::string prefix = "admin listening on 127.0.0.1:";
+    if (msg.rfind(prefix, 0) == 0) {
+      port = static_cast<unsigned short>(std::stoi(msg.substr(prefix.size())));
+      EXPECT_EQ(entry["logger"], "e2e");
+    }
+  }
+  ASSERT_NE(port, 0) << child.Output();
+
+  auto metrics = Get(port, "/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.body.find("fixture_runs_total 1\n"), std::string::npos) << metrics.body;
+  EXPECT_NE(metrics.body.find("tunnelkit_build_info{version=\"" TUNNELKIT_VERSION_STRING
+                              "\",backend=\"adminfixture\"} 1\n"),
+            std::string::npos)
+      << metrics.body;
+  auto ready = Get(port, "/ready");
+  EXPECT_EQ(ready.status, 200);
+  EXPECT_EQ(ready.body, "{\"status\":200,\"readyConnections\":2}");
+  EXPECT_EQ(Get(port, "/healthz").body, "ok");
+  auto tunnels = nlohmann::json::parse(Get(port, "/tunnels").body);
+  ASSERT_EQ(tunnels.size(), 1u);
+  EXPECT_EQ(tunnels[0]["id"], "e2e");
+  EXPECT_EQ(tunnels[0]["backend"], "adminfixture");
+  EXPECT_EQ(tunnels[0]["mode"], "run");
+  EXPECT_EQ(tunnels[0]["state"], "connected");
+  EXPECT_EQ(tunnels[0]["details"]["fixture"], true);
+  EXPECT_EQ(nlohmann::json::parse(Get(port, "/quicktunnel").body)["hostname"],
+            "fixture.example.com");
+  EXPECT_EQ(Get(port, "/nope").status, 404);
+
+  EXPECT_EQ(child.Stop(SIGTERM), 0) << child.Output();
+  EXPECT_NE(child.Output().find("fixture drained"), std::string::npos) << child.Output();
 }
 
 }  // namespace
