@@ -1,0 +1,39 @@
+// TLS contexts for clients and servers. Clients verify the peer unless told otherwise.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/ssl/context.hpp>
+
+namespace tunnelkit {
+
+struct TlsClientOptions {
+  // PEM file of trusted roots; empty = the system's default roots.
+  std::string ca_file;
+  // Skip verification entirely (logs a warning when the context is made). Never a default.
+  bool insecure_skip_verify = false;
+  // Client certificate and key (PEM) for mutual TLS; both or neither.
+  std::string cert_file;
+  std::string key_file;
+  // ALPN protocols offered, in preference order (e.g. {"h2", "http/1.1"}).
+  std::vector<std::string> alpn;
+};
+
+struct TlsServerOptions {
+  std::string cert_file;  // PEM chain, leaf first
+  std::string key_file;   // PEM private key
+  // PEM roots for client certificates; non-empty turns on mutual TLS (a client certificate is
+  // required and verified).
+  std::string client_ca_file;
+  std::vector<std::string> alpn;  // accepted protocols, server preference order
+};
+
+// Both throw std::runtime_error naming the file and the OpenSSL reason when something cannot
+// be loaded. Minimum version TLS 1.2; TLS 1.3 is negotiated when the peer supports it.
+// Hostname checking happens per connection (TlsStream's server_name).
+std::shared_ptr<boost::asio::ssl::context> MakeTlsClientContext(const TlsClientOptions& options);
+std::shared_ptr<boost::asio::ssl::context> MakeTlsServerContext(const TlsServerOptions& options);
+
+}  // namespace tunnelkit

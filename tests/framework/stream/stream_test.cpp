@@ -1,0 +1,355 @@
+// TcpStream, UnixStream, TlsStream, MakeStreamPair and Splice over real sockets on 127.0.0.1.
+#include <unistd.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+
+#include "process.hpp"
+#include "test_util.hpp"
+#include "tunnelkit/stream/pipe.hpp"
+#include "tunnelkit/stream/socket_stream.hpp"
+#include "tunnelkit/stream/splice.hpp"
+#include "tunnelkit/stream/tls_context.hpp"
+#include "tunnelkit/stream/tls_stream.hpp"
+
+namespace tunnelkit {
+namespace {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using boost::system::error_code;
+using test::RunFor;
+
+std::string RandomBytes(std::size_t n, unsigned seed = 7) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+// Reads until eof; returns everything (or throws on an error).
+awaitable<std::string> ReadAll(Stream& s) {
+  std::string out;
+  std::vector<char> buf(32 * 1024);
+  for (;;) {
+    IoResult r = co_await s.ReadSome(asio::buffer(buf));
+    if (r.ec == asio::error::eof) co_return out;
+    if (r.ec) throw boost::system::system_error(r.ec, "read");
+    out.append(buf.data(), r.bytes);
+  }
+}
+
+awaitable<void> WriteAllAndClose(Stream& s, std::string data) {
+  IoResult r = co_await s.Write(asio::buffer(data));
+  EXPECT_FALSE(r.ec) << r.ec.message();
+  EXPECT_EQ(r.bytes, data.size());
+  error_code ec = co_await s.ShutdownWrite();
+  EXPECT_FALSE(ec) << ec.message();
+}
+
+// Client sends `request` then half-closes; the server reads to eof, answers with the SHA-256
+// of what it got plus `extra`, then closes. Proves both directions and half-close.
+awaitable<void> HalfCloseExchange(Stream& client, Stream& server, std::string request) {
+  auto ex = co_await asio::this_coro::executor;
+  asio::co_spawn(
+      ex,
+      [&server]() -> awaitable<void> {
+        std::string got = co_await ReadAll(server);
+        // Writing still works after the peer's half-close.
+        co_await WriteAllAndClose(server, test::Sha256Hex(got) + ":" + std::to_string(got.size()));
+      },
+      asio::detached);
+  asio::co_spawn(ex, WriteAllAndClose(client, request), asio::detached);
+  std::string answer = co_await ReadAll(client);
+  EXPECT_EQ(answer, test::Sha256Hex(request) + ":" + std::to_string(request.size()));
+}
+
+TEST(TcpStreamTest, EchoWithHalfClose) {
+  asio::io_context io;
+  auto [c, s] = test::TcpPair(io);
+  TcpStream client(std::move(c));
+  TcpStream server(std::move(s));
+  asio::ip::tcp::no_delay nodelay;
+  client.socket().get_option(nodelay);
+  EXPECT_TRUE(nodelay.value());
+  EXPECT_NE(client.Describe().find("tcp 127.0.0.1:"), std::string::npos);
+  RunFor(io, HalfCloseExchange(client, server, RandomBytes(3 * 1024 * 1024)));
+}
+
+TEST(TcpStreamTest, ResetMakesPeerFail) {
+  asio::io_context io;
+  auto [c, s] = test::TcpPair(io);
+  TcpStream client(std::move(c));
+  TcpStream server(std::move(s));
+  RunFor(io, [&]() -> awaitable<void> {
+    client.Reset();
+    char buf[16];
+    IoResult r = co_await server.ReadSome(asio::buffer(buf));
+    EXPECT_EQ(r.ec, asio::error::connection_reset) << r.ec.message();
+  }());
+}
+
+TEST(TcpStreamTest, ConnectRefusedAndTimeout) {
+  asio::io_context io;
+  int port = test::FreeTcpPort();
+  RunFor(io, [&]() -> awaitable<void> {
+    error_code ec;
+    auto stream = co_await ConnectTcpStream(io.get_executor(), "127.0.0.1", std::to_string(port),
+                                            std::chrono::seconds(5), ec);
+    EXPECT_EQ(stream, nullptr);
+    EXPECT_EQ(ec, asio::error::connection_refused) << ec.message();
+  }());
+}
+
+TEST(UnixStreamTest, EchoWithHalfClose) {
+  asio::io_context io;
+  test::TempDir dir;
+  std::string path = (dir.path() / "sock").string();
+  asio::local::stream_protocol::acceptor acceptor(io, asio::local::stream_protocol::endpoint(path));
+  RunFor(io, [&]() -> awaitable<void> {
+    error_code ec;
+    auto client = co_await ConnectUnixStream(io.get_executor(), path, std::chrono::seconds(5), ec);
+    EXPECT_FALSE(ec) << ec.message();
+    UnixStream server(co_await acceptor.async_accept(asio::use_awaitable));
+    co_await HalfCloseExchange(*client, server, RandomBytes(500 * 1024));
+  }());
+}
+
+TEST(PipeStreamTest, EchoWithHalfCloseAndBackpressure) {
+  asio::io_context io;
+  auto [a, b] = MakeStreamPair(io.get_executor(), 4096);
+  RunFor(io, HalfCloseExchange(*a, *b, RandomBytes(1024 * 1024)));
+}
+
+TEST(PipeStreamTest, DestroyingOneEndResetsTheOther) {
+  asio::io_context io;
+  auto [a, b] = MakeStreamPair(io.get_executor());
+  RunFor(io, [&, &a = a, &b = b]() -> awaitable<void> {
+    a.reset();
+    char buf[4];
+    IoResult r = co_await b->ReadSome(asio::buffer(buf));
+    EXPECT_EQ(r.ec, asio::error::connection_reset);
+  }());
+}
+
+class TlsStreamTest : public ::testing::Test {
+ protected:
+  void SetUp() override { cert_ = test::MakeSelfSignedCert(dir_.path()); }
+
+  // Handshakes a client (with `client_ctx`, SNI `name`) against a server using cert_.
+  awaitable<std::pair<error_code, error_code>> Handshake(TlsStream& client, TlsStream& server) {
+    auto ex = co_await asio::this_coro::executor;
+    error_code server_ec;
+    bool server_done = false;
+    asio::co_spawn(
+        ex,
+        [&]() -> awaitable<void> {
+          server_ec = co_await server.Handshake();
+          server_done = true;
+        },
+        asio::detached);
+    error_code client_ec = co_await client.Handshake();
+    if (client_ec) client.Reset();
+    asio::steady_timer t(ex);
+    for (int i = 0; i < 500 && !server_done; ++i) {
+      t.expires_after(std::chrono::milliseconds(5));
+      co_await t.async_wait(asio::use_awaitable);
+    }
+    co_return std::make_pair(client_ec, server_ec);
+  }
+
+  test::TempDir dir_;
+  test::CertFiles cert_;
+};
+
+TEST_F(TlsStreamTest, VerifiedEchoWithHalfClose) {
+  asio::io_context io;
+  auto server_ctx = MakeTlsServerContext({cert_.cert, cert_.key, "", {"test/1"}});
+  TlsClientOptions client_opts;
+  client_opts.ca_file = cert_.cert;
+  client_opts.alpn = {"test/1"};
+  auto client_ctx = MakeTlsClientContext(client_opts);
+  auto [c, s] = test::TcpPair(io);
+  TlsStream client(std::move(c), *client_ctx, TlsStream::Role::kClient, "localhost");
+  TlsStream server(std::move(s), *server_ctx, TlsStream::Role::kServer);
+  RunFor(io, [&]() -> awaitable<void> {
+    auto [cec, sec] = co_await Handshake(client, server);
+    EXPECT_FALSE(cec) << client.LastError();
+    if (cec) co_return;
+    EXPECT_FALSE(sec) << server.LastError();
+    if (sec) co_return;
+    EXPECT_EQ(client.Version(), "TLSv1.3");
+    EXPECT_EQ(client.AlpnProtocol(), "test/1");
+    co_await HalfCloseExchange(client, server, RandomBytes(2 * 1024 * 1024));
+  }());
+}
+
+TEST_F(TlsStreamTest, VerifiesIpAddressSan) {
+  asio::io_context io;
+  auto server_ctx = MakeTlsServerContext({cert_.cert, cert_.key, "", {}});
+  TlsClientOptions client_opts;
+  client_opts.ca_file = cert_.cert;
+  auto client_ctx = MakeTlsClientContext(client_opts);
+  auto [c, s] = test::TcpPair(io);
+  TlsStream client(std::move(c), *client_ctx, TlsStream::Role::kClient, "127.0.0.1");
+  TlsStream server(std::move(s), *server_ctx, TlsStream::Role::kServer);
+  RunFor(io, [&]() -> awaitable<void> {
+    auto [cec, sec] = co_await Handshake(client, server);
+    EXPECT_FALSE(cec) << client.LastError();
+    co_await HalfCloseExchange(client, server, "ping");
+  }());
+}
+
+TEST_F(TlsStreamTest, RejectsUnknownIssuerAndWrongHostname) {
+  asio::io_context io;
+  auto server_ctx = MakeTlsServerContext({cert_.cert, cert_.key, "", {}});
+  // System roots do not know our self-signed certificate.
+  auto system_ctx = MakeTlsClientContext({});
+  TlsClientOptions pinned;
+  pinned.ca_file = cert_.cert;
+  auto pinned_ctx = MakeTlsClientContext(pinned);
+  for (auto [ctx, name, reason] :
+       {std::tuple{system_ctx.get(), "localhost", "self-signed"},
+        std::tuple{pinned_ctx.get(), "other.example", "hostname mismatch"}}) {
+    auto [c, s] = test::TcpPair(io);
+    TlsStream client(std::move(c), *ctx, TlsStream::Role::kClient, name);
+    TlsStream server(std::move(s), *server_ctx, TlsStream::Role::kServer);
+    RunFor(io, [&]() -> awaitable<void> {
+      auto [cec, sec] = co_await Handshake(client, server);
+      EXPECT_TRUE(cec) << reason;
+      EXPECT_NE(client.LastError().find("certificate verify failed"), std::string::npos)
+          << reason << ": " << client.LastError();
+      EXPECT_TRUE(sec) << reason;
+    }());
+  }
+}
+
+TEST_F(TlsStreamTest, InsecureModeSkipsVerification) {
+  asio::io_context io;
+  auto server_ctx = MakeTlsServerContext({cert_.cert, cert_.key, "", {}});
+  TlsClientOptions opts;
+  opts.insecure_skip_verify = true;
+  auto client_ctx = MakeTlsClientContext(opts);
+  auto [c, s] = test::TcpPair(io);
+  TlsStream client(std::move(c), *client_ctx, TlsStream::Role::kClient, "wrong.example");
+  TlsStream server(std::move(s), *server_ctx, TlsStream::Role::kServer);
+  RunFor(io, [&]() -> awaitable<void> {
+    auto [cec, sec] = co_await Handshake(client, server);
+    EXPECT_FALSE(cec) << client.LastError();
+    if (cec) co_return;
+    co_await HalfCloseExchange(client, server, RandomBytes(100000));
+  }());
+}
+
+TEST_F(TlsStreamTest, MutualTlsRequiresClientCertificate) {
+  asio::io_context io;
+  auto client_cert = test::MakeSelfSignedCert(dir_.path(), "client", "client");
+  auto server_ctx = MakeTlsServerContext({cert_.cert, cert_.key, client_cert.cert, {}});
+  TlsClientOptions with_cert;
+  with_cert.ca_file = cert_.cert;
+  with_cert.cert_file = client_cert.cert;
+  with_cert.key_file = client_cert.key;
+  TlsClientOptions without_cert;
+  without_cert.ca_file = cert_.cert;
+  for (bool present : {true, false}) {
+    auto ctx = MakeTlsClientContext(present ? with_cert : without_cert);
+    auto [c, s] = test::TcpPair(io);
+    TlsStream client(std::move(c), *ctx, TlsStream::Role::kClient, "localhost");
+    TlsStream server(std::move(s), *server_ctx, TlsStream::Role::kServer);
+    RunFor(io, [&]() -> awaitable<void> {
+      auto [cec, sec] = co_await Handshake(client, server);
+      if (present) {
+        EXPECT_FALSE(sec) << server.LastError();
+        co_await HalfCloseExchange(client, server, "mtls");
+      } else {
+        // TLS 1.3: the client learns of the rejection on its first read.
+        EXPECT_TRUE(sec);
+        char buf[8];
+        IoResult r = co_await client.ReadSome(asio::buffer(buf));
+        EXPECT_TRUE(r.ec);
+        EXPECT_NE(r.ec, asio::error::eof);
+      }
+    }());
+  }
+}
+
+TEST(TlsContextTest, MissingFilesAreNamed) {
+  try {
+    MakeTlsServerContext({"/nonexistent/cert.pem", "/nonexistent/key.pem", "", {}});
+    FAIL() << "expected an exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/cert.pem"), std::string::npos);
+  }
+  TlsClientOptions opts;
+  opts.ca_file = "/nonexistent/ca.pem";
+  EXPECT_THROW(MakeTlsClientContext(opts), std::runtime_error);
+}
+
+// client <-> [s1 | Splice | s2] <-> server, half-close in both orders.
+TEST(SpliceTest, CopiesBothWaysAndPropagatesHalfClose) {
+  asio::io_context io;
+  auto [c1, s1] = test::TcpPair(io);
+  auto [c2, s2] = test::TcpPair(io);
+  TcpStream client(std::move(c1)), left(std::move(s1)), right(std::move(c2)), server(std::move(s2));
+  std::string request = RandomBytes(5 * 1024 * 1024, 1);
+  SpliceResult result;
+  RunFor(io, [&]() -> awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    bool spliced = false;
+    asio::co_spawn(
+        ex,
+        [&]() -> awaitable<void> {
+          result = co_await Splice(left, right);
+          spliced = true;
+        },
+        asio::detached);
+    co_await HalfCloseExchange(client, server, request);
+    asio::steady_timer t(ex);
+    for (int i = 0; i < 400 && !spliced; ++i) {
+      t.expires_after(std::chrono::milliseconds(5));
+      co_await t.async_wait(asio::use_awaitable);
+    }
+    EXPECT_TRUE(spliced);
+  }());
+  EXPECT_FALSE(result.ec) << result.ec.message();
+  EXPECT_EQ(result.a_to_b, request.size());
+  EXPECT_EQ(result.b_to_a, 64u + 1 + std::to_string(request.size()).size());
+}
+
+TEST(SpliceTest, ErrorOnOneSideResetsTheOther) {
+  asio::io_context io;
+  auto [c1, s1] = test::TcpPair(io);
+  auto [c2, s2] = test::TcpPair(io);
+  TcpStream client(std::move(c1)), left(std::move(s1)), right(std::move(c2)), server(std::move(s2));
+  RunFor(io, [&]() -> awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    asio::co_spawn(
+        ex,
+        [&]() -> awaitable<void> {
+          co_await server.Write(asio::buffer(std::string("hello")));
+          server.Reset();
+        },
+        asio::detached);
+    SpliceResult r = co_await Splice(left, right);
+    EXPECT_TRUE(r.ec);
+    char buf[16];
+    std::string got;
+    for (;;) {
+      IoResult rr = co_await client.ReadSome(asio::buffer(buf));
+      if (rr.ec) {
+        EXPECT_NE(rr.ec, asio::error::eof) << "the client must see a reset, not a clean end";
+        break;
+      }
+      got.append(buf, rr.bytes);
+    }
+  }());
+}
+
+}  // namespace
+}  // namespace tunnelkit
