@@ -235,6 +235,10 @@ TEST(ConfigFlags, ChecksModesUrlsAndMissingValues) {
   EXPECT_NE(OnlyIssue(r, "cloudflare.quick_service").reason.find("not a URL"), std::string::npos);
   EXPECT_NE(OnlyIssue(r, "zlayer.server").reason.find("missing host"), std::string::npos);
   EXPECT_NE(OnlyIssue(r, "ferro.token").reason.find("needs a value"), std::string::npos);
+  auto followed = Build({"--backend", "ferro", "--token", "--tls", "--server=--odd"});
+  EXPECT_NE(OnlyIssue(followed, "ferro.token").reason.find("needs a value"), std::string::npos);
+  EXPECT_TRUE(followed.config.ferro().tls());
+  EXPECT_NE(OnlyIssue(followed, "ferro.server").reason.find("\"--odd\": missing port"), std::string::npos);
   auto no_backend = Build({"--url", "http://localhost:1"});
   EXPECT_NE(OnlyIssue(no_backend, "backend").reason.find("required"), std::string::npos);
 }
