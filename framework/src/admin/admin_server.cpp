@@ -1,0 +1,216 @@
+#include "tunnelkit/admin/admin_server.hpp"
+
+#include <chrono>
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+
+#include "tunnelkit/config/config_loader.hpp"
+#include "tunnelkit/metrics/registry.hpp"
+
+namespace tunnelkit::admin {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto kIdleTimeout = std::chrono::seconds(30);
+constexpr std::uint32_t kHeaderLimit = 8 * 1024;
+
+std::string ReadyJson(unsigned status, std::uint32_t connections) {
+  return "{\"status\":" + std::to_string(status) +
+         ",\"readyConnections\":" + std::to_string(connections) + "}";
+}
+
+}  // namespace
+
+class AdminServer::Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(AdminServer& server, tcp::socket socket)
+      : server_(&server), stream_(std::move(socket)) {}
+
+  void Start() { Read(); }
+  // The server is going away or stopping: close, and never touch the server again.
+  void Detach() {
+    server_ = nullptr;
+    Close();
+  }
+  void Close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+ private:
+  void Read() {
+    parser_.emplace();
+    parser_->header_limit(kHeaderLimit);
+    parser_->body_limit(0);
+    stream_.expires_after(kIdleTimeout);
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnRead(ec); });
+  }
+
+  void OnRead(beast::error_code ec) {
+    if (!server_) return Close();
+    if (ec) {
+      if (ec != http::error::end_of_stream && ec != asio::error::operation_aborted &&
+          ec != beast::error::timeout && ec != asio::error::eof && server_->logger_) {
+        server_->logger_->debug("admin: closing connection: {}", ec.message());
+      }
+      return Finish();
+    }
+    const auto& request = parser_->get();
+    auto response = std::make_shared<http::response<http::string_body>>();
+    response->version(request.version());
+    response->set(http::field::server, "tunnelkit");
+    response->set(http::field::cache_control, "no-store");
+    if (request.method() != http::verb::get && request.method() != http::verb::head) {
+      response->result(http::status::method_not_allowed);
+      response->set(http::field::allow, "GET, HEAD");
+      response->set(http::field::content_type, "text/plain");
+      response->body() = "method not allowed\n";
+    } else {
+      Response r = server_->Handle(std::string(request.target()));
+      response->result(r.status);
+      response->set(http::field::content_type, r.content_type);
+      response->body() = std::move(r.body);
+    }
+    response->keep_alive(request.keep_alive());
+    response->prepare_payload();
+    if (request.method() == http::verb::head) response->body().clear();
+    const bool keep = response->keep_alive();
+    http::async_write(
+        stream_, *response,
+        [self = shared_from_this(), response, keep](beast::error_code wec, std::size_t) {
+          if (wec || !keep || !self->server_) return self->Finish();
+          self->Read();
+        });
+  }
+
+  void Finish() {
+    Close();
+    if (server_) server_->connections_.erase(shared_from_this());
+  }
+
+  AdminServer* server_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::empty_body>> parser_;
+};
+
+AdminServer::AdminServer(asio::io_context& io, metrics::Registry& registry,
+                         std::shared_ptr<spdlog::logger> logger)
+    : io_(io), registry_(registry), logger_(std::move(logger)), acceptor_(io) {}
+
+AdminServer::~AdminServer() {
+  // Connections hold a reference to this server; close them before it goes away. Their
+  // pending handlers still own them and find the socket closed.
+  Stop();
+}
+
+std::string AdminServer::Listen(const std::string& host_port) {
+  if (auto reason = config::CheckHostPort(host_port, 0); !reason.empty()) {
+    return host_port + ": " + reason;
+  }
+  auto colon = host_port.rfind(':');
+  std::string host = host_port.substr(0, colon);
+  const auto port = static_cast<unsigned short>(std::stoi(host_port.substr(colon + 1)));
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  boost::system::error_code ec;
+  tcp::endpoint endpoint;
+  auto address = asio::ip::make_address(host, ec);
+  if (!ec) {
+    endpoint = tcp::endpoint(address, port);
+  } else {
+    tcp::resolver resolver(io_);
+    auto results = resolver.resolve(host, std::to_string(port), ec);
+    if (ec || results.empty()) return host_port + ": cannot resolve " + host + ": " + ec.message();
+    endpoint = results.begin()->endpoint();
+  }
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    return host_port + ": " + ec.message();
+  }
+  endpoint_ = acceptor_.local_endpoint(ec);
+  stopped_ = false;
+  Accept();
+  return {};
+}
+
+void AdminServer::Accept() {
+  acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || stopped_ || !acceptor_.is_open()) return;
+    if (!ec) {
+      auto connection = std::make_shared<Connection>(*this, std::move(socket));
+      connections_.insert(connection);
+      connection->Start();
+    } else if (logger_) {
+      logger_->warn("admin: accept failed: {}", ec.message());
+    }
+    Accept();
+  });
+}
+
+void AdminServer::Stop() {
+  stopped_ = true;
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+  auto open = std::move(connections_);
+  connections_.clear();
+  for (const auto& connection : open) connection->Detach();
+}
+
+void AdminServer::AddRoute(const std::string& path, Handler handler) {
+  routes_[path] = std::move(handler);
+}
+
+void AdminServer::AddJsonRoute(const std::string& path, JsonHandler handler) {
+  routes_[path] = [handler = std::move(handler)] {
+    return Response{200, "application/json", handler()};
+  };
+}
+
+void AdminServer::SetReadiness(std::function<Readiness()> readiness) {
+  readiness_ = std::move(readiness);
+}
+
+void AdminServer::SetTunnels(JsonHandler tunnels_json_array) {
+  tunnels_ = std::move(tunnels_json_array);
+}
+
+Response AdminServer::Handle(const std::string& target) const {
+  const std::string path = target.substr(0, target.find('?'));
+  if (auto it = routes_.find(path); it != routes_.end()) {
+    try {
+      return it->second();
+    } catch (const std::exception& e) {
+      if (logger_) logger_->warn("admin: handler for {} failed: {}", path, e.what());
+      return Response{500, "text/plain", "internal error\n"};
+    }
+  }
+  if (path == "/metrics") return Response{200, metrics::Registry::kContentType, registry_.Expose()};
+  if (path == "/healthz") return Response{200, "text/plain", "ok"};
+  if (path == "/ready") {
+    Readiness state = readiness_ ? readiness_() : Readiness{};
+    const unsigned status = state.ready ? 200 : 503;
+    return Response{status, "application/json", ReadyJson(status, state.connections)};
+  }
+  if (path == "/tunnels") return Response{200, "application/json", tunnels_ ? tunnels_() : "[]"};
+  return Response{404, "text/plain", "not found\n"};
+}
+
+}  // namespace tunnelkit::admin

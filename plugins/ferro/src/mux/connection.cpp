@@ -1,0 +1,390 @@
+#include "mux/connection.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/error.hpp>
+
+namespace tunnelkit::ferro {
+
+namespace asio = boost::asio;
+
+namespace {
+
+int PriorityRank(StreamPriority p) {
+  switch (p) {
+    case StreamPriority::kCritical:
+      return 0;
+    case StreamPriority::kHigh:
+      return 1;
+    case StreamPriority::kNormal:
+      return 2;
+    case StreamPriority::kLow:
+      return 3;
+  }
+  return 2;
+}
+
+constexpr std::size_t kMaxBatchFrames = 256;
+constexpr std::size_t kReadChunk = 64 * 1024;
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// MuxStream
+
+MuxStream::MuxStream(std::shared_ptr<Connection> connection, std::uint32_t id, Protocol protocol,
+                     StreamPriority priority, std::uint32_t window)
+    : connection_(std::move(connection)),
+      id_(id),
+      protocol_(protocol),
+      priority_(priority),
+      send_credit_(window),
+      readable_(connection_->get_executor()),
+      drained_(connection_->get_executor()),
+      credit_(connection_->get_executor()) {}
+
+asio::any_io_executor MuxStream::get_executor() {
+  return connection_->get_executor();
+}
+
+std::string MuxStream::Describe() const {
+  return "ferro stream " + std::to_string(id_) + " (" + std::string(ProtocolName(protocol_)) + ")";
+}
+
+asio::awaitable<IoResult> MuxStream::ReadSome(asio::mutable_buffer buffer) {
+  auto self = shared_from_this();
+  for (;;) {
+    if (buffered() > 0) {
+      const std::size_t n = std::min(buffer.size(), buffered());
+      std::memcpy(buffer.data(), inbound_.data() + inbound_start_, n);
+      inbound_start_ += n;
+      if (inbound_start_ == inbound_.size()) {
+        inbound_.clear();
+        inbound_start_ = 0;
+      }
+      drained_.Notify();
+      if (connection_->options_.flow_control && !remote_finished_ && !reset_) {
+        consumed_unannounced_ += n;
+        if (consumed_unannounced_ >= connection_->options_.stream_window / 2) {
+          connection_->Send(WindowUpdate{id_, static_cast<std::uint32_t>(consumed_unannounced_)},
+                            StreamPriority::kCritical);
+          consumed_unannounced_ = 0;
+        }
+      }
+      co_return IoResult{{}, n};
+    }
+    if (reset_) co_return IoResult{asio::error::connection_reset, 0};
+    if (remote_finished_) {
+      if (!remote_error_.empty()) co_return IoResult{asio::error::connection_reset, 0};
+      co_return IoResult{asio::error::eof, 0};
+    }
+    if (buffer.size() == 0) co_return IoResult{};
+    co_await readable_.Wait();
+  }
+}
+
+asio::awaitable<IoResult> MuxStream::Write(asio::const_buffer buffer) {
+  auto self = shared_from_this();
+  const auto* data = static_cast<const std::uint8_t*>(buffer.data());
+  std::size_t left = buffer.size();
+  std::size_t written = 0;
+  while (left > 0) {
+    if (reset_ || connection_->closed_) co_return IoResult{asio::error::broken_pipe, written};
+    if (local_finished_) co_return IoResult{asio::error::shut_down, written};
+    std::size_t chunk = std::min(left, kMaxDataChunk);
+    if (connection_->options_.flow_control) {
+      if (send_credit_ == 0) {
+        co_await credit_.Wait();
+        continue;
+      }
+      chunk = std::min<std::size_t>(chunk, send_credit_);
+      send_credit_ -= chunk;
+    }
+    connection_->EnqueueData(id_, priority_, data, chunk);
+    data += chunk;
+    left -= chunk;
+    written += chunk;
+    while (connection_->queued_bytes_ > Connection::kMaxQueuedBytes && !connection_->closed_) {
+      co_await connection_->space_.Wait();
+    }
+  }
+  co_return IoResult{{}, written};
+}
+
+asio::awaitable<boost::system::error_code> MuxStream::ShutdownWrite() {
+  if (reset_ || connection_->closed_) co_return asio::error::broken_pipe;
+  if (!local_finished_) {
+    local_finished_ = true;
+    connection_->Send(CloseStream{id_, {CloseReason::Kind::kNormal, ""}}, priority_);
+    if (remote_finished_) connection_->Forget(id_);
+  }
+  co_return boost::system::error_code{};
+}
+
+void MuxStream::Reset() {
+  if (reset_) return;
+  reset_ = true;
+  if (!local_finished_ && !connection_->closed_) {
+    local_finished_ = true;
+    connection_->Send(CloseStream{id_, {CloseReason::Kind::kError, "reset"}}, priority_);
+  }
+  connection_->Forget(id_);
+  readable_.Notify();
+  drained_.Notify();
+  credit_.Notify();
+}
+
+void MuxStream::OnData(Bytes&& data) {
+  if (remote_finished_ || reset_) return;
+  if (inbound_.empty()) {
+    inbound_ = std::move(data);
+    inbound_start_ = 0;
+  } else {
+    inbound_.insert(inbound_.end(), data.begin(), data.end());
+  }
+  readable_.Notify();
+}
+
+void MuxStream::OnClose(const CloseReason& reason) {
+  if (remote_finished_) return;
+  remote_finished_ = true;
+  if (reason.kind != CloseReason::Kind::kNormal) {
+    remote_error_ = reason.kind == CloseReason::Kind::kError ? reason.message : "closed";
+    if (remote_error_.empty()) remote_error_ = "error";
+  }
+  readable_.Notify();
+  credit_.Notify();
+  if (local_finished_) connection_->Forget(id_);
+}
+
+void MuxStream::OnWindowUpdate(std::uint32_t increment) {
+  send_credit_ += increment;
+  credit_.Notify();
+}
+
+void MuxStream::OnConnectionClosed() {
+  reset_ = true;
+  readable_.Notify();
+  drained_.Notify();
+  credit_.Notify();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection
+
+Connection::Connection(std::unique_ptr<Stream> transport, FrameDecoder decoder, Options options,
+                       std::shared_ptr<spdlog::logger> logger)
+    : executor_(transport->get_executor()),
+      transport_(std::move(transport)),
+      decoder_(std::move(decoder)),
+      options_(options),
+      logger_(std::move(logger)),
+      next_id_(options.is_server ? 2 : 1),
+      writer_wake_(executor_),
+      space_(executor_),
+      last_received_(std::chrono::steady_clock::now()) {}
+
+Connection::~Connection() = default;
+
+void Connection::Start(StreamHandler on_stream, ControlHandler on_control,
+                       ClosedHandler on_closed) {
+  on_stream_ = std::move(on_stream);
+  on_control_ = std::move(on_control);
+  on_closed_ = std::move(on_closed);
+  started_ = true;
+  auto self = shared_from_this();
+  asio::co_spawn(
+      executor_, [self]() { return self->ReadLoop(); }, asio::detached);
+  asio::co_spawn(
+      executor_, [self]() { return self->WriteLoop(); }, asio::detached);
+}
+
+std::shared_ptr<MuxStream> Connection::Open(Protocol protocol, StreamPriority priority) {
+  const std::uint32_t id = next_id_;
+  next_id_ += 2;
+  auto stream = std::make_shared<MuxStream>(shared_from_this(), id, protocol, priority,
+                                            options_.flow_control ? options_.stream_window : 0);
+  if (closed_) {
+    stream->OnConnectionClosed();
+    return stream;
+  }
+  streams_[id] = stream;
+  Send(OpenStream{id, protocol, {}, std::nullopt, priority}, priority);
+  return stream;
+}
+
+void Connection::Send(const Frame& frame, StreamPriority priority) {
+  if (closed_) return;
+  Bytes bytes;
+  std::string error;
+  if (!EncodeFrame(frame, bytes, error, options_.max_frame_size)) {
+    logger_->error("cannot encode {}: {}", FrameName(frame), error);
+    return;
+  }
+  Enqueue(priority, std::move(bytes));
+}
+
+void Connection::EnqueueData(std::uint32_t id, StreamPriority priority, const std::uint8_t* data,
+                             std::size_t size) {
+  Bytes bytes;
+  bytes.reserve(kDataFrameHeaderSize + size);
+  const auto header = EncodeDataHeader(id, size);
+  bytes.insert(bytes.end(), header.begin(), header.end());
+  bytes.insert(bytes.end(), data, data + size);
+  Enqueue(priority, std::move(bytes));
+}
+
+void Connection::Enqueue(StreamPriority priority, Bytes&& bytes) {
+  if (closed_) return;
+  queued_bytes_ += bytes.size();
+  queue_.push_back(Outbound{priority, std::move(bytes)});
+  writer_wake_.Notify();
+}
+
+void Connection::Forget(std::uint32_t id) {
+  streams_.erase(id);
+}
+
+void Connection::Close(const std::string& reason) {
+  if (closed_) return;
+  closed_ = true;
+  auto self = shared_from_this();  // handlers may drop the last outside reference
+  auto streams = std::move(streams_);
+  streams_.clear();
+  for (auto& [id, stream] : streams) stream->OnConnectionClosed();
+  queue_.clear();
+  queued_bytes_ = 0;
+  transport_->Reset();
+  writer_wake_.Notify();
+  space_.Notify();
+  if (on_closed_) {
+    auto handler = std::move(on_closed_);
+    on_closed_ = nullptr;
+    handler(reason);
+  }
+  on_stream_ = nullptr;
+  on_control_ = nullptr;
+}
+
+asio::awaitable<void> Connection::WriteLoop() {
+  auto self = shared_from_this();
+  std::vector<Outbound> batch;
+  Bytes joined;
+  while (!closed_) {
+    if (queue_.empty()) {
+      co_await writer_wake_.Wait();
+      continue;
+    }
+    batch.clear();
+    while (!queue_.empty() && batch.size() < kMaxBatchFrames) {
+      batch.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    std::stable_sort(batch.begin(), batch.end(), [](const Outbound& a, const Outbound& b) {
+      return PriorityRank(a.priority) < PriorityRank(b.priority);
+    });
+    joined.clear();
+    for (auto& frame : batch) joined.insert(joined.end(), frame.bytes.begin(), frame.bytes.end());
+    const std::size_t size = joined.size();
+    IoResult r = co_await transport_->Write(asio::buffer(joined));
+    if (closed_) break;
+    queued_bytes_ -= std::min(queued_bytes_, size);
+    space_.Notify();
+    if (r.ec) {
+      Close("write failed: " + r.ec.message());
+      break;
+    }
+  }
+}
+
+asio::awaitable<void> Connection::ReadLoop() {
+  auto self = shared_from_this();
+  std::vector<std::uint8_t> buffer(kReadChunk);
+  // Frames the handshake reader left in the decoder come first.
+  for (;;) {
+    Frame frame;
+    DecodeStatus status;
+    while (!closed_ && (status = decoder_.Next(frame)) == DecodeStatus::kFrame) {
+      last_received_ = std::chrono::steady_clock::now();
+      co_await Dispatch(std::move(frame));
+    }
+    if (closed_) co_return;
+    if (status == DecodeStatus::kError) {
+      Close("malformed frame: " + decoder_.error());
+      co_return;
+    }
+    IoResult r = co_await transport_->ReadSome(asio::buffer(buffer));
+    if (closed_) co_return;
+    if (r.ec) {
+      Close(r.ec == asio::error::eof ? "peer closed the connection"
+                                     : "read failed: " + r.ec.message());
+      co_return;
+    }
+    decoder_.Feed(buffer.data(), r.bytes);
+  }
+}
+
+asio::awaitable<void> Connection::Dispatch(Frame&& frame) {
+  if (auto* data = std::get_if<Data>(&frame)) {
+    auto it = streams_.find(data->stream_id);
+    if (it == streams_.end()) co_return;  // unknown or finished stream: dropped, as upstream
+    auto stream = it->second;
+    if (options_.flow_control && stream->buffered() + data->data.size() > options_.stream_window) {
+      Close("protocol violation: stream " + std::to_string(data->stream_id) +
+            " exceeded its flow-control window");
+      co_return;
+    }
+    const bool eos = data->end_of_stream;
+    stream->OnData(std::move(data->data));
+    (void)eos;  // upstream never sets it and ignores it; CloseStream ends a stream
+    // Plain FerroTunnel backpressure: wait until this stream's reader catches up.
+    while (!options_.flow_control && !closed_ && !stream->reset_ &&
+           stream->buffered() > kPlainStreamBuffer) {
+      co_await stream->drained_.Wait();
+    }
+    co_return;
+  }
+  if (auto* open = std::get_if<OpenStream>(&frame)) {
+    const bool peer_parity = (open->stream_id % 2 == 1) == options_.is_server;
+    if (!peer_parity || open->stream_id == 0) {
+      logger_->warn("ignoring OpenStream {} with this side's id parity", open->stream_id);
+      co_return;
+    }
+    if (streams_.count(open->stream_id)) {
+      logger_->warn("ignoring duplicate OpenStream {}", open->stream_id);
+      co_return;
+    }
+    auto stream = std::make_shared<MuxStream>(shared_from_this(), open->stream_id, open->protocol,
+                                              open->priority,
+                                              options_.flow_control ? options_.stream_window : 0);
+    if (streams_.size() >= options_.max_streams || !on_stream_) {
+      logger_->warn("refusing stream {}: {} streams open", open->stream_id, streams_.size());
+      Send(CloseStream{open->stream_id, {CloseReason::Kind::kError, "too many streams"}});
+      co_return;
+    }
+    streams_[open->stream_id] = stream;
+    on_stream_(stream);
+    co_return;
+  }
+  if (auto* close = std::get_if<CloseStream>(&frame)) {
+    auto it = streams_.find(close->stream_id);
+    if (it != streams_.end()) {
+      auto stream = it->second;
+      stream->OnClose(close->reason);
+    }
+    co_return;
+  }
+  if (auto* update = std::get_if<WindowUpdate>(&frame)) {
+    if (!options_.flow_control) co_return;
+    auto it = streams_.find(update->stream_id);
+    if (it != streams_.end()) it->second->OnWindowUpdate(update->increment);
+    co_return;
+  }
+  if (on_control_) on_control_(frame);
+}
+
+}  // namespace tunnelkit::ferro

@@ -1,0 +1,150 @@
+// One FerroTunnel connection after the handshake: the stream table over the control transport
+// (specs/ferrotunnel.md section 3). Streams are tunnelkit::Streams.
+//
+// - ids: the client opens odd ids, the server even ones; OpenStream is not acknowledged.
+// - closing: ShutdownWrite sends CloseStream(Normal); the peer's CloseStream is end-of-stream
+//   (any other reason is an error after the buffered bytes). A stream leaves the table once
+//   both directions are finished.
+// - writing: one writer coroutine drains a queue, ordered Critical > High > Normal > Low
+//   (stable within a priority), many frames per socket write.
+// - backpressure: without "tk-flow" as FerroTunnel: a stream holding more than
+//   kPlainStreamBuffer unread bytes stalls the read loop (head-of-line, then TCP pushes back).
+//   With "tk-flow" negotiated, every stream has a credit window in each direction, replenished
+//   by WindowUpdate frames as the reader consumes, so a slow reader stalls only its stream.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include "codec/codec.hpp"
+#include "mux/notifier.hpp"
+#include "tunnelkit/stream.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace tunnelkit::ferro {
+
+class Connection;
+
+class MuxStream final : public Stream, public std::enable_shared_from_this<MuxStream> {
+ public:
+  MuxStream(std::shared_ptr<Connection> connection, std::uint32_t id, Protocol protocol,
+            StreamPriority priority, std::uint32_t window);
+
+  boost::asio::any_io_executor get_executor() override;
+  boost::asio::awaitable<IoResult> ReadSome(boost::asio::mutable_buffer buffer) override;
+  boost::asio::awaitable<IoResult> Write(boost::asio::const_buffer buffer) override;
+  boost::asio::awaitable<boost::system::error_code> ShutdownWrite() override;
+  void Reset() override;
+  std::string Describe() const override;
+
+  std::uint32_t id() const { return id_; }
+  Protocol protocol() const { return protocol_; }
+
+ private:
+  friend class Connection;
+  // Called by the connection's read loop.
+  void OnData(Bytes&& data);
+  void OnClose(const CloseReason& reason);
+  void OnWindowUpdate(std::uint32_t increment);
+  void OnConnectionClosed();
+  std::size_t buffered() const { return inbound_.size() - inbound_start_; }
+
+  std::shared_ptr<Connection> connection_;
+  std::uint32_t id_;
+  Protocol protocol_;
+  StreamPriority priority_;
+  Bytes inbound_;
+  std::size_t inbound_start_ = 0;
+  bool remote_finished_ = false;
+  std::string remote_error_;  // CloseStream with a reason other than Normal
+  bool local_finished_ = false;
+  bool reset_ = false;
+  std::uint64_t send_credit_;
+  std::uint64_t consumed_unannounced_ = 0;
+  Notifier readable_;
+  Notifier drained_;
+  Notifier credit_;
+};
+
+class Connection final : public std::enable_shared_from_this<Connection> {
+ public:
+  struct Options {
+    bool is_server = false;
+    bool flow_control = false;  // "tk-flow" advertised by both ends
+    std::uint32_t max_frame_size = kDefaultMaxFrameSize;
+    std::uint32_t stream_window = 256 * 1024;  // tk-flow credit per stream and direction
+    std::size_t max_streams = 1024;            // streams the peer may have open at once
+  };
+  using StreamHandler = std::function<void(std::shared_ptr<MuxStream>)>;
+  using ControlHandler = std::function<void(const Frame&)>;
+  using ClosedHandler = std::function<void(const std::string& reason)>;
+
+  static constexpr std::size_t kPlainStreamBuffer = 1024 * 1024;
+  static constexpr std::size_t kMaxQueuedBytes = 8 * 1024 * 1024;
+
+  // `decoder` carries any bytes read past the handshake.
+  Connection(std::unique_ptr<Stream> transport, FrameDecoder decoder, Options options,
+             std::shared_ptr<spdlog::logger> logger);
+  ~Connection();
+
+  // Starts the read and write loops. Handlers run on the connection's executor.
+  void Start(StreamHandler on_stream, ControlHandler on_control, ClosedHandler on_closed);
+
+  // Opens a stream toward the peer (OpenStream goes out at once; no acknowledgement).
+  std::shared_ptr<MuxStream> Open(Protocol protocol, StreamPriority priority);
+  // Queues a control frame.
+  void Send(const Frame& frame, StreamPriority priority = StreamPriority::kNormal);
+  // Ends the connection: every stream fails, the transport is reset, on_closed runs once.
+  void Close(const std::string& reason);
+
+  bool closed() const { return closed_; }
+  std::chrono::steady_clock::time_point last_received() const { return last_received_; }
+  std::size_t stream_count() const { return streams_.size(); }
+  boost::asio::any_io_executor get_executor() { return executor_; }
+  const std::shared_ptr<spdlog::logger>& logger() const { return logger_; }
+
+ private:
+  friend class MuxStream;
+  struct Outbound {
+    StreamPriority priority;
+    Bytes bytes;
+  };
+  boost::asio::awaitable<void> ReadLoop();
+  boost::asio::awaitable<void> WriteLoop();
+  boost::asio::awaitable<void> Dispatch(Frame&& frame);
+  void Enqueue(StreamPriority priority, Bytes&& bytes);
+  void EnqueueData(std::uint32_t id, StreamPriority priority, const std::uint8_t* data,
+                   std::size_t size);
+  void Forget(std::uint32_t id);
+
+  boost::asio::any_io_executor executor_;
+  std::unique_ptr<Stream> transport_;
+  FrameDecoder decoder_;
+  Options options_;
+  std::shared_ptr<spdlog::logger> logger_;
+  StreamHandler on_stream_;
+  ControlHandler on_control_;
+  ClosedHandler on_closed_;
+  std::map<std::uint32_t, std::shared_ptr<MuxStream>> streams_;
+  std::uint32_t next_id_;
+  std::deque<Outbound> queue_;
+  std::size_t queued_bytes_ = 0;
+  Notifier writer_wake_;
+  Notifier space_;
+  bool closed_ = false;
+  bool started_ = false;
+  std::chrono::steady_clock::time_point last_received_;
+};
+
+}  // namespace tunnelkit::ferro

@@ -1,0 +1,84 @@
+#include "proxy/splice.hpp"
+
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "mux/notifier.hpp"
+
+namespace tunnelkit::ferro {
+
+namespace asio = boost::asio;
+
+namespace {
+
+struct SpliceState {
+  explicit SpliceState(const asio::any_io_executor& ex) : done(ex), linger_timer(ex) {}
+  Notifier done;
+  asio::steady_timer linger_timer;
+  int running = 2;
+  bool failed = false;
+};
+
+asio::awaitable<void> Pump(std::shared_ptr<Stream> from, std::shared_ptr<Stream> to,
+                           std::shared_ptr<SpliceState> state, std::uint64_t* counter) {
+  std::vector<std::uint8_t> buffer(64 * 1024);
+  for (;;) {
+    IoResult r = co_await from->ReadSome(asio::buffer(buffer));
+    if (r.ec == asio::error::eof) {
+      co_await to->ShutdownWrite();
+      break;
+    }
+    if (r.ec || state->failed) {
+      state->failed = true;
+      from->Reset();
+      to->Reset();
+      break;
+    }
+    IoResult w = co_await to->Write(asio::buffer(buffer.data(), r.bytes));
+    *counter += w.bytes;
+    if (w.ec) {
+      state->failed = true;
+      from->Reset();
+      to->Reset();
+      break;
+    }
+  }
+  --state->running;
+  state->done.Notify();
+}
+
+}  // namespace
+
+asio::awaitable<SpliceResult> Splice(std::shared_ptr<Stream> a, std::shared_ptr<Stream> b,
+                                     std::chrono::milliseconds linger) {
+  auto executor = a->get_executor();
+  auto state = std::make_shared<SpliceState>(executor);
+  auto result = std::make_shared<SpliceResult>();
+  asio::co_spawn(executor, Pump(a, b, state, &result->a_to_b), asio::detached);
+  asio::co_spawn(
+      executor,
+      [b, a, state, result, linger]() -> asio::awaitable<void> {
+        co_await Pump(b, a, state, &result->b_to_a);
+        if (linger != std::chrono::milliseconds::max() && state->running > 0) {
+          state->linger_timer.expires_after(linger);
+          boost::system::error_code ec;
+          co_await state->linger_timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+          if (!ec && state->running > 0) {
+            a->Reset();
+            b->Reset();
+          }
+        }
+      },
+      asio::detached);
+  while (state->running > 0) co_await state->done.Wait();
+  state->linger_timer.cancel();
+  co_return *result;
+}
+
+}  // namespace tunnelkit::ferro

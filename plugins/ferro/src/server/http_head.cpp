@@ -1,0 +1,155 @@
+#include "server/http_head.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace tunnelkit::ferro {
+
+namespace {
+
+std::string Lower(std::string_view text) {
+  std::string out(text);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string_view Trim(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
+bool IsTokenChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && Lower(a) == Lower(b);
+}
+
+}  // namespace
+
+std::string RequestHead::Header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (EqualsIgnoreCase(key, name)) return value;
+  }
+  return {};
+}
+
+bool RequestHead::HeaderHasToken(std::string_view name, std::string_view token) const {
+  for (const auto& [key, value] : headers) {
+    if (!EqualsIgnoreCase(key, name)) continue;
+    std::string_view rest = value;
+    while (!rest.empty()) {
+      const std::size_t comma = rest.find(',');
+      if (EqualsIgnoreCase(Trim(rest.substr(0, comma)), token)) return true;
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  return false;
+}
+
+bool RequestHead::IsWebSocketUpgrade() const {
+  return HeaderHasToken("upgrade", "websocket") && HeaderHasToken("connection", "upgrade");
+}
+
+std::string RequestHead::Path() const {
+  return target.substr(0, target.find('?'));
+}
+
+std::size_t FindHeadEnd(std::string_view data) {
+  const std::size_t end = data.find("\r\n\r\n");
+  return end == std::string_view::npos ? 0 : end + 4;
+}
+
+std::optional<RequestHead> ParseRequestHead(std::string_view head, std::string& error) {
+  RequestHead out;
+  std::size_t line_end = head.find("\r\n");
+  if (line_end == std::string_view::npos) {
+    error = "no request line";
+    return std::nullopt;
+  }
+  const std::string_view line = head.substr(0, line_end);
+  const std::size_t sp1 = line.find(' ');
+  const std::size_t sp2 = line.rfind(' ');
+  if (sp1 == std::string_view::npos || sp2 == sp1) {
+    error = "malformed request line";
+    return std::nullopt;
+  }
+  out.method = std::string(line.substr(0, sp1));
+  out.target = std::string(line.substr(sp1 + 1, sp2 - sp1 - 1));
+  out.version = std::string(line.substr(sp2 + 1));
+  if (out.method.empty() || !std::all_of(out.method.begin(), out.method.end(), IsTokenChar) ||
+      out.target.empty() || out.target.find(' ') != std::string::npos ||
+      (out.version != "HTTP/1.1" && out.version != "HTTP/1.0")) {
+    error = "malformed request line";
+    return std::nullopt;
+  }
+  std::size_t pos = line_end + 2;
+  while (pos < head.size()) {
+    line_end = head.find("\r\n", pos);
+    if (line_end == std::string_view::npos) {
+      error = "unterminated header line";
+      return std::nullopt;
+    }
+    if (line_end == pos) break;  // the empty line ending the head
+    const std::string_view field = head.substr(pos, line_end - pos);
+    const std::size_t colon = field.find(':');
+    if (colon == std::string_view::npos || colon == 0 ||
+        !std::all_of(field.begin(), field.begin() + static_cast<std::ptrdiff_t>(colon),
+                     IsTokenChar)) {
+      error = "malformed header line";
+      return std::nullopt;
+    }
+    if (out.headers.size() >= kMaxRequestHeaders) {
+      error = "too many headers";
+      return std::nullopt;
+    }
+    out.headers.emplace_back(std::string(field.substr(0, colon)),
+                             std::string(Trim(field.substr(colon + 1))));
+    pos = line_end + 2;
+  }
+  return out;
+}
+
+std::string NormalizeHost(std::string_view host) {
+  host = Trim(host);
+  if (!host.empty() && host.front() == '[') {
+    const std::size_t close = host.find(']');
+    host = close == std::string_view::npos ? host.substr(1) : host.substr(1, close - 1);
+  } else if (const std::size_t colon = host.rfind(':');
+             colon != std::string_view::npos && host.find(':') == colon) {
+    host = host.substr(0, colon);
+  }
+  std::string out = Lower(host);
+  if (!out.empty() && out.back() == '.') out.pop_back();
+  return out;
+}
+
+std::string SerializeRequestHead(const RequestHead& head, bool close_after,
+                                 std::string_view client_address) {
+  std::string out = head.method + " " + head.target + " " + head.version + "\r\n";
+  for (const auto& [key, value] : head.headers) {
+    if (close_after &&
+        (EqualsIgnoreCase(key, "connection") || EqualsIgnoreCase(key, "keep-alive") ||
+         EqualsIgnoreCase(key, "proxy-connection"))) {
+      continue;
+    }
+    if (EqualsIgnoreCase(key, "x-forwarded-for") && !client_address.empty()) continue;
+    out += key + ": " + value + "\r\n";
+  }
+  if (!client_address.empty()) {
+    const std::string previous = head.Header("x-forwarded-for");
+    out += "X-Forwarded-For: " +
+           (previous.empty() ? std::string(client_address)
+                             : previous + ", " + std::string(client_address)) +
+           "\r\n";
+  }
+  if (close_after) out += "Connection: close\r\n";
+  out += "\r\n";
+  return out;
+}
+
+}  // namespace tunnelkit::ferro

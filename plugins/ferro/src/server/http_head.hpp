@@ -1,0 +1,46 @@
+// The head of a public HTTP/1.1 request, as far as the server needs it: routing by Host,
+// /health, WebSocket detection, and the head re-serialised for the tunnel stream. Pure code.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace tunnelkit::ferro {
+
+inline constexpr std::size_t kMaxRequestHead = 64 * 1024;
+inline constexpr std::size_t kMaxRequestHeaders = 128;
+
+struct RequestHead {
+  std::string method;
+  std::string target;
+  std::string version;  // "HTTP/1.1"
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  // First value of a header (case-insensitive name), or empty.
+  std::string Header(std::string_view name) const;
+  // True when a comma-separated header holds `token` (case-insensitive).
+  bool HeaderHasToken(std::string_view name, std::string_view token) const;
+  bool IsWebSocketUpgrade() const;
+  std::string Path() const;  // target without the query
+};
+
+// Where the head ends ("\r\n\r\n" included) in `data`, or 0 when it is not complete yet.
+std::size_t FindHeadEnd(std::string_view data);
+
+// Parses a complete head (as delimited by FindHeadEnd). nullopt with `error` when malformed.
+std::optional<RequestHead> ParseRequestHead(std::string_view head, std::string& error);
+
+// Host header value for routing: trimmed, port and IPv6 brackets removed, lower-case,
+// trailing dot removed.
+std::string NormalizeHost(std::string_view host);
+
+// The head as sent through the tunnel. `close_after`: the hop-by-hop connection headers are
+// replaced by "Connection: close" so that the stream carries exactly one exchange.
+std::string SerializeRequestHead(const RequestHead& head, bool close_after,
+                                 std::string_view client_address);
+
+}  // namespace tunnelkit::ferro

@@ -1,0 +1,475 @@
+#include "server/server.hpp"
+
+#include <stdexcept>
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "mux/connection.hpp"
+#include "proxy/splice.hpp"
+#include "server/http_head.hpp"
+#include "session/handshake.hpp"
+#include "transport/socket_stream.hpp"
+
+namespace tunnelkit::ferro {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace {
+
+std::uint64_t UnixMillis() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+std::string EndpointText(const tcp::endpoint& e) {
+  return e.address().is_v6() ? "[" + e.address().to_string() + "]:" + std::to_string(e.port())
+                             : e.address().to_string() + ":" + std::to_string(e.port());
+}
+
+void Bind(tcp::acceptor& acceptor, const std::string& address, const char* what) {
+  const tcp::endpoint endpoint = ParseListenAddress(address);
+  boost::system::error_code ec;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    throw std::runtime_error(std::string("cannot listen for ") + what + " on " + address + ": " +
+                             ec.message());
+  }
+}
+
+asio::awaitable<void> RespondAndClose(tcp::socket& socket, int status, std::string_view reason,
+                                      std::string_view body) {
+  std::string response = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) +
+                         "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
+                         std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
+                         std::string(body);
+  boost::system::error_code ec;
+  co_await asio::async_write(socket, asio::buffer(response),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+  // Drain what the client still sends (up to a bound), so closing does not reset the
+  // connection before it has read the response.
+  asio::steady_timer timer(socket.get_executor());
+  timer.expires_after(std::chrono::seconds(2));
+  timer.async_wait([&socket](const boost::system::error_code& e) {
+    if (!e) {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+    }
+  });
+  char sink[4096];
+  for (int i = 0; i < 256 && !ec; ++i) {
+    co_await socket.async_read_some(asio::buffer(sink),
+                                    asio::redirect_error(asio::use_awaitable, ec));
+  }
+  timer.cancel();
+  socket.close(ec);
+}
+
+}  // namespace
+
+tcp::endpoint ParseListenAddress(const std::string& text) {
+  std::string host;
+  std::string port;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      throw std::invalid_argument("address '" + text + "' is not [IPv6]:PORT");
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos)
+      throw std::invalid_argument("address '" + text + "' has no :PORT");
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  if (host.empty() || host == "*") host = "0.0.0.0";
+  if (host == "localhost") host = "127.0.0.1";
+  boost::system::error_code ec;
+  const auto address = asio::ip::make_address(host, ec);
+  if (ec)
+    throw std::invalid_argument("address '" + text + "': '" + host + "' is not an IP address");
+  int number = -1;
+  try {
+    std::size_t used = 0;
+    number = std::stoi(port, &used);
+    if (used != port.size()) number = -1;
+  } catch (const std::exception&) {
+  }
+  if (number < 0 || number > 65535) {
+    throw std::invalid_argument("address '" + text + "': port '" + port + "' is not 0..65535");
+  }
+  return {address, static_cast<unsigned short>(number)};
+}
+
+FerroServer::FerroServer(asio::io_context& io, ServerSettings settings,
+                         std::shared_ptr<spdlog::logger> logger)
+    : io_(io),
+      settings_(std::move(settings)),
+      logger_(std::move(logger)),
+      control_acceptor_(io),
+      http_acceptor_(io),
+      tcp_acceptor_(io),
+      sweep_timer_(io) {}
+
+FerroServer::~FerroServer() = default;
+
+void FerroServer::Start() {
+  if (settings_.tls) tls_ = MakeServerTlsContext(*settings_.tls);
+  Bind(control_acceptor_, settings_.listen, "tunnel clients");
+  if (!settings_.http.empty()) Bind(http_acceptor_, settings_.http, "HTTP");
+  if (!settings_.tcp.empty()) Bind(tcp_acceptor_, settings_.tcp, "TCP");
+  auto self = shared_from_this();
+  logger_->info(
+      "listening for tunnel clients on {} ({}{})", EndpointText(control_endpoint()),
+      tls_ ? "TLS 1.3" : "plain TCP",
+      settings_.tls && !settings_.tls->client_ca.empty() ? ", client certificates required" : "");
+  asio::co_spawn(
+      io_, [self] { return self->AcceptControl(); }, asio::detached);
+  if (http_acceptor_.is_open()) {
+    logger_->info("HTTP ingress on {}", EndpointText(http_endpoint()));
+    asio::co_spawn(
+        io_, [self] { return self->AcceptHttp(); }, asio::detached);
+  }
+  if (tcp_acceptor_.is_open()) {
+    logger_->info("TCP ingress on {}", EndpointText(tcp_endpoint()));
+    asio::co_spawn(
+        io_, [self] { return self->AcceptTcp(); }, asio::detached);
+  }
+  asio::co_spawn(
+      io_, [self] { return self->SweepLoop(); }, asio::detached);
+}
+
+void FerroServer::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  boost::system::error_code ec;
+  control_acceptor_.close(ec);
+  http_acceptor_.close(ec);
+  tcp_acceptor_.close(ec);
+  sweep_timer_.cancel();
+  auto sessions = sessions_;
+  for (auto& session : sessions) session->connection->Close("server stopping");
+}
+
+tcp::endpoint FerroServer::control_endpoint() const {
+  boost::system::error_code ec;
+  return control_acceptor_.local_endpoint(ec);
+}
+tcp::endpoint FerroServer::http_endpoint() const {
+  boost::system::error_code ec;
+  return http_acceptor_.local_endpoint(ec);
+}
+tcp::endpoint FerroServer::tcp_endpoint() const {
+  boost::system::error_code ec;
+  return tcp_acceptor_.local_endpoint(ec);
+}
+
+asio::awaitable<void> FerroServer::AcceptControl() {
+  auto self = shared_from_this();
+  while (!stopped_) {
+    boost::system::error_code ec;
+    tcp::socket socket =
+        co_await control_acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (stopped_) break;
+      logger_->warn("accept on the control listener failed: {}", ec.message());
+      continue;
+    }
+    asio::co_spawn(io_, HandleControl(std::move(socket)), asio::detached);
+  }
+}
+
+asio::awaitable<void> FerroServer::HandleControl(tcp::socket socket) {
+  auto self = shared_from_this();
+  boost::system::error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  socket.set_option(asio::socket_base::keep_alive(true), ec);
+  const std::string peer = DescribeEndpoints(socket);
+  std::unique_ptr<Stream> transport;
+  if (tls_) {
+    TlsSocketStream::TlsStream tls(std::move(socket), *tls_);
+    asio::steady_timer timer(io_);
+    timer.expires_after(settings_.handshake_timeout);
+    timer.async_wait([&tls](const boost::system::error_code& e) {
+      if (!e) {
+        boost::system::error_code ignored;
+        tls.next_layer().close(ignored);
+      }
+    });
+    co_await tls.async_handshake(asio::ssl::stream_base::server,
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    timer.cancel();
+    if (ec) {
+      logger_->warn("TLS handshake with {} failed: {}", peer, ec.message());
+      co_return;
+    }
+    transport = std::make_unique<TlsSocketStream>(std::move(tls));
+  } else {
+    transport = std::make_unique<TcpSocketStream>(std::move(socket));
+  }
+
+  FrameDecoder decoder;
+  ReadFrameResult first = co_await ReadOneFrame(*transport, decoder, settings_.handshake_timeout);
+  if (!first.frame) {
+    logger_->warn("control connection {}: handshake failed: {}", peer, first.error);
+    transport->Reset();
+    co_return;
+  }
+  auto* hello = std::get_if<Handshake>(&*first.frame);
+  if (!hello) {
+    logger_->warn("control connection {}: first frame was {}, not Handshake", peer,
+                  FrameName(*first.frame));
+    transport->Reset();
+    co_return;
+  }
+  // (Frames are named locals before co_await: g++ 12 mishandles some temporaries there.)
+  Frame refusal = HandshakeAck{Uuid{}, HandshakeStatus::kInvalidToken, 0, {}};
+  auto& refusal_ack = std::get<HandshakeAck>(refusal);
+  // The token is never logged, not even in part.
+  if (!IsWellFormedToken(hello->token) || !TokensEqual(hello->token, settings_.token)) {
+    logger_->warn("control connection {}: rejected: invalid token", peer);
+    co_await WriteOneFrame(*transport, refusal);
+    transport->Reset();
+    co_return;
+  }
+  const auto version = NegotiateVersion(hello->min_version, hello->max_version);
+  if (!version) {
+    logger_->warn("control connection {}: rejected: versions {}..{} do not include {}", peer,
+                  hello->min_version, hello->max_version, kProtocolVersion);
+    refusal_ack.status = HandshakeStatus::kVersionMismatch;
+    co_await WriteOneFrame(*transport, refusal);
+    transport->Reset();
+    co_return;
+  }
+  auto session = std::make_shared<Session>();
+  session->session_id = RandomUuidV4();
+  session->tunnel_id = hello->tunnel_id.value_or(UuidToString(session->session_id));
+  session->tcp = HasCapability(hello->capabilities, kCapabilityTcp);
+  if (stopped_) co_return;
+  if (by_tunnel_id_.count(session->tunnel_id)) {
+    logger_->warn("control connection {}: rejected: tunnel id '{}' is already registered", peer,
+                  session->tunnel_id);
+    refusal_ack.status = HandshakeStatus::kTunnelIdTaken;
+    refusal_ack.session_id = session->session_id;
+    co_await WriteOneFrame(*transport, refusal);
+    transport->Reset();
+    co_return;
+  }
+  const bool flow = HasCapability(hello->capabilities, kCapabilityFlow);
+  std::vector<std::string> capabilities{std::string(kCapabilityBasic)};
+  if (flow) capabilities.emplace_back(kCapabilityFlow);
+  // Registered before the acknowledgement goes out, so a racing duplicate sees it.
+  by_tunnel_id_[session->tunnel_id] = session;
+  sessions_.push_back(session);
+  Frame accept =
+      HandshakeAck{session->session_id, HandshakeStatus::kSuccess, *version, capabilities};
+  ec = co_await WriteOneFrame(*transport, accept);
+  if (ec || stopped_) {
+    Unregister(session, ec ? "acknowledgement failed: " + ec.message() : "server stopping");
+    co_return;
+  }
+  Connection::Options options;
+  options.is_server = true;
+  options.flow_control = flow;
+  auto connection =
+      std::make_shared<Connection>(std::move(transport), std::move(decoder), options, logger_);
+  session->connection = connection;
+  std::weak_ptr<Connection> weak = connection;
+  std::weak_ptr<FerroServer> weak_server = self;
+  connection->Start(
+      [this](std::shared_ptr<MuxStream> stream) {
+        logger_->warn("client-opened stream {} refused: only the server opens streams",
+                      stream->id());
+        stream->Reset();
+      },
+      [weak](const Frame& frame) {
+        auto c = weak.lock();
+        if (!c) return;
+        if (std::holds_alternative<Heartbeat>(frame)) {
+          c->Send(HeartbeatAck{UnixMillis()}, StreamPriority::kCritical);
+        }
+      },
+      [weak_server, session](const std::string& reason) {
+        if (auto server = weak_server.lock()) server->Unregister(session, reason);
+      });
+  logger_->info("tunnel registered: {} (session {}, {}, from {}{}{})", session->tunnel_id,
+                UuidToString(session->session_id), tls_ ? "TLS" : "TCP", peer,
+                session->tcp ? ", tcp" : "", flow ? ", tk-flow" : "");
+}
+
+void FerroServer::Unregister(const std::shared_ptr<Session>& session, const std::string& reason) {
+  auto it = by_tunnel_id_.find(session->tunnel_id);
+  if (it != by_tunnel_id_.end() && it->second == session) by_tunnel_id_.erase(it);
+  sessions_.remove(session);
+  logger_->info("tunnel {} closed: {}", session->tunnel_id, reason);
+}
+
+std::shared_ptr<FerroServer::Session> FerroServer::FindByHost(const std::string& host) const {
+  auto it = by_tunnel_id_.find(host);
+  if (it != by_tunnel_id_.end()) return it->second;
+  if (!settings_.domain.empty()) {
+    const std::string suffix = "." + NormalizeHost(settings_.domain);
+    if (host.size() > suffix.size() &&
+        host.compare(host.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      it = by_tunnel_id_.find(host.substr(0, host.size() - suffix.size()));
+      if (it != by_tunnel_id_.end()) return it->second;
+    }
+  }
+  return nullptr;
+}
+
+std::shared_ptr<FerroServer::Session> FerroServer::FindTcpSession() const {
+  for (const auto& session : sessions_) {
+    if (session->tcp && session->connection && !session->connection->closed()) return session;
+  }
+  return nullptr;
+}
+
+asio::awaitable<void> FerroServer::AcceptHttp() {
+  auto self = shared_from_this();
+  while (!stopped_) {
+    boost::system::error_code ec;
+    tcp::socket socket =
+        co_await http_acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (stopped_) break;
+      continue;
+    }
+    asio::co_spawn(io_, HandleHttp(std::move(socket)), asio::detached);
+  }
+}
+
+asio::awaitable<void> FerroServer::HandleHttp(tcp::socket socket) {
+  auto self = shared_from_this();
+  boost::system::error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  std::string buffer;
+  std::size_t head_end = 0;
+  {
+    // A client that does not finish its request head in time is dropped.
+    asio::steady_timer timer(io_);
+    timer.expires_after(std::chrono::seconds(30));
+    timer.async_wait([&socket](const boost::system::error_code& e) {
+      if (!e) {
+        boost::system::error_code ignored;
+        socket.close(ignored);
+      }
+    });
+    char chunk[16 * 1024];
+    while ((head_end = FindHeadEnd(buffer)) == 0 && buffer.size() <= kMaxRequestHead) {
+      const std::size_t n = co_await socket.async_read_some(
+          asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+      buffer.append(chunk, n);
+    }
+    timer.cancel();
+  }
+  if (ec) co_return;
+  if (head_end == 0) {
+    co_await RespondAndClose(socket, 431, "Request Header Fields Too Large",
+                             "Request header too large");
+    co_return;
+  }
+  std::string error;
+  auto head = ParseRequestHead(std::string_view(buffer).substr(0, head_end), error);
+  if (!head) {
+    const std::string body = "Bad request: " + error;
+    co_await RespondAndClose(socket, 400, "Bad Request", body);
+    co_return;
+  }
+  if (head->Path() == "/health") {
+    co_await RespondAndClose(socket, 200, "OK", "OK");
+    co_return;
+  }
+  const std::string host = NormalizeHost(head->Header("host"));
+  auto session = FindByHost(host);
+  if (!session || !session->connection || session->connection->closed()) {
+    co_await RespondAndClose(socket, 404, "Not Found", "Tunnel not found");
+    co_return;
+  }
+  const bool websocket = head->IsWebSocketUpgrade();
+  boost::system::error_code ignored;
+  const auto remote = socket.remote_endpoint(ignored);
+  auto stream = session->connection->Open(websocket ? Protocol::kWebSocket : Protocol::kHttp,
+                                          StreamPriority::kNormal);
+  std::string request =
+      SerializeRequestHead(*head, !websocket, ignored ? "" : remote.address().to_string());
+  request.append(buffer, head_end, std::string::npos);
+  IoResult w = co_await stream->Write(asio::buffer(request));
+  if (w.ec) {
+    stream->Reset();
+    co_await RespondAndClose(socket, 502, "Bad Gateway", "Tunnel handshake failed");
+    co_return;
+  }
+  auto public_side = std::make_shared<TcpSocketStream>(std::move(socket));
+  co_await Splice(public_side, stream,
+                  websocket ? std::chrono::milliseconds::max() : std::chrono::seconds(5));
+}
+
+asio::awaitable<void> FerroServer::AcceptTcp() {
+  auto self = shared_from_this();
+  while (!stopped_) {
+    boost::system::error_code ec;
+    tcp::socket socket =
+        co_await tcp_acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (stopped_) break;
+      continue;
+    }
+    asio::co_spawn(io_, HandleTcp(std::move(socket)), asio::detached);
+  }
+}
+
+asio::awaitable<void> FerroServer::HandleTcp(tcp::socket socket) {
+  auto self = shared_from_this();
+  auto session = FindTcpSession();
+  if (!session) {
+    logger_->warn("TCP connection from {} dropped: no tunnel offers tcp",
+                  DescribeEndpoints(socket));
+    boost::system::error_code ec;
+    socket.close(ec);
+    co_return;
+  }
+  boost::system::error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  auto stream = session->connection->Open(Protocol::kTcp, StreamPriority::kNormal);
+  auto public_side = std::make_shared<TcpSocketStream>(std::move(socket));
+  co_await Splice(public_side, stream);
+}
+
+asio::awaitable<void> FerroServer::SweepLoop() {
+  auto self = shared_from_this();
+  const auto period = std::max<std::chrono::milliseconds>(
+      std::chrono::milliseconds(100),
+      std::min<std::chrono::milliseconds>(settings_.session_timeout / 3, std::chrono::seconds(30)));
+  while (!stopped_) {
+    sweep_timer_.expires_after(period);
+    boost::system::error_code ec;
+    co_await sweep_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (stopped_) break;
+    const auto now = std::chrono::steady_clock::now();
+    auto sessions = sessions_;
+    for (auto& session : sessions) {
+      if (session->connection &&
+          now - session->connection->last_received() > settings_.session_timeout) {
+        session->connection->Close("no frame for " +
+                                   std::to_string(settings_.session_timeout.count()) + " ms");
+      }
+    }
+  }
+}
+
+}  // namespace tunnelkit::ferro

@@ -1,0 +1,75 @@
+#include "transport/socket_stream.hpp"
+
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace tunnelkit::ferro {
+
+namespace asio = boost::asio;
+
+std::string DescribeEndpoints(const asio::ip::tcp::socket& socket) {
+  boost::system::error_code ec1;
+  boost::system::error_code ec2;
+  const auto local = socket.local_endpoint(ec1);
+  const auto remote = socket.remote_endpoint(ec2);
+  if (ec1 || ec2) return "(closed)";
+  auto text = [](const asio::ip::tcp::endpoint& e) {
+    return e.address().to_string() + ":" + std::to_string(e.port());
+  };
+  return text(local) + "<->" + text(remote);
+}
+
+asio::awaitable<IoResult> TcpSocketStream::ReadSome(asio::mutable_buffer buffer) {
+  IoResult r;
+  r.bytes =
+      co_await socket_.async_read_some(buffer, asio::redirect_error(asio::use_awaitable, r.ec));
+  co_return r;
+}
+
+asio::awaitable<IoResult> TcpSocketStream::Write(asio::const_buffer buffer) {
+  IoResult r;
+  r.bytes =
+      co_await asio::async_write(socket_, buffer, asio::redirect_error(asio::use_awaitable, r.ec));
+  co_return r;
+}
+
+asio::awaitable<boost::system::error_code> TcpSocketStream::ShutdownWrite() {
+  boost::system::error_code ec;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  co_return ec;
+}
+
+void TcpSocketStream::Reset() {
+  boost::system::error_code ec;
+  socket_.close(ec);
+}
+
+asio::awaitable<IoResult> TlsSocketStream::ReadSome(asio::mutable_buffer buffer) {
+  IoResult r;
+  r.bytes =
+      co_await stream_.async_read_some(buffer, asio::redirect_error(asio::use_awaitable, r.ec));
+  // A peer's close_notify arrives as ssl "stream truncated"/eof: both mean end of data.
+  if (r.ec == asio::ssl::error::stream_truncated) r.ec = asio::error::eof;
+  co_return r;
+}
+
+asio::awaitable<IoResult> TlsSocketStream::Write(asio::const_buffer buffer) {
+  IoResult r;
+  r.bytes =
+      co_await asio::async_write(stream_, buffer, asio::redirect_error(asio::use_awaitable, r.ec));
+  co_return r;
+}
+
+asio::awaitable<boost::system::error_code> TlsSocketStream::ShutdownWrite() {
+  // The control connection never half-closes; a TLS close_notify would end both directions.
+  co_return asio::error::operation_not_supported;
+}
+
+void TlsSocketStream::Reset() {
+  if (reset_) return;
+  reset_ = true;
+  boost::system::error_code ec;
+  stream_.next_layer().close(ec);
+}
+
+}  // namespace tunnelkit::ferro

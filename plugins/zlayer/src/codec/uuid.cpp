@@ -1,0 +1,114 @@
+#include <cstdio>
+
+#include "codec/messages.hpp"
+
+namespace tunnelkit::zlayer::codec {
+
+namespace {
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool IsHyphenPosition(std::size_t i) {
+  return i == 8 || i == 13 || i == 18 || i == 23;
+}
+
+}  // namespace
+
+std::string Uuid::ToString() const {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string text;
+  text.reserve(36);
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) text.push_back('-');
+    text.push_back(kDigits[bytes[i] >> 4]);
+    text.push_back(kDigits[bytes[i] & 0x0f]);
+  }
+  return text;
+}
+
+std::optional<Uuid> Uuid::Parse(std::string_view text) {
+  if (text.size() != 36) return std::nullopt;
+  Uuid uuid;
+  std::size_t out = 0;
+  for (std::size_t i = 0; i < text.size();) {
+    if (IsHyphenPosition(i)) {
+      if (text[i] != '-') return std::nullopt;
+      ++i;
+      continue;
+    }
+    const int high = HexValue(text[i]);
+    const int low = HexValue(text[i + 1]);
+    if (high < 0 || low < 0 || IsHyphenPosition(i + 1)) return std::nullopt;
+    uuid.bytes[out++] = static_cast<std::uint8_t>(high << 4 | low);
+    i += 2;
+  }
+  return uuid;
+}
+
+bool Uuid::IsNil() const {
+  for (auto b : bytes) {
+    if (b != 0) return false;
+  }
+  return true;
+}
+
+std::string_view MessageTypeName(MessageType type) {
+  switch (type) {
+    case MessageType::kAuth:
+      return "Auth";
+    case MessageType::kAuthOk:
+      return "AuthOk";
+    case MessageType::kAuthFail:
+      return "AuthFail";
+    case MessageType::kRegister:
+      return "Register";
+    case MessageType::kRegisterOk:
+      return "RegisterOk";
+    case MessageType::kRegisterFail:
+      return "RegisterFail";
+    case MessageType::kConnect:
+      return "Connect";
+    case MessageType::kConnectAck:
+      return "ConnectAck";
+    case MessageType::kConnectFail:
+      return "ConnectFail";
+    case MessageType::kHeartbeat:
+      return "Heartbeat";
+    case MessageType::kHeartbeatAck:
+      return "HeartbeatAck";
+    case MessageType::kUnregister:
+      return "Unregister";
+    case MessageType::kDisconnect:
+      return "Disconnect";
+    case MessageType::kDataAttach:
+      return "DataAttach";
+  }
+  return "unknown";
+}
+
+MessageType TypeOf(const Message& message) {
+  struct Visitor {
+    MessageType operator()(const Auth&) const { return MessageType::kAuth; }
+    MessageType operator()(const AuthOk&) const { return MessageType::kAuthOk; }
+    MessageType operator()(const AuthFail&) const { return MessageType::kAuthFail; }
+    MessageType operator()(const Register&) const { return MessageType::kRegister; }
+    MessageType operator()(const RegisterOk&) const { return MessageType::kRegisterOk; }
+    MessageType operator()(const RegisterFail&) const { return MessageType::kRegisterFail; }
+    MessageType operator()(const Connect&) const { return MessageType::kConnect; }
+    MessageType operator()(const ConnectAck&) const { return MessageType::kConnectAck; }
+    MessageType operator()(const ConnectFail&) const { return MessageType::kConnectFail; }
+    MessageType operator()(const Heartbeat&) const { return MessageType::kHeartbeat; }
+    MessageType operator()(const HeartbeatAck&) const { return MessageType::kHeartbeatAck; }
+    MessageType operator()(const Unregister&) const { return MessageType::kUnregister; }
+    MessageType operator()(const Disconnect&) const { return MessageType::kDisconnect; }
+    MessageType operator()(const DataAttach&) const { return MessageType::kDataAttach; }
+  };
+  return std::visit(Visitor{}, message);
+}
+
+}  // namespace tunnelkit::zlayer::codec

@@ -1,0 +1,421 @@
+// Server and client of the ferro backend in one process on loopback: real sockets, a small
+// origin, public HTTP and TCP clients. The io_context runs on its own thread; the test talks
+// to the public side with blocking sockets that have receive timeouts.
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <future>
+#include <random>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio.hpp>
+
+#include "client/client.hpp"
+#include "codec/codec.hpp"
+#include "process.hpp"
+#include "server/server.hpp"
+
+namespace tunnelkit::ferro {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using namespace std::chrono_literals;
+
+// Origin: an HTTP/1.1 server answering "hello from origin" plus the request body's size and
+// SHA-256 of the body, then closing; or an echo server for raw TCP.
+asio::awaitable<void> ServeHttpOrigin(tcp::socket socket) {
+  std::string data;
+  char chunk[65536];
+  boost::system::error_code ec;
+  std::size_t head_end;
+  while ((head_end = data.find("\r\n\r\n")) == std::string::npos) {
+    std::size_t n = co_await socket.async_read_some(asio::buffer(chunk),
+                                                    asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+    data.append(chunk, n);
+  }
+  std::size_t content_length = 0;
+  const auto cl = data.find("Content-Length: ");
+  if (cl != std::string::npos && cl < head_end) content_length = std::stoul(data.substr(cl + 16));
+  std::string body = data.substr(head_end + 4);
+  while (body.size() < content_length) {
+    std::size_t n = co_await socket.async_read_some(asio::buffer(chunk),
+                                                    asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+    body.append(chunk, n);
+  }
+  const bool closes = data.find("Connection: close") != std::string::npos;
+  std::string reply = "hello from origin " + std::to_string(body.size()) + " " +
+                      test::Sha256Hex(body) + (closes ? " close" : " keep");
+  std::string response = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(reply.size()) +
+                         "\r\nConnection: close\r\n\r\n" + reply;
+  co_await asio::async_write(socket, asio::buffer(response),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+}
+
+asio::awaitable<void> ServeEcho(tcp::socket socket) {
+  char chunk[65536];
+  boost::system::error_code ec;
+  for (;;) {
+    std::size_t n = co_await socket.async_read_some(asio::buffer(chunk),
+                                                    asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) break;
+    co_await asio::async_write(socket, asio::buffer(chunk, n),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) break;
+  }
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+}
+
+class TunnelFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    logger_ = std::make_shared<spdlog::logger>(
+        "ferro-test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log_));
+    logger_->set_level(spdlog::level::debug);
+    logger_->flush_on(spdlog::level::trace);
+    origin_ =
+        std::make_unique<tcp::acceptor>(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    asio::co_spawn(io_, AcceptOrigin(), asio::detached);
+    guard_.emplace(io_.get_executor());
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  void TearDown() override {
+    OnLoop([this] {
+      for (auto& client : clients_) client->Stop();
+      if (server_) server_->Stop();
+      boost::system::error_code ec;
+      origin_->close(ec);
+    });
+    guard_.reset();
+    io_.stop();
+    thread_.join();
+    if (HasFailure()) std::cerr << "---- log\n" << log_.str();
+  }
+
+  asio::awaitable<void> AcceptOrigin() {
+    for (;;) {
+      boost::system::error_code ec;
+      tcp::socket s = co_await origin_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return;
+      if (echo_origin_) {
+        asio::co_spawn(io_, ServeEcho(std::move(s)), asio::detached);
+      } else {
+        asio::co_spawn(io_, ServeHttpOrigin(std::move(s)), asio::detached);
+      }
+    }
+  }
+
+  template <typename F>
+  auto OnLoop(F f) -> decltype(f()) {
+    std::packaged_task<decltype(f())()> task(std::move(f));
+    auto future = task.get_future();
+    asio::post(io_, [&task] { task(); });
+    return future.get();
+  }
+
+  ServerSettings DefaultServer() {
+    ServerSettings s;
+    s.listen = "127.0.0.1:0";
+    s.http = "127.0.0.1:0";
+    s.tcp = "127.0.0.1:0";
+    s.token = "secret";
+    s.domain = "tunnels.test";
+    return s;
+  }
+
+  void StartServer(ServerSettings settings) {
+    OnLoop([&] {
+      server_ = std::make_shared<FerroServer>(io_, std::move(settings), logger_);
+      server_->Start();
+    });
+    control_port_ = server_->control_endpoint().port();
+    http_port_ = server_->http_endpoint().port();
+    tcp_port_ = server_->tcp_endpoint().port();
+  }
+
+  ClientSettings DefaultClient() {
+    ClientSettings c;
+    c.server = "127.0.0.1:" + std::to_string(control_port_);
+    c.token = "secret";
+    c.tunnel_id = "app";
+    c.origin_host = "127.0.0.1";
+    c.origin_port = std::to_string(origin_->local_endpoint().port());
+    c.backoff.base = 50ms;
+    c.backoff.cap = 200ms;
+    return c;
+  }
+
+  // Starts a client; the future completes when its Run() ends.
+  std::shared_future<session::SupervisorResult> StartClient(ClientSettings settings) {
+    auto promise = std::make_shared<std::promise<session::SupervisorResult>>();
+    std::shared_future<session::SupervisorResult> done = promise->get_future().share();
+    OnLoop([&] {
+      auto client = std::make_shared<FerroClient>(io_, std::move(settings), logger_);
+      clients_.push_back(client);
+      asio::co_spawn(io_, client->Run(),
+                     [promise](std::exception_ptr e, session::SupervisorResult exit) {
+                       if (e) {
+                         promise->set_exception(e);
+                       } else {
+                         promise->set_value(exit);
+                       }
+                     });
+    });
+    return done;
+  }
+
+  bool WaitForLog(const std::string& needle, std::chrono::milliseconds timeout = 5s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (Log().find(needle) != std::string::npos) return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+  std::string Log() {
+    logger_->flush();
+    return OnLoop([this] { return log_.str(); });
+  }
+
+  // A blocking connection to a local port with a 10 s receive timeout.
+  tcp::socket Connect(int port) {
+    tcp::socket s(client_io_);
+    s.connect(
+        tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+    timeval tv{10, 0};
+    setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return s;
+  }
+
+  static std::string ReadAll(tcp::socket& s) {
+    std::string out;
+    char buf[65536];
+    boost::system::error_code ec;
+    for (;;) {
+      std::size_t n = s.read_some(asio::buffer(buf), ec);
+      if (ec) break;
+      out.append(buf, n);
+    }
+    return out;
+  }
+
+  std::string HttpRequest(const std::string& host, const std::string& path,
+                          const std::string& body = "") {
+    tcp::socket s = Connect(http_port_);
+    std::string request = (body.empty() ? "GET " : "POST ") + path + " HTTP/1.1\r\nHost: " + host +
+                          "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+    asio::write(s, asio::buffer(request));
+    asio::write(s, asio::buffer(body));
+    return ReadAll(s);
+  }
+
+  std::ostringstream log_;
+  std::shared_ptr<spdlog::logger> logger_;
+  asio::io_context io_;
+  asio::io_context client_io_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard_;
+  std::thread thread_;
+  std::unique_ptr<tcp::acceptor> origin_;
+  bool echo_origin_ = false;
+  std::shared_ptr<FerroServer> server_;
+  std::vector<std::shared_ptr<FerroClient>> clients_;
+  int control_port_ = 0;
+  int http_port_ = 0;
+  int tcp_port_ = 0;
+};
+
+TEST_F(TunnelFixture, HttpThroughTheTunnelByHostAndDomain) {
+  StartServer(DefaultServer());
+  StartClient(DefaultClient());
+  ASSERT_TRUE(WaitForLog("tunnel registered: app"));
+  ASSERT_TRUE(WaitForLog("connected to"));
+  std::string r = HttpRequest("app", "/x");
+  EXPECT_NE(r.find("HTTP/1.1 200 OK"), std::string::npos) << r;
+  EXPECT_NE(r.find("hello from origin 0 " + test::Sha256Hex("") + " close"), std::string::npos)
+      << r;
+  r = HttpRequest("APP.tunnels.test:8080", "/y");
+  EXPECT_NE(r.find("hello from origin"), std::string::npos) << r;
+  r = HttpRequest("other", "/");
+  EXPECT_NE(r.find("404"), std::string::npos) << r;
+  EXPECT_NE(r.find("Tunnel not found"), std::string::npos) << r;
+  r = HttpRequest("whatever", "/health");
+  EXPECT_NE(r.find("200 OK"), std::string::npos) << r;
+}
+
+TEST_F(TunnelFixture, LargePostWithAndWithoutFlowControl) {
+  StartServer(DefaultServer());
+  for (bool flow : {true, false}) {
+    SCOPED_TRACE(flow ? "tk-flow" : "plain");
+    auto c = DefaultClient();
+    c.flow_control = flow;
+    c.tunnel_id = flow ? "flow" : "plain";
+    StartClient(c);
+    ASSERT_TRUE(WaitForLog("tunnel registered: " + *c.tunnel_id));
+    std::string body(8 * 1024 * 1024, '\0');
+    std::mt19937 rng(flow ? 1 : 2);
+    for (auto& ch : body) ch = static_cast<char>(rng());
+    std::string r = HttpRequest(*c.tunnel_id, "/upload", body);
+    EXPECT_NE(
+        r.find("hello from origin " + std::to_string(body.size()) + " " + test::Sha256Hex(body)),
+        std::string::npos)
+        << r.substr(0, 300);
+  }
+  EXPECT_NE(Log().find("tk-flow"), std::string::npos);
+}
+
+TEST_F(TunnelFixture, TcpIngressEchoesBothWaysWithHalfClose) {
+  echo_origin_ = true;
+  StartServer(DefaultServer());
+  StartClient(DefaultClient());
+  ASSERT_TRUE(WaitForLog("tunnel registered: app"));
+  tcp::socket s = Connect(tcp_port_);
+  std::string payload(3 * 1024 * 1024 + 17, '\0');
+  std::mt19937 rng(7);
+  for (auto& ch : payload) ch = static_cast<char>(rng());
+  std::thread writer([&] {
+    asio::write(s, asio::buffer(payload));
+    s.shutdown(tcp::socket::shutdown_send);
+  });
+  std::string echoed = ReadAll(s);
+  writer.join();
+  EXPECT_EQ(echoed.size(), payload.size());
+  EXPECT_EQ(test::Sha256Hex(echoed), test::Sha256Hex(payload));
+}
+
+TEST_F(TunnelFixture, WrongTokenIsAPermanentFailure) {
+  StartServer(DefaultServer());
+  auto c = DefaultClient();
+  c.token = "not-the-secret-xyz";
+  auto done = StartClient(c);
+  ASSERT_EQ(done.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(done.get().kind, session::SupervisorEnd::kPermanentFailure);
+  EXPECT_NE(Log().find("InvalidToken"), std::string::npos);
+  EXPECT_EQ(Log().find("not-the-secret-xyz"), std::string::npos)
+      << "the token must never be logged";
+}
+
+TEST_F(TunnelFixture, DuplicateTunnelIdIsRefused) {
+  StartServer(DefaultServer());
+  StartClient(DefaultClient());
+  ASSERT_TRUE(WaitForLog("tunnel registered: app"));
+  auto c = DefaultClient();
+  c.backoff.max_attempts = 1;
+  auto done = StartClient(c);
+  ASSERT_EQ(done.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(done.get().kind, session::SupervisorEnd::kAttemptsExhausted);
+  EXPECT_NE(Log().find("TunnelIdTaken"), std::string::npos);
+}
+
+// A raw control connection: the handshake by hand, then whatever the test sends.
+TEST_F(TunnelFixture, MalformedFrameClosesOnlyThatSession) {
+  StartServer(DefaultServer());
+  tcp::socket s = Connect(control_port_);
+  Bytes hello;
+  std::string error;
+  ASSERT_TRUE(EncodeFrame(Handshake{"secret", "raw", 1, 1, {"basic"}}, hello, error));
+  asio::write(s, asio::buffer(hello));
+  char ack[64];
+  ASSERT_GT(s.read_some(asio::buffer(ack)), 5u);
+  ASSERT_TRUE(WaitForLog("tunnel registered: raw"));
+  const Bytes garbage = {0x00, 0x00, 0x00, 0x01, 0x07};
+  asio::write(s, asio::buffer(garbage));
+  EXPECT_TRUE(WaitForLog("tunnel raw closed: malformed frame: unknown frame type 7"));
+  EXPECT_TRUE(ReadAll(s).empty());
+  EXPECT_EQ(OnLoop([this] { return server_->session_count(); }), 0u);
+}
+
+TEST_F(TunnelFixture, SilentSessionIsDropped) {
+  auto settings = DefaultServer();
+  settings.session_timeout = 300ms;
+  StartServer(settings);
+  tcp::socket s = Connect(control_port_);
+  Bytes hello;
+  std::string error;
+  ASSERT_TRUE(EncodeFrame(Handshake{"secret", std::nullopt, 1, 1, {"basic"}}, hello, error));
+  asio::write(s, asio::buffer(hello));
+  std::string reply = ReadAll(s);  // ack, then the server closes after the silence
+  Frame frame;
+  auto r = DecodeFrame(reinterpret_cast<const std::uint8_t*>(reply.data()), reply.size(), frame);
+  ASSERT_EQ(r.status, DecodeStatus::kFrame) << r.error;
+  const auto& ack = std::get<HandshakeAck>(frame);
+  EXPECT_EQ(ack.status, HandshakeStatus::kSuccess);
+  EXPECT_EQ(ack.version, 1);
+  EXPECT_TRUE(WaitForLog("closed: no frame for 300 ms"));
+  // tunnel_id None: the session UUID names the tunnel.
+  EXPECT_NE(Log().find("tunnel registered: " + UuidToString(ack.session_id)), std::string::npos);
+}
+
+TEST_F(TunnelFixture, HeartbeatIsAnsweredWithServerTime) {
+  StartServer(DefaultServer());
+  tcp::socket s = Connect(control_port_);
+  Bytes out;
+  std::string error;
+  ASSERT_TRUE(EncodeFrame(Handshake{"secret", "hb", 1, 1, {}}, out, error));
+  ASSERT_TRUE(EncodeFrame(Heartbeat{5}, out, error));
+  asio::write(s, asio::buffer(out));
+  FrameDecoder decoder;
+  std::vector<Frame> frames;
+  char buf[256];
+  while (frames.size() < 2) {
+    std::size_t n = s.read_some(asio::buffer(buf));
+    decoder.Feed(reinterpret_cast<std::uint8_t*>(buf), n);
+    Frame f;
+    while (decoder.Next(f) == DecodeStatus::kFrame) frames.push_back(f);
+  }
+  ASSERT_TRUE(std::holds_alternative<HeartbeatAck>(frames[1]));
+  EXPECT_GT(std::get<HeartbeatAck>(frames[1]).timestamp, 1600000000000ull);
+}
+
+TEST_F(TunnelFixture, ClientReconnectsAfterServerRestart) {
+  StartServer(DefaultServer());
+  StartClient(DefaultClient());
+  ASSERT_TRUE(WaitForLog("tunnel registered: app"));
+  const int port = control_port_;
+  OnLoop([this] { server_->Stop(); });
+  ASSERT_TRUE(WaitForLog("reconnecting in"));
+  auto settings = DefaultServer();
+  settings.listen = "127.0.0.1:" + std::to_string(port);
+  log_.str("");
+  StartServer(settings);
+  ASSERT_TRUE(WaitForLog("tunnel registered: app"));
+  std::string r = HttpRequest("app", "/again");
+  EXPECT_NE(r.find("hello from origin"), std::string::npos) << r;
+}
+
+TEST_F(TunnelFixture, ConcurrentRequests) {
+  StartServer(DefaultServer());
+  StartClient(DefaultClient());
+  ASSERT_TRUE(WaitForLog("tunnel registered: app"));
+  std::vector<std::future<std::string>> results;
+  for (int i = 0; i < 100; ++i) {
+    results.push_back(std::async(std::launch::async, [this, i] {
+      asio::io_context local;
+      tcp::socket s(local);
+      s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"),
+                              static_cast<unsigned short>(http_port_)));
+      timeval tv{10, 0};
+      setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      std::string body(1000 + i, 'a' + i % 26);
+      std::string request =
+          "POST /" + std::to_string(i) +
+          " HTTP/1.1\r\nHost: app\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
+          body;
+      asio::write(s, asio::buffer(request));
+      std::string reply = ReadAll(s);
+      return reply.find(test::Sha256Hex(body)) != std::string::npos ? std::string("ok") : reply;
+    }));
+  }
+  int ok = 0;
+  for (auto& r : results) ok += r.get() == "ok";
+  EXPECT_EQ(ok, 100);
+}
+
+}  // namespace
+}  // namespace tunnelkit::ferro
