@@ -353,6 +353,37 @@ TEST_F(ZlayerEndToEnd, ServerRestartAgentReconnectsAndReRegisters) {
   restarted.Stop(SIGTERM);
 }
 
+TEST_F(ZlayerEndToEnd, SeveralLinksFromAConfigFile) {
+  EchoOrigins echo;
+  const int ws_port = FreeTcpPort();
+  const int low = FreeTcpPort();
+  auto server = StartServer(ws_port, low, low + 3);
+  const std::string url = "ws://127.0.0.1:" + std::to_string(ws_port) + "/tunnel/v1";
+  const std::string config = (dir_ / "links.yaml").string();
+  std::ofstream(config) << "backend: zlayer\n"
+                        << "zlayer:\n"
+                        << "  links:\n"
+                        << "    - name: first\n"
+                        << "      server: " << url << "\n"
+                        << "      token: tun_alpha\n"
+                        << "      service: [\"echo:" << echo.tcp_port() << "\"]\n"
+                        << "    - name: second\n"
+                        << "      server: " << url << "\n"
+                        << "      token: tun_beta\n"
+                        << "      service: [\"dns:" << echo.udp_port() << "/udp\"]\n";
+  ChildProcess links({kTunnelctl, "link", "--config", config});
+  const int tcp_port = WaitForPublicPort(links, "echo");
+  const int udp_port = WaitForPublicPort(links, "dns");
+  ASSERT_GT(tcp_port, 0) << links.Output();
+  ASSERT_GT(udp_port, 0) << links.Output();
+  EXPECT_NE(links.Output().find("first: service echo"), std::string::npos) << links.Output();
+  EXPECT_NE(links.Output().find("second: service dns"), std::string::npos) << links.Output();
+  EXPECT_EQ(EchoThrough(tcp_port, "via first"), "via first");
+  EXPECT_EQ(UdpRoundTrip(udp_port, "via second"), "echo:via second");
+  EXPECT_EQ(links.Stop(SIGTERM), 0);
+  server.Stop(SIGTERM);
+}
+
 TEST_F(ZlayerEndToEnd, AccessForwardEndsOpenConnectionsAtTtl) {
   EchoOrigins echo;
   const int local = FreeTcpPort();

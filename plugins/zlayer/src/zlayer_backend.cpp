@@ -184,7 +184,11 @@ class ZlayerBackend final : public Backend {
       options.tls.tls_skip_verify = link.tls_skip_verify();
       if (!z.local_host().empty()) options.local_host = z.local_host();
       if (config.has_reconnect()) {
+        // The loader fills in the core's defaults (first delay 1 s); ZLayer agents start at
+        // 5 s, so an untouched 1 s base means "the zlayer default".
+        const auto base = options.backoff.base;
         options.backoff = session::BackoffPolicyFromConfig(config.reconnect());
+        if (options.backoff.base == std::chrono::milliseconds(1000)) options.backoff.base = base;
       }
       auto agent =
           std::make_unique<TunnelAgent>(runtime.io(), std::move(options), runtime.logger());
