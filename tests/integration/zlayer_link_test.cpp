@@ -371,7 +371,9 @@ TEST_F(ZlayerEndToEnd, SeveralLinksFromAConfigFile) {
                         << "      server: " << url << "\n"
                         << "      token: tun_beta\n"
                         << "      service: [\"dns:" << echo.udp_port() << "/udp\"]\n";
-  ChildProcess links({kTunnelctl, "link", "--config", config});
+  const int admin_port = FreeTcpPort();
+  ChildProcess links({kTunnelctl, "link", "--config", config, "--metrics",
+                      "127.0.0.1:" + std::to_string(admin_port)});
   const int tcp_port = WaitForPublicPort(links, "echo");
   const int udp_port = WaitForPublicPort(links, "dns");
   ASSERT_GT(tcp_port, 0) << links.Output();
@@ -380,6 +382,20 @@ TEST_F(ZlayerEndToEnd, SeveralLinksFromAConfigFile) {
   EXPECT_NE(links.Output().find("second: service dns"), std::string::npos) << links.Output();
   EXPECT_EQ(EchoThrough(tcp_port, "via first"), "via first");
   EXPECT_EQ(UdpRoundTrip(udp_port, "via second"), "echo:via second");
+  // Both links and their ports in the admin JSON; /ready once both are connected.
+  const auto tunnels =
+      tunnelkit::test::RunProcess({"/usr/bin/curl", "-s", "--max-time", "5",
+                                   "http://127.0.0.1:" + std::to_string(admin_port) + "/tunnels"});
+  EXPECT_NE(tunnels.out.find("\"name\":\"first\""), std::string::npos) << tunnels.out;
+  EXPECT_NE(tunnels.out.find("\"public_port\":" + std::to_string(tcp_port)), std::string::npos)
+      << tunnels.out;
+  EXPECT_NE(tunnels.out.find("\"public_port\":" + std::to_string(udp_port)), std::string::npos)
+      << tunnels.out;
+  EXPECT_NE(tunnels.out.find("\"state\":\"connected\""), std::string::npos) << tunnels.out;
+  const auto ready =
+      tunnelkit::test::RunProcess({"/usr/bin/curl", "-s", "--max-time", "5",
+                                   "http://127.0.0.1:" + std::to_string(admin_port) + "/ready"});
+  EXPECT_NE(ready.out.find("\"readyConnections\":2"), std::string::npos) << ready.out;
   EXPECT_EQ(links.Stop(SIGTERM), 0);
   server.Stop(SIGTERM);
 }
