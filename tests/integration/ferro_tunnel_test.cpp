@@ -8,7 +8,9 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -59,7 +61,12 @@ class Origin {
     tcp::socket poke(io_);
     poke.connect(acceptor_.local_endpoint(), ec);
     thread_.join();
-    for (auto& t : workers_) t.detach();  // each ends when its peer closes
+    {
+      // Unblock every worker (the tunnel processes may still hold their connections open).
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (int fd : open_fds_) ::shutdown(fd, SHUT_RDWR);
+    }
+    for (auto& t : workers_) t.join();
   }
   int port() const { return acceptor_.local_endpoint().port(); }
 
@@ -70,17 +77,26 @@ class Origin {
       boost::system::error_code ec;
       acceptor_.accept(socket, ec);
       if (ec || stopping_) break;
-      workers_.emplace_back([this, s = std::move(socket)]() mutable {
+      const int fd = socket.native_handle();
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        open_fds_.insert(fd);
+      }
+      workers_.emplace_back([this, fd, s = std::move(socket)]() mutable {
         if (echo_) {
-          Echo(std::move(s));
+          Echo(s);
         } else {
-          Serve(std::move(s));
+          Serve(s);
         }
+        std::lock_guard<std::mutex> lock(mutex_);
+        open_fds_.erase(fd);
+        boost::system::error_code ignored;
+        s.close(ignored);
       });
     }
   }
 
-  static void Echo(tcp::socket s) {
+  static void Echo(tcp::socket& s) {
     char buf[65536];
     boost::system::error_code ec;
     for (;;) {
@@ -92,7 +108,7 @@ class Origin {
     s.shutdown(tcp::socket::shutdown_send, ec);
   }
 
-  static void Serve(tcp::socket s) {
+  static void Serve(tcp::socket& s) {
     beast::flat_buffer buffer;
     boost::system::error_code ec;
     for (;;) {
@@ -102,7 +118,7 @@ class Origin {
       if (ec) return;
       auto request = parser.release();
       if (beast::websocket::is_upgrade(request)) {
-        beast::websocket::stream<tcp::socket> ws(std::move(s));
+        beast::websocket::stream<tcp::socket&> ws(s);
         ws.accept(request, ec);
         while (!ec) {
           beast::flat_buffer message;
@@ -136,6 +152,8 @@ class Origin {
   tcp::acceptor acceptor_;
   std::thread thread_;
   std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::set<int> open_fds_;
 };
 
 struct HttpReply {
