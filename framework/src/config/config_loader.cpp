@@ -384,7 +384,7 @@ void ConfigLoader::Set(const std::string& path, const std::string& value) {
   for (auto& c : flag) {
     if (c == '.' || c == '_') c = '-';
   }
-  ApplyFlags({"--" + flag, value});
+  ApplyFlags({"--" + flag + "=" + value});
 }
 
 void ConfigLoader::FillDefaults() {

@@ -2,7 +2,10 @@
 // its exact field path, and --check through the real tunnelctl.
 #include "tunnelkit/config/config_loader.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -379,6 +382,11 @@ TEST(ConfigRender, MasksSecretsAndReadsBackToTheSameMessage) {
   loader.MergeText(RenderYaml(r.config, false), "rendered");
   ASSERT_TRUE(loader.issues().empty()) << loader.issues()[0].Describe();
   EXPECT_EQ(loader.config().SerializeAsString(), r.config.SerializeAsString());
+  loader.Set("ferro.tls", "true");
+  loader.Set("log.level", "warn");
+  EXPECT_TRUE(loader.config().ferro().tls());
+  EXPECT_EQ(loader.config().log().level(), "warn");
+  EXPECT_TRUE(loader.issues().empty());
   EXPECT_TRUE(IsSecretField("token"));
   EXPECT_TRUE(IsSecretField("api_secret"));
   EXPECT_FALSE(IsSecretField("tokens"));
@@ -435,10 +443,24 @@ TEST(TunnelctlConfig, FileProblemsNameTheFileAndLine) {
 }
 
 TEST(TunnelctlConfig, AdminBindFailureIsOneLineAndStatus2) {
-  auto r = test::RunProcess({TUNNELCTL_PATH, "--backend", "ferro", "--metrics", "192.0.2.1:1"});
+  // A port held by a listener of ours on 127.0.0.1.
+  int held = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(held, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(held, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(held, 1), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(held, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string address = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  auto r = test::RunProcess({TUNNELCTL_PATH, "--backend", "ferro", "--metrics", address});
+  ::close(held);
   EXPECT_EQ(r.exit_status, 2);
   EXPECT_EQ(CountLines(r.err), 1) << r.err;
-  EXPECT_NE(r.err.find("tunnelctl: admin: 192.0.2.1:1: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("tunnelctl: admin: " + address + ": Address already in use\n"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST(TunnelctlConfig, UnknownBackendStaysOneLine) {

@@ -1,0 +1,305 @@
+#include "edge_server.hpp"
+
+#include <cstdio>
+#include <filesystem>
+
+#include <unistd.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include "api/quick_tunnel.hpp"
+#include "tunnelkit/stream/asio_adapter.hpp"
+#include "tunnelkit/stream/socket_stream.hpp"
+#include "tunnelkit/stream/tls_context.hpp"
+#include "tunnelkit/stream/tls_stream.hpp"
+
+namespace tunnelkit::cloudflare::cfedge {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using asio::ip::tcp;
+
+namespace {
+
+void Print(const std::string& line) {
+  std::fprintf(stdout, "%s\n", line.c_str());
+  std::fflush(stdout);
+}
+
+tcp::endpoint ParseListen(const std::string& text, const char* flag) {
+  std::string host, port;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close != std::string::npos && close + 1 < text.size() && text[close + 1] == ':') {
+      host = text.substr(1, close - 1);
+      port = text.substr(close + 2);
+    }
+  } else if (auto colon = text.rfind(':'); colon != std::string::npos) {
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(host, ec);
+  if (ec || port.empty() || port.find_first_not_of("0123456789") != std::string::npos ||
+      port.size() > 5 || std::stoi(port) > 65535) {
+    throw std::runtime_error(std::string(flag) + " " + text + ": expected IP:PORT");
+  }
+  return tcp::endpoint(address, static_cast<unsigned short>(std::stoi(port)));
+}
+
+std::unique_ptr<tcp::acceptor> Listen(asio::io_context& io, const std::string& text,
+                                      const char* flag) {
+  auto endpoint = ParseListen(text, flag);
+  auto acceptor = std::make_unique<tcp::acceptor>(io);
+  boost::system::error_code ec;
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor->bind(endpoint, ec);
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) throw std::runtime_error(std::string(flag) + " " + text + ": " + ec.message());
+  return acceptor;
+}
+
+std::string Where(const tcp::acceptor& acceptor) {
+  auto endpoint = acceptor.local_endpoint();
+  auto address = endpoint.address();
+  std::string host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+  return host + ":" + std::to_string(endpoint.port());
+}
+
+class TcpConnection final : public emulator::EdgeConnection {
+ public:
+  explicit TcpConnection(std::string description) : description_(std::move(description)) {}
+  std::string Describe() const override { return description_; }
+
+ private:
+  std::string description_;
+};
+
+template <typename Body>
+asio::awaitable<void> Respond(Stream& stream, const http::request<http::string_body>& request,
+                              http::response<Body>& response) {
+  response.version(request.version());
+  response.keep_alive(false);
+  response.set(http::field::server, "cfedge");
+  response.prepare_payload();
+  StreamRef ref(stream);
+  boost::system::error_code ec;
+  co_await http::async_write(ref, response, asio::redirect_error(asio::use_awaitable, ec));
+  co_await stream.ShutdownWrite();
+}
+
+}  // namespace
+
+EdgeServer::EdgeServer(asio::io_context& io, EdgeServerOptions options)
+    : io_(io),
+      options_(std::move(options)),
+      kj_loop_(std::make_unique<AsioKjLoop>(io)),
+      registry_(emulator::TunnelRegistry::Options{options_.domain, options_.locations,
+                                                  options_.reuse_tunnel}) {
+  registry_.on_event = [](const std::string& line) { Print(line); };
+  kj_loop_->SetTaskErrorHandler([](const kj::Exception& e) {
+    std::fprintf(stderr, "cfedge: rpc task failed: %s\n", e.getDescription().cStr());
+  });
+  // Certificates: the CA (generated or given), then one server certificate for the edge name
+  // and for the loopback API.
+  if (!options_.ca_cert.empty()) {
+    ca_ = {emulator::ReadFile(options_.ca_cert), emulator::ReadFile(options_.ca_key)};
+  } else {
+    ca_ = emulator::GenerateCa("cfedge test CA");
+  }
+  if (!options_.write_ca.empty()) emulator::WriteFile(options_.write_ca, ca_.certificate);
+  server_cert_ = emulator::IssueServerCertificate(
+      ca_, {"quic.cftunnel.com", "localhost", "api.trycloudflare.com"}, {"127.0.0.1", "::1"});
+  // The QUIC and TLS stacks load certificates from files: keep them in a private temp folder.
+  auto folder = std::filesystem::temp_directory_path() / ("cfedge-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(folder);
+  std::filesystem::permissions(folder, std::filesystem::perms::owner_all);
+  cert_file_ = (folder / "server.pem").string();
+  key_file_ = (folder / "server.key").string();
+  emulator::WriteFile(cert_file_, server_cert_.certificate);
+  emulator::WriteFile(key_file_, server_cert_.private_key, true);
+
+  api_acceptor_ = Listen(io_, options_.api_listen, "--api-listen");
+  if (options_.api_tls) {
+    TlsServerOptions tls;
+    tls.cert_file = cert_file_;
+    tls.key_file = key_file_;
+    api_tls_ = MakeTlsServerContext(tls);
+  }
+  if (!options_.tcp_listen.empty())
+    tcp_acceptor_ = Listen(io_, options_.tcp_listen, "--tcp-listen");
+  if (!options_.http_listen.empty())
+    http_acceptor_ = Listen(io_, options_.http_listen, "--http-listen");
+  if (!options_.quic_listen.empty()) quic_ = StartQuicListener(*this, io_, options_.quic_listen);
+}
+
+EdgeServer::~EdgeServer() {
+  Close();
+  sessions_.clear();
+  std::error_code ec;
+  std::filesystem::remove_all(std::filesystem::path(cert_file_).parent_path(), ec);
+}
+
+void EdgeServer::Start() {
+  Print(std::string("api ") + (options_.api_tls ? "https://" : "http://") + Where(*api_acceptor_));
+  asio::co_spawn(io_, AcceptApi(), asio::detached);
+  if (tcp_acceptor_) {
+    Print("edge tcp " + Where(*tcp_acceptor_));
+    asio::co_spawn(io_, AcceptTcpControl(), asio::detached);
+  }
+  if (http_acceptor_) {
+    Print("http " + Where(*http_acceptor_));
+    asio::co_spawn(io_, AcceptHttp(), asio::detached);
+  }
+  Print("ready");
+}
+
+void EdgeServer::Close() {
+  if (closed_) return;
+  closed_ = true;
+  boost::system::error_code ec;
+  if (api_acceptor_) api_acceptor_->close(ec);
+  if (tcp_acceptor_) tcp_acceptor_->close(ec);
+  if (http_acceptor_) http_acceptor_->close(ec);
+  if (quic_) CloseQuicListener(*quic_);
+}
+
+void EdgeServer::ServeControlStream(std::shared_ptr<Stream> stream,
+                                    std::shared_ptr<emulator::EdgeConnection> connection) {
+  std::uint64_t id = next_session_++;
+  auto session = std::make_unique<emulator::EdgeRpcSession>(*kj_loop_, registry_, std::move(stream),
+                                                            connection);
+  auto disconnected = session->OnDisconnect();
+  sessions_[id] = std::move(session);
+  // The session ends with its stream; the connection object lives as long as the session.
+  auto finish = [this, id, connection] {
+    // Destroying the session from inside its own continuation is not allowed: defer it.
+    asio::post(io_, [this, id] { sessions_.erase(id); });
+  };
+  kj_loop_->AddTask(disconnected.then(finish, [finish](kj::Exception&&) { finish(); }));
+}
+
+asio::awaitable<void> EdgeServer::AcceptApi() {
+  while (!closed_) {
+    boost::system::error_code ec;
+    tcp::socket socket =
+        co_await api_acceptor_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (closed_) break;
+      continue;
+    }
+    asio::co_spawn(io_, ServeApi(std::move(socket)), asio::detached);
+  }
+}
+
+asio::awaitable<void> EdgeServer::ServeApi(tcp::socket socket) {
+  std::unique_ptr<Stream> stream;
+  if (api_tls_) {
+    auto tls = std::make_unique<TlsStream>(std::move(socket), *api_tls_, TlsStream::Role::kServer);
+    auto ec = co_await tls->Handshake();
+    if (ec) {
+      std::fprintf(stderr, "cfedge: api TLS handshake failed: %s\n",
+                   (tls->LastError().empty() ? ec.message() : tls->LastError()).c_str());
+      co_return;
+    }
+    stream = std::move(tls);
+  } else {
+    stream = std::make_unique<TcpStream>(std::move(socket));
+  }
+  boost::beast::flat_buffer buffer;
+  http::request_parser<http::string_body> parser;
+  parser.body_limit(64 * 1024);
+  boost::system::error_code ec;
+  StreamRef ref(*stream);
+  co_await http::async_read(ref, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return;
+  const auto& request = parser.get();
+  http::response<http::string_body> response;
+  response.set(http::field::content_type, "application/json");
+  std::string target(request.target());
+  if (target != "/tunnel") {
+    response.result(http::status::not_found);
+    response.body() = R"({"success":false,"errors":[{"code":404,"message":"not found"}]})";
+  } else if (request.method() != http::verb::post) {
+    response.result(http::status::method_not_allowed);
+    response.body() = R"({"success":false,"errors":[{"code":405,"message":"use POST"}]})";
+  } else if (options_.rate_limit) {
+    // What the real service sends when it rate limits: a non-JSON body.
+    response.result(http::status::too_many_requests);
+    response.set(http::field::content_type, "text/plain; charset=UTF-8");
+    response.set(http::field::retry_after, "60");
+    response.body() = "error code: 1015";
+    Print("api rate-limited POST /tunnel");
+  } else {
+    QuickTunnel tunnel = registry_.Issue();
+    response.result(http::status::ok);
+    response.body() = BuildQuickTunnelReply(tunnel);
+    Print("issued tunnel=" + FormatUuid(tunnel.credentials.tunnel_id) +
+          " hostname=" + tunnel.hostname + " user_agent=\"" +
+          std::string(request[http::field::user_agent]) + "\"");
+  }
+  co_await Respond(*stream, request, response);
+}
+
+asio::awaitable<void> EdgeServer::AcceptTcpControl() {
+  while (!closed_) {
+    boost::system::error_code ec;
+    tcp::socket socket =
+        co_await tcp_acceptor_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (closed_) break;
+      continue;
+    }
+    auto stream = std::make_shared<TcpStream>(std::move(socket));
+    auto connection = std::make_shared<TcpConnection>(stream->Describe());
+    ServeControlStream(stream, connection);
+  }
+}
+
+asio::awaitable<void> EdgeServer::AcceptHttp() {
+  while (!closed_) {
+    boost::system::error_code ec;
+    tcp::socket socket =
+        co_await http_acceptor_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (closed_) break;
+      continue;
+    }
+    asio::co_spawn(io_, ServeHttp(std::move(socket)), asio::detached);
+  }
+}
+
+asio::awaitable<void> EdgeServer::ServeHttp(tcp::socket socket) {
+  TcpStream stream(std::move(socket));
+  boost::beast::flat_buffer buffer;
+  http::request_parser<http::string_body> parser;
+  parser.body_limit(1024 * 1024);
+  boost::system::error_code ec;
+  StreamRef ref(stream);
+  co_await http::async_read(ref, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return;
+  const auto& request = parser.get();
+  std::string host(request[http::field::host]);
+  auto routes = registry_.Route(host);
+  http::response<http::string_body> response;
+  response.set(http::field::content_type, "text/plain; charset=UTF-8");
+  if (routes.empty()) {
+    // Cloudflare's answer for a tunnel host without a live connector.
+    response.result(530);
+    response.body() = "error code: 1033";
+  } else {
+    // Part 2 forwards the request over a data stream of one of these connections.
+    response.result(http::status::bad_gateway);
+    response.body() = "tunnel " + FormatUuid(routes.front().tunnel_id) + " has " +
+                      std::to_string(routes.size()) +
+                      " connection(s); request forwarding is not part of this cfedge build\n";
+  }
+  co_await Respond(stream, request, response);
+}
+
+}  // namespace tunnelkit::cloudflare::cfedge

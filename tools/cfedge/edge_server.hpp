@@ -1,0 +1,86 @@
+// The processes's parts wired together on one io_context (KJ runs on it too).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include "emulator/certificates.hpp"
+#include "emulator/edge_rpc_session.hpp"
+#include "emulator/tunnel_registry.hpp"
+#include "kjasio/asio_kj_loop.hpp"
+
+namespace tunnelkit::cloudflare::cfedge {
+
+struct EdgeServerOptions {
+  std::string api_listen = "127.0.0.1:0";
+  bool api_tls = false;
+  bool rate_limit = false;
+  bool reuse_tunnel = false;
+  std::string quic_listen;
+  std::string tcp_listen;
+  std::string http_listen;
+  std::string write_ca;
+  std::string ca_cert;
+  std::string ca_key;
+  std::vector<std::string> locations = {"lhr01"};
+  std::string domain = "trycloudflare.com";
+};
+
+class EdgeServer {
+ public:
+  // Binds every listener (throws std::runtime_error naming the one that failed).
+  EdgeServer(boost::asio::io_context& io, EdgeServerOptions options);
+  ~EdgeServer();
+  void Start();
+  void Close();
+
+  // Called for the control stream of each new client connection (any transport).
+  void ServeControlStream(std::shared_ptr<Stream> stream,
+                          std::shared_ptr<emulator::EdgeConnection> connection);
+
+  emulator::TunnelRegistry& registry() { return registry_; }
+  AsioKjLoop& kj_loop() { return *kj_loop_; }
+  const emulator::PemPair& server_certificate() const { return server_cert_; }
+  const std::string& cert_file() const { return cert_file_; }
+  const std::string& key_file() const { return key_file_; }
+
+  struct QuicListener;
+
+ private:
+  boost::asio::awaitable<void> AcceptApi();
+  boost::asio::awaitable<void> AcceptTcpControl();
+  boost::asio::awaitable<void> AcceptHttp();
+  boost::asio::awaitable<void> ServeApi(boost::asio::ip::tcp::socket socket);
+  boost::asio::awaitable<void> ServeHttp(boost::asio::ip::tcp::socket socket);
+
+  boost::asio::io_context& io_;
+  EdgeServerOptions options_;
+  std::unique_ptr<AsioKjLoop> kj_loop_;
+  emulator::TunnelRegistry registry_;
+  emulator::PemPair ca_;
+  emulator::PemPair server_cert_;
+  std::string cert_file_;
+  std::string key_file_;
+  std::shared_ptr<boost::asio::ssl::context> api_tls_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> api_acceptor_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> tcp_acceptor_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> http_acceptor_;
+  std::shared_ptr<QuicListener> quic_;  // shared_ptr: complete only in quic_listener.cpp
+  std::map<std::uint64_t, std::unique_ptr<emulator::EdgeRpcSession>> sessions_;
+  std::uint64_t next_session_ = 0;
+  bool closed_ = false;
+};
+
+// Starts the QUIC edge listener (quic_listener.cpp); throws when it cannot.
+std::shared_ptr<EdgeServer::QuicListener> StartQuicListener(EdgeServer& server,
+                                                            boost::asio::io_context& io,
+                                                            const std::string& listen);
+void CloseQuicListener(EdgeServer::QuicListener& listener);
+
+}  // namespace tunnelkit::cloudflare::cfedge
