@@ -1,11 +1,13 @@
 // fuzz-links: tunnelkit_ferro_core
 // FerroTunnel codec: arbitrary bytes through the incremental decoder (in two uneven pieces),
-// and every decoded frame re-encoded and decoded again to the same value.
+// every decoded frame re-encoded and decoded again to the same value; then through the
+// FerroMuxCodec view, every decoded frame encoded again.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 
 #include "codec/codec.hpp"
+#include "codec/mux_codec.hpp"
 
 using namespace tunnelkit::ferro;
 
@@ -33,6 +35,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
     }
     if (status == DecodeStatus::kError && decoder.error().empty()) std::abort();
+  }
+  // The same bytes through the multiplexer's view: every decoded frame encodes again.
+  FerroMuxCodec mux_codec(true, max_frame);
+  std::span<const std::uint8_t> input(data, size);
+  std::size_t pos = 0;
+  while (pos < size) {
+    tunnelkit::mux::DecodeResult r = mux_codec.Decode(input.subspan(pos));
+    if (r.status != tunnelkit::mux::DecodeResult::Status::kFrame) break;
+    if (r.consumed == 0 || r.consumed > size - pos) std::abort();
+    Bytes encoded;
+    if (!mux_codec.Encode(r.frame, encoded).empty()) std::abort();
+    pos += r.consumed;
   }
   return 0;
 }
