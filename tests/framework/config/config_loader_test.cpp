@@ -235,6 +235,11 @@ TEST(ConfigFlags, ChecksModesUrlsAndMissingValues) {
   EXPECT_NE(OnlyIssue(r, "cloudflare.quick_service").reason.find("not a URL"), std::string::npos);
   EXPECT_NE(OnlyIssue(r, "zlayer.server").reason.find("missing host"), std::string::npos);
   EXPECT_NE(OnlyIssue(r, "ferro.token").reason.find("needs a value"), std::string::npos);
+  auto followed = Build({"--backend", "ferro", "--token", "--tls", "--server=--odd"});
+  EXPECT_NE(OnlyIssue(followed, "ferro.token").reason.find("needs a value"), std::string::npos);
+  EXPECT_TRUE(followed.config.ferro().tls());
+  EXPECT_NE(OnlyIssue(followed, "ferro.server").reason.find("\"--odd\": missing port"),
+            std::string::npos);
   auto no_backend = Build({"--url", "http://localhost:1"});
   EXPECT_NE(OnlyIssue(no_backend, "backend").reason.find("required"), std::string::npos);
 }
@@ -400,7 +405,7 @@ int CountLines(const std::string& text) {
 
 TEST(TunnelctlConfig, CheckPrintsTheEffectiveConfigurationWithSecretsMasked) {
   auto r = test::RunProcess({TUNNELCTL_PATH, "--backend", "ferro", "--server", "127.0.0.1:7835",
-                             "--token", "t0ps3cret", "--check"});
+                             "--token", "t0ps3cret", "--url", "http://127.0.0.1:3000", "--check"});
   EXPECT_EQ(r.exit_status, 0) << r.err;
   EXPECT_EQ(r.err, "");
   EXPECT_NE(r.out.find("backend: \"ferro\"\n"), std::string::npos) << r.out;
@@ -454,7 +459,9 @@ TEST(TunnelctlConfig, AdminBindFailureIsOneLineAndStatus2) {
   socklen_t len = sizeof addr;
   ::getsockname(held, reinterpret_cast<sockaddr*>(&addr), &len);
   const std::string address = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
-  auto r = test::RunProcess({TUNNELCTL_PATH, "--backend", "ferro", "--metrics", address});
+  // The fixture backend has no checks of its own, so the run gets as far as the bind.
+  auto r = test::RunProcess({TUNNELCTL_PATH, "--backend", "adminfixture", "--plugin-dir",
+                             TUNNELKIT_TEST_PLUGIN_DIR, "--metrics", address});
   ::close(held);
   EXPECT_EQ(r.exit_status, 2);
   EXPECT_EQ(CountLines(r.err), 1) << r.err;
