@@ -178,6 +178,19 @@ def wait_port(port, timeout, procs=()):
 
 
 def iperf(port, streams, duration):
+    # The iperf3 server takes a moment to be free again after a run whose connections went
+    # through a tunnel: "busy" is retried for a few seconds.
+    for _ in range(10):
+        try:
+            return iperf_once(port, streams, duration)
+        except PathFailed as ex:
+            if "busy" not in str(ex):
+                raise
+            time.sleep(1)
+    raise PathFailed("iperf3: the server stayed busy")
+
+
+def iperf_once(port, streams, duration):
     r = run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-P", str(streams), "-t",
              str(duration), "-J", "--connect-timeout", "5000"],
             timeout=duration + STEP_TIMEOUT_SLACK)
@@ -280,8 +293,8 @@ class Env:
         self.args = args
         self.tmp = tmp
         self.build = os.path.abspath(args.build)
-        self.tunnelctl = os.path.join(self.build, "tools", "tunnelctl", "tunnelctl")
-        self.cfedge = os.path.join(self.build, "tools", "cfedge", "cfedge")
+        self.tunnelctl = os.path.join(self.build, "bin", "tunnelctl")
+        self.cfedge = os.path.join(self.build, "bin", "cfedge")
         self.plugin_dir = os.path.join(self.build, "plugins")
         self.iperf_port = free_port()
         self.http_port = free_port()
