@@ -293,9 +293,8 @@ class Env:
         self.args = args
         self.tmp = tmp
         self.build = os.path.abspath(args.build)
-        self.tunnelctl = os.path.join(self.build, "bin", "tunnelctl")
-        self.cfedge = os.path.join(self.build, "bin", "cfedge")
-        self.plugin_dir = os.path.join(self.build, "plugins")
+        # --build-override PATH=DIR: that path's binaries come from another build tree.
+        self.overrides = dict(o.split("=", 1) for o in args.build_override)
         self.iperf_port = free_port()
         self.http_port = free_port()
         self.procs = []
@@ -369,10 +368,6 @@ http {{
             if r.returncode != 0:
                 raise RuntimeError(f"openssl: {r.stderr.strip()[-300:]}")
 
-    def tunnelctl_cmd(self, *args):
-        return [self.tunnelctl, *args, "--plugin-dir", self.plugin_dir, "--log-level", "info",
-                "--grace-period", "1s"]
-
     def stop(self):
         for p in reversed(self.procs):
             p.stop()
@@ -395,6 +390,18 @@ class Path:
         self.tcp_entry = None
         self.http_entry = None
         self.startup_s = None
+
+    def build_dir(self):
+        return self.env.overrides.get(self.key, self.env.build)
+
+    @property
+    def cfedge(self):
+        return os.path.join(self.build_dir(), "bin", "cfedge")
+
+    def tunnelctl_cmd(self, *args):
+        build = self.build_dir()
+        return [os.path.join(build, "bin", "tunnelctl"), *args, "--plugin-dir",
+                os.path.join(build, "plugins"), "--log-level", "info", "--grace-period", "1s"]
 
     def spawn(self, name, cmd, env=None):
         p = Proc(f"{self.name}-{name}".replace(" ", "_"), cmd, self.env.tmp, env)
@@ -529,7 +536,7 @@ class Ferro(Path):
                  f"127.0.0.1:{http}", "--tcp", f"127.0.0.1:{tcp}", "--token", token]
         if self.tls:
             serve += ["--tls-cert", e.cert, "--tls-key", e.key]
-        server = self.spawn("server", e.tunnelctl_cmd(*serve))
+        server = self.spawn("server", self.tunnelctl_cmd(*serve))
         server.wait_output(r"listening for tunnel clients", 20)  # no probe: it would log
         client = ["--backend", "ferro", "--server", f"127.0.0.1:{listen}", "--token", token]
         if self.tls:
@@ -537,11 +544,11 @@ class Ferro(Path):
         # The server sends raw TCP ingress to the first registered client that offers tcp:
         # the bulk client registers first, then the HTTP one (routed by Host = tunnel id),
         # whose start is timed.
-        bulk = self.spawn("client-bulk", e.tunnelctl_cmd(
+        bulk = self.spawn("client-bulk", self.tunnelctl_cmd(
             *client, "--url", f"tcp://127.0.0.1:{e.iperf_port}", "--tunnel-id", "bulk"))
         bulk.wait_output(r"connected to", 20)
         t0 = time.monotonic()
-        web = self.spawn("client-web", e.tunnelctl_cmd(
+        web = self.spawn("client-web", self.tunnelctl_cmd(
             *client, "--url", f"http://127.0.0.1:{e.http_port}", "--tunnel-id", "web"))
         wait_http("127.0.0.1", http, "web", 20, [server, web, bulk])
         self.startup_s = time.monotonic() - t0
@@ -582,7 +589,7 @@ class Zlayer(Path):
                  f"{base}-{base + 3}", "--tokens", tokens]
         if self.tls:
             serve += ["--tls-cert", e.cert, "--tls-key", e.key]
-        server = self.spawn("server", e.tunnelctl_cmd(*serve))
+        server = self.spawn("server", self.tunnelctl_cmd(*serve))
         server.wait_output(r"zlayer server listening", 20)
         scheme = "wss" if self.tls else "ws"
         link = ["link", "--backend", "zlayer", "--server",
@@ -592,7 +599,7 @@ class Zlayer(Path):
         if self.tls:
             link += ["--tls-ca", e.ca]
         t0 = time.monotonic()
-        agent = self.spawn("agent", e.tunnelctl_cmd(*link))
+        agent = self.spawn("agent", self.tunnelctl_cmd(*link))
         wait_http("127.0.0.1", http, "origin", 20, [server, agent])
         self.startup_s = time.monotonic() - t0
         self.tcp_entry, self.http_entry = tcp, (http, "origin")
@@ -619,14 +626,14 @@ class Cloudflare(Path):
         e = self.env
         api, quic, http = free_port(), free_udp_port(), free_port()
         ca = os.path.join(e.tmp, "cfedge-ca.pem")
-        edge = self.spawn("cfedge", [e.cfedge, "--api-listen", f"127.0.0.1:{api}",
+        edge = self.spawn("cfedge", [self.cfedge, "--api-listen", f"127.0.0.1:{api}",
                                      "--quic-listen", f"127.0.0.1:{quic}", "--http-listen",
                                      f"127.0.0.1:{http}", "--write-ca", ca])
         edge.is_tunnel = False  # the emulated edge is Cloudflare's side, not our process
         wait_port(http, 20, [edge])
         wait_port(api, 20, [edge])
         t0 = time.monotonic()
-        client = self.spawn("client", e.tunnelctl_cmd(
+        client = self.spawn("client", self.tunnelctl_cmd(
             "--backend", "cloudflare", "--url", f"http://127.0.0.1:{e.http_port}",
             "--quick-service", f"http://127.0.0.1:{api}", "--edge", f"127.0.0.1:{quic}",
             "--edge-ca", ca))
@@ -784,6 +791,9 @@ def render(results, args, load_before, load_after, started):
     out.append(f"tunnelkit end-to-end benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}; "
                f"{args.runs} runs of {args.duration}s per figure, medians; "
                f"{os.cpu_count()} CPUs; load average before {load_before}, after {load_after}")
+    if args.build_override:
+        out.append("")
+        out.append("Binaries from other build trees for: " + ", ".join(args.build_override))
     out.append("")
     out.append("Throughput (Gbit/s; iperf3 through the TCP ingress; GET /big = one wrk connection "
                f"downloading a {args.big_mib} MiB body over HTTP):")
@@ -894,6 +904,8 @@ def main():
     root = os.path.dirname(os.path.dirname(here))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.path.join(root, "build"), help="build directory")
+    ap.add_argument("--build-override", action="append", default=[], metavar="PATH=DIR",
+                    help="take this path's tunnelctl/plugins/cfedge from another build dir")
     ap.add_argument("--paths", default=",".join(PATHS), help="comma-separated: " + ",".join(PATHS))
     ap.add_argument("--runs", type=int, default=3, help="repetitions per figure (median)")
     ap.add_argument("--duration", type=int, default=5, help="seconds per iperf3/wrk run")
@@ -929,6 +941,7 @@ def main():
         env.make_tls()
         for n in names:
             path = PATHS[n](env)
+            path.key = n
             if time.monotonic() > deadline:
                 results.append({"name": path.name, "failed": "not run: global deadline reached"})
                 continue
