@@ -130,33 +130,45 @@ def rss_mb(pid):
     return None
 
 
-def http_ok(host, port, host_header, path="/", timeout=1.0):
+def http_probe(host, port, host_header, path="/", timeout=1.0):
+    """(got a 200, what came back: status line and the start of the body, for messages)."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
             s.settimeout(timeout)
             s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\n\r\n"
                       .encode())
             data = b""
-            while b"\r\n" not in data:
+            while len(data) < 4096:
                 chunk = s.recv(4096)
                 if not chunk:
                     break
                 data += chunk
-            return data.startswith(b"HTTP/1.1 200") or data.startswith(b"HTTP/1.0 200")
-    except OSError:
-        return False
+                if b"\r\n" in data and not data.startswith(b"HTTP/1.1 5"):
+                    break
+    except OSError as ex:
+        return False, str(ex)
+    ok = data.startswith(b"HTTP/1.1 200") or data.startswith(b"HTTP/1.0 200")
+    head, _, body = data.partition(b"\r\n\r\n")
+    text = (head.split(b"\r\n")[0] + b" " + body[:160]).decode(errors="replace")
+    return ok, " ".join(text.split())
+
+
+def http_ok(host, port, host_header, path="/", timeout=1.0):
+    return http_probe(host, port, host_header, path, timeout)[0]
 
 
 def wait_http(host, port, host_header, timeout, procs=()):
     deadline = time.monotonic() + timeout
+    last = "nothing"
     while time.monotonic() < deadline:
-        if http_ok(host, port, host_header):
+        ok, last = http_probe(host, port, host_header)
+        if ok:
             return
         for p in procs:
             if not p.alive():
                 raise PathFailed(f"{p.name} exited ({p.proc.returncode}): {p.last_line()}")
         time.sleep(0.02)
-    raise PathFailed(f"no HTTP 200 through {host}:{port} within {timeout}s")
+    raise PathFailed(f"no HTTP 200 through {host}:{port} within {timeout}s (last answer: {last})")
 
 
 def wait_port(port, timeout, procs=()):
@@ -391,17 +403,22 @@ class Path:
         self.http_entry = None
         self.startup_s = None
 
-    def build_dir(self):
-        return self.env.overrides.get(self.key, self.env.build)
+    def build_dirs(self):
+        """(tunnelctl's build, plugins' build, cfedge's build): --build-override
+        PATH=DIR[,PLUGIN_BUILD[,CFEDGE_BUILD]], else --build for all three."""
+        dirs = self.env.overrides.get(self.key, self.env.build).split(",")
+        while len(dirs) < 3:
+            dirs.append(dirs[-1])
+        return dirs
 
     @property
     def cfedge(self):
-        return os.path.join(self.build_dir(), "bin", "cfedge")
+        return os.path.join(self.build_dirs()[2], "bin", "cfedge")
 
     def tunnelctl_cmd(self, *args):
-        build = self.build_dir()
-        return [os.path.join(build, "bin", "tunnelctl"), *args, "--plugin-dir",
-                os.path.join(build, "plugins"), "--log-level", "info", "--grace-period", "1s"]
+        tools, plugins, _ = self.build_dirs()
+        return [os.path.join(tools, "bin", "tunnelctl"), *args, "--plugin-dir",
+                os.path.join(plugins, "plugins"), "--log-level", "info", "--grace-period", "1s"]
 
     def spawn(self, name, cmd, env=None):
         p = Proc(f"{self.name}-{name}".replace(" ", "_"), cmd, self.env.tmp, env)
@@ -523,6 +540,7 @@ class SshRemote(SshBase):
 
 class Ferro(Path):
     tls = False
+    client_extra = []
 
     def __init__(self, env):
         super().__init__(env)
@@ -538,7 +556,8 @@ class Ferro(Path):
             serve += ["--tls-cert", e.cert, "--tls-key", e.key]
         server = self.spawn("server", self.tunnelctl_cmd(*serve))
         server.wait_output(r"listening for tunnel clients", 20)  # no probe: it would log
-        client = ["--backend", "ferro", "--server", f"127.0.0.1:{listen}", "--token", token]
+        client = ["--backend", "ferro", "--server", f"127.0.0.1:{listen}", "--token", token,
+                  *self.client_extra]
         if self.tls:
             client += ["--tls", "--tls-ca", e.ca, "--tls-server-name", "localhost"]
         # The server sends raw TCP ingress to the first registered client that offers tcp:
@@ -558,6 +577,15 @@ class Ferro(Path):
 
 class FerroTls(Ferro):
     tls = True
+
+
+class FerroNoFlow(Ferro):
+    """Diagnostic (not in the default set): ferro plain without per-stream credit windows."""
+    client_extra = ["--no-flow-control"]
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.name = "ferro plain, no tk-flow"
 
 
 class Zlayer(Path):
@@ -654,6 +682,8 @@ PATHS = {
     "zlayer-wss": ZlayerTls,
     "cloudflare": Cloudflare,
 }
+# Diagnostic paths, run only when named in --paths.
+EXTRA_PATHS = {"ferro-plain-noflow": FerroNoFlow}
 
 
 def tree_pids(pid):
@@ -848,7 +878,7 @@ def render(results, args, load_before, load_after, started):
     out.append("|---|---|---|")
 
     def target(label, value, ok, shown):
-        verdict = "—" if value is None else ("pass" if ok else "miss")
+        verdict = "not measured" if value is None else ("pass" if ok else "miss")
         out.append(f"| {label} | {shown} | {verdict} |")
 
     def get(name, key, sub=None):
@@ -904,8 +934,8 @@ def main():
     root = os.path.dirname(os.path.dirname(here))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.path.join(root, "build"), help="build directory")
-    ap.add_argument("--build-override", action="append", default=[], metavar="PATH=DIR",
-                    help="take this path's tunnelctl/plugins/cfedge from another build dir")
+    ap.add_argument("--build-override", action="append", default=[], metavar="PATH=DIR[,DIR[,DIR]]",
+                    help="take this path's tunnelctl[,plugins[,cfedge]] from other build dirs")
     ap.add_argument("--paths", default=",".join(PATHS), help="comma-separated: " + ",".join(PATHS))
     ap.add_argument("--runs", type=int, default=3, help="repetitions per figure (median)")
     ap.add_argument("--duration", type=int, default=5, help="seconds per iperf3/wrk run")
@@ -928,6 +958,7 @@ def main():
     if missing:
         sys.exit(f"bench_e2e: missing tools: {' '.join(missing)} (bench/run-e2e.sh installs them)")
     names = [n.strip() for n in args.paths.split(",") if n.strip()]
+    PATHS.update({k: v for k, v in EXTRA_PATHS.items() if k in names})
     for n in names:
         if n not in PATHS:
             sys.exit(f"bench_e2e: unknown path '{n}' (known: {', '.join(PATHS)})")
