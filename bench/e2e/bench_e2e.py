@@ -800,6 +800,11 @@ def fmt(v, digits=2):
     return str(v)
 
 
+def cell(text):
+    """Text made safe for one markdown table cell."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
 def ratio(a, b):
     if a is None or b is None or b == 0:
         return None
@@ -832,7 +837,7 @@ def render(results, args, load_before, load_after, started):
     out.append("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         if "failed" in r:
-            out.append(f"| {r['name']} | failed: {r['failed']} |" + " |" * 9)
+            out.append(f"| {r['name']} | failed: {cell(r['failed'])} |" + " |" * 9)
             continue
         i1, i4, gb = r.get("iperf1"), r.get("iperf4"), r.get("get_big")
         na = "n/a (HTTP only)" if r.get("no_tcp") else None
@@ -848,7 +853,7 @@ def render(results, args, load_before, load_after, started):
     out.append("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         if "failed" in r:
-            out.append(f"| {r['name']} | failed: {r['failed']} |" + " |" * 7)
+            out.append(f"| {r['name']} | failed: {cell(r['failed'])} |" + " |" * 7)
             continue
         h1, h50 = r.get("http1") or {}, r.get("http50") or {}
         d50, s50 = (direct.get("http50") or {}).get("rps"), (sshl.get("http50") or {}).get("rps")
