@@ -1,6 +1,7 @@
 #include "tunnelkit/session/supervisor.hpp"
 
 #include <exception>
+#include <stdexcept>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -111,7 +112,9 @@ Supervisor::Supervisor(boost::asio::any_io_executor executor, Options options,
       connect_and_serve_(std::move(connect_and_serve)),
       logger_(options_.logger ? options_.logger : spdlog::default_logger()),
       backoff_(MakeBackoff(options_)),
-      retry_timer_(executor) {}
+      retry_timer_(executor) {
+  if (!connect_and_serve_) throw std::invalid_argument("Supervisor: no connect-and-serve function");
+}
 
 Supervisor::~Supervisor() = default;
 

@@ -5,6 +5,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <chrono>
+#include <nlohmann/json.hpp>
 
 #include "access/access_forwarder.hpp"
 #include "agent/tunnel_agent.hpp"
@@ -163,7 +164,23 @@ class ZlayerBackend final : public Backend {
       runtime.logger()->error("{}", error);
       return 1;
     }
-    runtime.OnStop([&] { server.Stop("server shutting down", [&] { runtime.io().stop(); }); });
+    runtime.SetState("serving");
+    runtime.SetReadiness([&] {
+      return admin::Readiness{true, static_cast<std::uint32_t>(server.stats().tunnels)};
+    });
+    runtime.SetDetails([&] {
+      const auto stats = server.stats();
+      nlohmann::json details = {{"listen_port", server.listen_port()},
+                                {"tunnels", stats.tunnels},
+                                {"services", stats.services},
+                                {"connections", stats.connections},
+                                {"auth_failures", stats.auth_failures}};
+      return details.dump();
+    });
+    runtime.OnStop([&] {
+      runtime.SetState("stopping");
+      server.Stop("server shutting down", [&] { runtime.io().stop(); });
+    });
     runtime.io().run();
     return 0;
   }
@@ -184,7 +201,11 @@ class ZlayerBackend final : public Backend {
       options.tls.tls_skip_verify = link.tls_skip_verify();
       if (!z.local_host().empty()) options.local_host = z.local_host();
       if (config.has_reconnect()) {
+        // The loader fills in the core's defaults (first delay 1 s); ZLayer agents start at
+        // 5 s, so an untouched 1 s base means "the zlayer default".
+        const auto base = options.backoff.base;
         options.backoff = session::BackoffPolicyFromConfig(config.reconnect());
+        if (options.backoff.base == std::chrono::milliseconds(1000)) options.backoff.base = base;
       }
       auto agent =
           std::make_unique<TunnelAgent>(runtime.io(), std::move(options), runtime.logger());
@@ -209,7 +230,49 @@ class ZlayerBackend final : public Backend {
           },
           asio::detached);
     }
+    // Admin: /tunnels shows every link with its state and services; /ready once all are up.
+    auto connected = [&] {
+      std::uint32_t n = 0;
+      for (const auto& agent : agents) {
+        n += agent->supervisor().state() == session::LinkState::kConnected ? 1 : 0;
+      }
+      return n;
+    };
+    for (auto& agent : agents) {
+      agent->supervisor().AddObserver([&](const session::LinkStateChange&) {
+        const auto n = connected();
+        runtime.SetState(n == agents.size() ? "connected" : n > 0 ? "degraded" : "connecting");
+      });
+    }
+    runtime.SetReadiness([&] {
+      const auto n = connected();
+      return admin::Readiness{n == agents.size(), n};
+    });
+    runtime.SetDetails([&] {
+      nlohmann::json links = nlohmann::json::array();
+      for (const auto& agent : agents) {
+        auto& sup = agent->supervisor();
+        nlohmann::json services = nlohmann::json::array();
+        for (const auto& r : agent->registered()) {
+          services.push_back(
+              {{"name", r.spec.name},
+               {"protocol", r.spec.protocol == codec::ServiceProtocol::kUdp ? "udp" : "tcp"},
+               {"local_port", r.spec.local_port},
+               {"public_port", r.public_port},
+               {"registered", r.ok},
+               {"error", r.error}});
+        }
+        links.push_back({{"name", sup.name()},
+                         {"state", session::LinkStateName(sup.state())},
+                         {"attempts", sup.attempts()},
+                         {"reconnects", sup.reconnects()},
+                         {"last_reason", sup.last_reason()},
+                         {"services", services}});
+      }
+      return nlohmann::json{{"links", links}}.dump();
+    });
     runtime.OnStop([&] {
+      runtime.SetState("stopping");
       for (auto& agent : agents) agent->Stop();
     });
     runtime.io().run();

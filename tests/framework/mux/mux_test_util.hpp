@@ -1,5 +1,5 @@
 // Helpers for the multiplexer tests: run a coroutine with a deadline, a TCP socket pair on
-// 127.0.0.1 wrapped as tunnelkit::Stream, deterministic payloads and streaming SHA-256.
+// 127.0.0.1 as tunnelkit::TcpStreams, deterministic payloads and streaming SHA-256.
 #pragma once
 
 #include <openssl/evp.h>
@@ -24,6 +24,7 @@
 #include <boost/asio/write.hpp>
 
 #include "tunnelkit/stream.hpp"
+#include "tunnelkit/stream/socket_stream.hpp"
 
 namespace tunnelkit::mux::test {
 namespace asio = boost::asio;
@@ -50,50 +51,14 @@ inline void RunWithDeadline(asio::io_context& io, std::function<asio::awaitable<
   }
 }
 
-// Ordinary TCP socket as a Stream (the framework's own adapter lives elsewhere; the tests only
-// need the basics).
-class TcpTestStream final : public Stream {
- public:
-  explicit TcpTestStream(asio::ip::tcp::socket socket) : socket_(std::move(socket)) {
-    socket_.set_option(asio::ip::tcp::no_delay(true));
-  }
-  asio::any_io_executor get_executor() override { return socket_.get_executor(); }
-  asio::awaitable<IoResult> ReadSome(asio::mutable_buffer buffer) override {
-    IoResult r;
-    r.bytes =
-        co_await socket_.async_read_some(buffer, asio::redirect_error(asio::use_awaitable, r.ec));
-    co_return r;
-  }
-  asio::awaitable<IoResult> Write(asio::const_buffer buffer) override {
-    IoResult r;
-    r.bytes = co_await asio::async_write(socket_, buffer,
-                                         asio::redirect_error(asio::use_awaitable, r.ec));
-    co_return r;
-  }
-  asio::awaitable<boost::system::error_code> ShutdownWrite() override {
-    boost::system::error_code ec;
-    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-    co_return ec;
-  }
-  void Reset() override {
-    boost::system::error_code ec;
-    socket_.set_option(asio::socket_base::linger(true, 0), ec);
-    socket_.close(ec);
-  }
-  std::string Describe() const override { return "tcp test stream"; }
-
- private:
-  asio::ip::tcp::socket socket_;
-};
-
 // A connected pair of TCP sockets on 127.0.0.1 (ephemeral port).
 inline std::pair<std::unique_ptr<Stream>, std::unique_ptr<Stream>> TcpPair(asio::io_context& io) {
   asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
   asio::ip::tcp::socket client(io);
   client.connect(acceptor.local_endpoint());
   asio::ip::tcp::socket server = acceptor.accept();
-  return {std::make_unique<TcpTestStream>(std::move(client)),
-          std::make_unique<TcpTestStream>(std::move(server))};
+  return {std::make_unique<TcpStream>(std::move(client)),
+          std::make_unique<TcpStream>(std::move(server))};
 }
 
 // Deterministic pseudo-random bytes (xorshift64*), so sender and receiver need not share memory.

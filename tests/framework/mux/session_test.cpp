@@ -447,6 +447,49 @@ TEST_P(SessionTest, GracefulShutdownFlushesQueuedFrames) {
   });
 }
 
+// Bytes the backend read during its own handshake are decoded before anything else.
+TEST(SessionStartTest, AlreadyReceivedBytesAreDecodedFirst) {
+  asio::io_context io;
+  auto [a, raw] = MemoryTransport::Pair(io.get_executor());
+  auto session = MuxSession::Create(std::move(a), std::make_unique<TestCodec>(), ClientConfig());
+  std::vector<std::uint8_t> early;
+  TestCodec codec;
+  const std::string hello = "ack";
+  Frame control;
+  control.kind = FrameKind::kControl;
+  control.payload = std::span(reinterpret_cast<const std::uint8_t*>(hello.data()), hello.size());
+  codec.Encode(control, early);
+  Frame open;
+  open.kind = FrameKind::kOpen;
+  open.stream_id = 2;
+  codec.Encode(open, early);
+  // ...and the first 5 bytes of a frame whose rest is still in flight.
+  const std::string second = "second";
+  control.payload = std::span(reinterpret_cast<const std::uint8_t*>(second.data()), second.size());
+  std::vector<std::uint8_t> split;
+  codec.Encode(control, split);
+  early.insert(early.end(), split.begin(), split.begin() + 5);
+  std::vector<std::string> controls;
+  session->SetControlHandler([&](const Frame& frame) { controls.emplace_back(frame.text()); });
+  session->Start(early);
+  RunWithDeadline(io, [&]() -> asio::awaitable<void> {
+    auto stream = co_await session->Accept();
+    EXPECT_TRUE(stream);
+    EXPECT_EQ(stream->id(), 2u);
+    EXPECT_EQ(controls, std::vector<std::string>{"ack"});
+    co_await raw->Write(asio::buffer(split.data() + 5, split.size() - 5));
+    asio::steady_timer wait(io);
+    for (int i = 0; i < 100 && controls.size() < 2; ++i) {
+      wait.expires_after(5ms);
+      co_await wait.async_wait(asio::use_awaitable);
+    }
+    EXPECT_EQ(controls, (std::vector<std::string>{"ack", "second"}));
+  });
+  session->Close("test over");
+  io.restart();
+  io.run_for(1s);
+}
+
 INSTANTIATE_TEST_SUITE_P(Wires, SessionTest, ::testing::Values(Wire::kMemory, Wire::kTcp),
                          [](const auto& info) {
                            return info.param == Wire::kMemory ? "Memory" : "Tcp";

@@ -108,7 +108,7 @@ TEST(SupervisorTest, ReconnectsAfterTransientFailuresWithIncreasingDelays) {
   for (int i = 0; i < 3; ++i) {
     const auto gap = std::chrono::duration_cast<milliseconds>(starts[i + 1] - starts[i]).count();
     EXPECT_GE(gap, expected[i]) << "gap " << i;
-    EXPECT_LT(gap, expected[i] + 200) << "gap " << i;
+    EXPECT_LT(gap, expected[i] + 400) << "gap " << i;
   }
   EXPECT_EQ(recorder.RetryDelays(), (std::vector<long>{20, 40, 80}));
   EXPECT_EQ(recorder.States(),
@@ -131,12 +131,12 @@ TEST(SupervisorTest, HealthySessionResetsBackoffShortOneDoesNot) {
                             case 2:
                               co_return SessionOutcome::Transient("refused");
                             case 3:  // up, but not long enough to count as healthy
+                              // (no suspension in between: "short" even on a loaded machine)
                               control.MarkConnected("short");
-                              co_await Sleep(milliseconds(5));
                               co_return SessionOutcome::Transient("reset by peer");
                             case 4:  // healthy
                               control.MarkConnected("long");
-                              co_await Sleep(milliseconds(60));
+                              co_await Sleep(milliseconds(50));
                               co_return SessionOutcome::Transient("heartbeat timeout");
                             case 5:
                               co_return SessionOutcome::Transient("refused");
@@ -172,7 +172,7 @@ TEST(SupervisorTest, PermanentFailureEndsAtOnceWithTypedResult) {
   recorder.Attach(supervisor);
   const auto start = Clock::now();
   SupervisorResult result = RunToEnd(io, supervisor);
-  EXPECT_LT(MillisSince(start), 500);
+  EXPECT_LT(MillisSince(start), 1000);
   EXPECT_EQ(calls, 2);
   EXPECT_EQ(result.kind, SupervisorEnd::kPermanentFailure);
   EXPECT_TRUE(result.failed());
@@ -298,6 +298,12 @@ TEST(SupervisorTest, StopBeforeRunMakesNoAttempt) {
   EXPECT_EQ(calls, 0);
   EXPECT_EQ(result.kind, SupervisorEnd::kStopped);
   EXPECT_EQ(result.attempts, 0u);
+}
+
+TEST(SupervisorTest, RefusesAnEmptySessionFunction) {
+  asio::io_context io;
+  EXPECT_THROW(Supervisor(io.get_executor(), FastOptions(), Supervisor::ConnectAndServe{}),
+               std::invalid_argument);
 }
 
 TEST(SupervisorTest, ExceptionFromSessionIsATransientFailure) {

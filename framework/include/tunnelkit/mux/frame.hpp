@@ -27,8 +27,9 @@ enum class FrameKind : std::uint8_t {
 const char* ToString(FrameKind kind);
 const char* ToString(Priority priority);
 
-// A non-owning view of one frame. On decode, `payload` points into the codec's input and is
-// valid only until that input is consumed; on encode it points at the mux's buffers.
+// A non-owning view of one frame. On decode, `payload` points into the codec's input or into
+// storage the codec owns, and must stay valid until the next Decode call (the mux copies what it
+// keeps before that); on encode it points at the mux's buffers for the duration of Encode.
 struct Frame {
   FrameKind kind = FrameKind::kData;
   StreamId stream_id = 0;
