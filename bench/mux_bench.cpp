@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
-#include <spdlog/spdlog.h>
 
 #include "tunnelkit/mux/memory_transport.hpp"
 #include "tunnelkit/mux/session.hpp"
@@ -78,26 +78,22 @@ asio::awaitable<void> Sender(std::shared_ptr<MuxStream> stream, std::size_t fram
   co_await stream->ShutdownWrite();
 }
 
+asio::awaitable<void> Drain(std::shared_ptr<MuxStream> stream, std::size_t* received) {
+  std::vector<std::uint8_t> buf(256 * 1024);
+  while (true) {
+    IoResult r = co_await stream->ReadSome(asio::buffer(buf));
+    if (r.ec) break;
+    *received += r.bytes;
+  }
+}
+
 asio::awaitable<void> Receiver(std::shared_ptr<MuxSession> server, int streams,
                                std::size_t* received) {
-  int finished = 0;
-  auto drain = [&finished, received](std::shared_ptr<MuxStream> s) -> asio::awaitable<void> {
-    std::vector<std::uint8_t> buf(256 * 1024);
-    while (true) {
-      IoResult r = co_await s->ReadSome(asio::buffer(buf));
-      if (r.ec) break;
-      *received += r.bytes;
-    }
-    ++finished;
-  };
-  std::vector<std::shared_ptr<MuxStream>> accepted;
   for (int i = 0; i < streams; ++i) {
-    auto s = co_await server->Accept();
-    if (!s) co_return;
-    accepted.push_back(s);
-    asio::co_spawn(server->get_executor(), drain(s), asio::detached);
+    auto stream = co_await server->Accept();
+    if (!stream) co_return;
+    asio::co_spawn(server->get_executor(), Drain(stream, received), asio::detached);
   }
-  (void)finished;
 }
 
 void BM_MuxThroughput(benchmark::State& state) {

@@ -16,21 +16,80 @@ namespace tunnelctl {
 
 namespace {
 
+namespace pb = google::protobuf;
+
 void PrintIssue(const tunnelkit::config::Issue& issue) {
   std::fprintf(stderr, "tunnelctl: config: %s\n", issue.Describe().c_str());
+}
+
+std::string FlagType(const pb::FieldDescriptor* field) {
+  if (field->is_map()) return "KEY=VALUE...";
+  std::string type;
+  if (field->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE)
+    type = "DURATION";
+  else if (field->cpp_type() == pb::FieldDescriptor::CPPTYPE_BOOL)
+    type = "[=true|false]";
+  else if (field->cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING)
+    type = "TEXT";
+  else if (field->cpp_type() == pb::FieldDescriptor::CPPTYPE_ENUM)
+    type = "NAME";
+  else
+    type = "NUMBER";
+  if (field->is_repeated()) type += "...";
+  return type;
+}
+
+// Lists the flags that reach each field of `type` (reflection: the same rule the loader
+// uses), skipping lists of messages, which only a file can set.
+void PrintFlags(const pb::Descriptor* type, const std::string& prefix, bool skip_backends) {
+  for (int i = 0; i < type->field_count(); ++i) {
+    const auto* field = type->field(i);
+    std::string name = prefix + field->name();
+    for (auto& c : name) {
+      if (c == '_') c = '-';
+    }
+    const bool message = field->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE &&
+                         field->message_type()->full_name() != "google.protobuf.Duration" &&
+                         !field->is_map();
+    if (message) {
+      if (field->is_repeated() || (skip_backends && field->number() >= 20)) continue;
+      PrintFlags(field->message_type(), name + "-", false);
+      continue;
+    }
+    std::printf("  --%-36s %s\n", name.c_str(), FlagType(field).c_str());
+  }
+}
+
+void PrintHelp(const std::string& backend) {
+  std::fputs(
+      "usage: tunnelctl [serve|link|access] --backend NAME [--config FILE] [--check] [flags]\n"
+      "Every field of the configuration is a flag: --foo-bar sets foo_bar of the core\n"
+      "(tunnel.proto) or, failing that, of the backend's message (docs/configuration.md).\n"
+      "  --config FILE                          YAML or JSON file; flags override it\n"
+      "  --check                                print the effective configuration and exit\n"
+      "core:\n",
+      stdout);
+  const auto* tunnel = tunnelkit::config::v1::Tunnel::descriptor();
+  PrintFlags(tunnel, "", true);
+  const auto* field = backend.empty() ? nullptr : tunnel->FindFieldByName(backend);
+  if (field && field->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+    std::printf("%s:\n", backend.c_str());
+    PrintFlags(field->message_type(), "", false);
+  } else {
+    std::fputs("(add --backend NAME to list that backend's flags)\n", stdout);
+  }
 }
 
 }  // namespace
 
 int RunTunnel(const std::string& mode, const Args& args) {
-  for (const auto& arg : args) {
-    if (arg == "--help" || arg == "-h") {
-      std::fputs(
-          "usage: tunnelctl [serve|link|access] --backend NAME [--config FILE] [--check] [flags]\n"
-          "Every field of the configuration is a flag: --foo-bar sets foo_bar of the core\n"
-          "(tunnel.proto) or, failing that, of the backend's message (e.g. ferro.proto).\n"
-          "See docs/configuration.md.\n",
-          stdout);
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--help" || args[i] == "-h") {
+      std::string backend;
+      for (std::size_t k = 0; k + 1 < args.size(); ++k) {
+        if (args[k] == "--backend") backend = args[k + 1];
+      }
+      PrintHelp(backend);
       return 0;
     }
   }

@@ -344,9 +344,11 @@ void ConfigLoader::ApplyFlags(const std::vector<std::string>& args) {
     if (!value) {
       if (leaf->cpp_type() == pb::FieldDescriptor::CPPTYPE_BOOL && !leaf->is_repeated()) {
         value = "true";
-      } else if (i + 1 < args.size()) {
+      } else if (takes_next()) {
         value = args[++i];
       } else {
+        // Missing, or followed by another flag: "--token --tls" is a mistake, not a token.
+        // (A value that starts with "--" is written --flag=--value.)
         Issue issue;
         issue.path = target.path;
         issue.reason = "--" + name + " needs a value";
@@ -384,7 +386,7 @@ void ConfigLoader::Set(const std::string& path, const std::string& value) {
   for (auto& c : flag) {
     if (c == '.' || c == '_') c = '-';
   }
-  ApplyFlags({"--" + flag, value});
+  ApplyFlags({"--" + flag + "=" + value});
 }
 
 void ConfigLoader::FillDefaults() {

@@ -6,6 +6,7 @@
 #include "field_access.hpp"
 #include "tunnelkit/config/config_loader.hpp"
 #include "tunnelkit/config/duration.hpp"
+#include "tunnelkit/session/backoff.hpp"
 
 namespace tunnelkit::config {
 
@@ -123,16 +124,7 @@ std::vector<ConfigIssue> ValidateCore(const config::v1::Tunnel& tunnel) {
     issues.push_back({"url", "cannot be combined with ingress rules (put it in ingress instead)"});
   }
   if (tunnel.has_reconnect()) {
-    const auto& r = tunnel.reconnect();
-    if (r.jitter() < 0 || r.jitter() > 1) {
-      issues.push_back({"reconnect.jitter", std::to_string(r.jitter()) + ": expected 0..1"});
-    }
-    if (r.factor() != 0 && r.factor() < 1) {
-      issues.push_back({"reconnect.factor", std::to_string(r.factor()) + ": expected >= 1"});
-    }
-    if (r.has_base() && r.has_cap() && FromProto(r.base()) > FromProto(r.cap())) {
-      issues.push_back({"reconnect.cap", "smaller than reconnect.base"});
-    }
+    session::ValidateBackoffConfig(tunnel.reconnect(), "reconnect", issues);
   }
   return issues;
 }

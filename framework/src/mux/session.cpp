@@ -115,7 +115,10 @@ asio::awaitable<void> MuxSession::ReaderLoop([[maybe_unused]] std::shared_ptr<Mu
         std::memmove(input_.data(), input_.data() + input_begin_, pending);
         input_begin_ = 0;
         input_end_ = pending;
-        if (input_.size() - input_end_ < kReadSize) input_.resize(input_end_ + kReadSize);
+        // Geometric growth: a 16 MiB frame must not cost a reallocation per read.
+        if (input_.size() - input_end_ < kReadSize) {
+          input_.resize(std::max(input_end_ + kReadSize, input_.size() * 2));
+        }
       }
       IoResult r = co_await transport_->ReadSome(
           asio::buffer(input_.data() + input_end_, input_.size() - input_end_));

@@ -64,6 +64,9 @@ int ExitStatusFor(const SupervisorResult& result) {
 void SessionControl::MarkConnected(std::string detail) {
   if (connected_at_) return;
   connected_at_ = std::chrono::steady_clock::now();
+  detail_ = detail;
+  owner_.logger_->info("{}: connected{}{}", owner_.options_.name, detail.empty() ? "" : " ",
+                       detail);
   owner_.SetState(LinkState::kConnected, std::move(detail));
 }
 
@@ -122,6 +125,21 @@ void Supervisor::SetState(LinkState state, std::string reason, std::chrono::mill
   for (auto& observer : observers_) observer(change);
 }
 
+LinkStatus Supervisor::Status() const {
+  LinkStatus status;
+  status.name = options_.name;
+  status.state = state_;
+  status.attempts = attempts_;
+  status.reconnects = reconnects_;
+  status.last_reason = last_reason_;
+  if (state_ == LinkState::kConnected && current_ != nullptr && current_->connected_at_) {
+    status.detail = current_->detail_;
+    status.connected_for = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - *current_->connected_at_);
+  }
+  return status;
+}
+
 void Supervisor::Stop() {
   if (stopping_) return;
   stopping_ = true;
@@ -152,7 +170,7 @@ boost::asio::awaitable<SupervisorResult> Supervisor::Run() {
 
     ++attempts_;
     if (attempts_ > 1) ++reconnects_;
-    SessionControl control(*this, attempts_);
+    SessionControl control(*this, attempts_, backoff_.attempts());
     current_ = &control;
     logger_->debug("{}: connecting (attempt {})", options_.name, attempts_);
     SetState(LinkState::kConnecting, {});

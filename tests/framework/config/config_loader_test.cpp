@@ -2,7 +2,10 @@
 // its exact field path, and --check through the real tunnelctl.
 #include "tunnelkit/config/config_loader.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -232,6 +235,11 @@ TEST(ConfigFlags, ChecksModesUrlsAndMissingValues) {
   EXPECT_NE(OnlyIssue(r, "cloudflare.quick_service").reason.find("not a URL"), std::string::npos);
   EXPECT_NE(OnlyIssue(r, "zlayer.server").reason.find("missing host"), std::string::npos);
   EXPECT_NE(OnlyIssue(r, "ferro.token").reason.find("needs a value"), std::string::npos);
+  auto followed = Build({"--backend", "ferro", "--token", "--tls", "--server=--odd"});
+  EXPECT_NE(OnlyIssue(followed, "ferro.token").reason.find("needs a value"), std::string::npos);
+  EXPECT_TRUE(followed.config.ferro().tls());
+  EXPECT_NE(OnlyIssue(followed, "ferro.server").reason.find("\"--odd\": missing port"),
+            std::string::npos);
   auto no_backend = Build({"--url", "http://localhost:1"});
   EXPECT_NE(OnlyIssue(no_backend, "backend").reason.find("required"), std::string::npos);
 }
@@ -379,6 +387,11 @@ TEST(ConfigRender, MasksSecretsAndReadsBackToTheSameMessage) {
   loader.MergeText(RenderYaml(r.config, false), "rendered");
   ASSERT_TRUE(loader.issues().empty()) << loader.issues()[0].Describe();
   EXPECT_EQ(loader.config().SerializeAsString(), r.config.SerializeAsString());
+  loader.Set("ferro.tls", "true");
+  loader.Set("log.level", "warn");
+  EXPECT_TRUE(loader.config().ferro().tls());
+  EXPECT_EQ(loader.config().log().level(), "warn");
+  EXPECT_TRUE(loader.issues().empty());
   EXPECT_TRUE(IsSecretField("token"));
   EXPECT_TRUE(IsSecretField("api_secret"));
   EXPECT_FALSE(IsSecretField("tokens"));
@@ -392,7 +405,7 @@ int CountLines(const std::string& text) {
 
 TEST(TunnelctlConfig, CheckPrintsTheEffectiveConfigurationWithSecretsMasked) {
   auto r = test::RunProcess({TUNNELCTL_PATH, "--backend", "ferro", "--server", "127.0.0.1:7835",
-                             "--token", "t0ps3cret", "--check"});
+                             "--token", "t0ps3cret", "--url", "http://127.0.0.1:3000", "--check"});
   EXPECT_EQ(r.exit_status, 0) << r.err;
   EXPECT_EQ(r.err, "");
   EXPECT_NE(r.out.find("backend: \"ferro\"\n"), std::string::npos) << r.out;
@@ -435,10 +448,26 @@ TEST(TunnelctlConfig, FileProblemsNameTheFileAndLine) {
 }
 
 TEST(TunnelctlConfig, AdminBindFailureIsOneLineAndStatus2) {
-  auto r = test::RunProcess({TUNNELCTL_PATH, "--backend", "ferro", "--metrics", "192.0.2.1:1"});
+  // A port held by a listener of ours on 127.0.0.1.
+  int held = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(held, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(held, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(held, 1), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(held, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string address = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  // The fixture backend has no checks of its own, so the run gets as far as the bind.
+  auto r = test::RunProcess({TUNNELCTL_PATH, "--backend", "adminfixture", "--plugin-dir",
+                             TUNNELKIT_TEST_PLUGIN_DIR, "--metrics", address});
+  ::close(held);
   EXPECT_EQ(r.exit_status, 2);
   EXPECT_EQ(CountLines(r.err), 1) << r.err;
-  EXPECT_NE(r.err.find("tunnelctl: admin: 192.0.2.1:1: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("tunnelctl: admin: " + address + ": Address already in use\n"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST(TunnelctlConfig, UnknownBackendStaysOneLine) {

@@ -59,6 +59,7 @@ TEST_P(HeadOfLineTest, StalledReaderDoesNotBlockOtherStreams) {
   const std::size_t bound = kStreams * (window + 64 * 1024);
   std::size_t client_peak = 0, server_peak = 0;
   std::size_t stalled_written = 0;
+  bool sampling = true;  // outlives the body: the sampler may wake once more after it ends
   Received bulk;
   std::string bulk_sent_sha;
 
@@ -73,7 +74,6 @@ TEST_P(HeadOfLineTest, StalledReaderDoesNotBlockOtherStreams) {
         auto busy_peer = co_await server->Accept();
         EXPECT_EQ(stalled_peer->id(), stalled->id());
 
-        bool sampling = true;
         asio::co_spawn(
             io,
             [&]() -> asio::awaitable<void> {

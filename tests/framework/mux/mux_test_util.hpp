@@ -33,7 +33,8 @@ inline void RunWithDeadline(asio::io_context& io, std::function<asio::awaitable<
                             std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
   bool done = false;
   std::exception_ptr error;
-  asio::co_spawn(io, body(), [&](std::exception_ptr e) {
+  // The callable form keeps `body` (and what it captures) alive as long as the coroutine.
+  asio::co_spawn(io, std::move(body), [&](std::exception_ptr e) {
     done = true;
     error = e;
     io.stop();

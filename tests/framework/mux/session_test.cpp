@@ -434,7 +434,7 @@ TEST_P(SessionTest, GracefulShutdownFlushesQueuedFrames) {
       EXPECT_EQ(got.sha256, PatternSha(11, size));
     };
     bool peer_done = false;
-    asio::co_spawn(io_, peer_task(), [&](std::exception_ptr) { peer_done = true; });
+    asio::co_spawn(io_, peer_task, [&](std::exception_ptr) { peer_done = true; });
     co_await s.client->Shutdown(5s);
     EXPECT_EQ(s.client->close_reason(), "shutdown");
     // What was flushed before the close is complete at the peer.

@@ -30,18 +30,19 @@ TEST(LivenessTest, FiresAfterSilenceAndPingsMeanwhile) {
   int pings = 0;
   std::optional<Clock::time_point> died;
   LivenessMonitor monitor(
-      io.get_executor(), {milliseconds(10), milliseconds(50)}, [&] { ++pings; },
+      io.get_executor(), {milliseconds(10), milliseconds(80)}, [&] { ++pings; },
       [&] { died = Clock::now(); });
   const auto start = Clock::now();
   monitor.Start();
   io.run_for(milliseconds(2000));  // returns once the monitor is done
   ASSERT_TRUE(died.has_value());
-  EXPECT_GE(MillisBetween(start, *died), 50);
-  EXPECT_LT(MillisBetween(start, *died), 400);
+  const long lived = MillisBetween(start, *died);
+  EXPECT_GE(lived, 80);
+  EXPECT_LT(lived, 500);
   EXPECT_TRUE(monitor.dead());
   EXPECT_FALSE(monitor.running());
-  EXPECT_GE(pings, 3);
-  EXPECT_LE(pings, 6);
+  EXPECT_GE(pings, 2);               // about one per 10 ms while the peer was silent
+  EXPECT_LE(pings, lived / 10 + 1);  // never faster than the interval
   EXPECT_EQ(monitor.pings_sent(), static_cast<std::uint64_t>(pings));
 }
 
@@ -49,7 +50,7 @@ TEST(LivenessTest, StaysAliveWhileActivityContinuesThenFires) {
   asio::io_context io;
   std::optional<Clock::time_point> died;
   LivenessMonitor monitor(
-      io.get_executor(), {milliseconds(0), milliseconds(40)}, [] { FAIL() << "pinged"; },
+      io.get_executor(), {milliseconds(0), milliseconds(80)}, [] { FAIL() << "pinged"; },
       [&] { died = Clock::now(); });
   monitor.Start();
 
@@ -70,8 +71,8 @@ TEST(LivenessTest, StaysAliveWhileActivityContinuesThenFires) {
   io.run_for(milliseconds(2000));
   ASSERT_TRUE(died.has_value());
   EXPECT_GE(MillisBetween(start, *died), 200) << "declared dead while the peer was active";
-  EXPECT_GE(MillisBetween(last_activity, *died), 40);
-  EXPECT_LT(MillisBetween(last_activity, *died), 400);
+  EXPECT_GE(MillisBetween(last_activity, *died), 80);
+  EXPECT_LT(MillisBetween(last_activity, *died), 500);
 }
 
 TEST(LivenessTest, StopPreventsCallbacks) {
@@ -137,7 +138,7 @@ TEST(LivenessTest, TcpPingPongKeepsAliveAndSilentPeerIsDetected) {
 
   std::optional<Clock::time_point> died;
   LivenessMonitor monitor(
-      io.get_executor(), {milliseconds(10), milliseconds(60)},
+      io.get_executor(), {milliseconds(10), milliseconds(100)},
       [&] {
         boost::system::error_code ignored;
         asio::write(client, asio::buffer("P", 1), ignored);
@@ -186,8 +187,8 @@ TEST(LivenessTest, TcpPingPongKeepsAliveAndSilentPeerIsDetected) {
 
   ASSERT_TRUE(died.has_value());
   EXPECT_GE(MillisBetween(start, *died), 200);
-  EXPECT_GE(MillisBetween(muted_at, *died), 40);
-  EXPECT_LT(MillisBetween(muted_at, *died), 500);
+  EXPECT_GE(MillisBetween(muted_at, *died), 80);  // the last pong came at most ~10 ms earlier
+  EXPECT_LT(MillisBetween(muted_at, *died), 600);
   EXPECT_GE(answered, 5);
   EXPECT_GE(pongs, 5);
 }

@@ -122,8 +122,10 @@ TEST(SupervisorTest, HealthySessionResetsBackoffShortOneDoesNot) {
   asio::io_context io;
   BackoffPolicy policy = FastPolicy();
   policy.healthy_after = milliseconds(40);
+  std::vector<std::uint32_t> retries_seen;
   Supervisor supervisor(io.get_executor(), FastOptions(policy),
                         [&](SessionControl& control) -> awaitable<SessionOutcome> {
+                          retries_seen.push_back(control.retries_used());
                           switch (control.attempt()) {
                             case 1:
                             case 2:
@@ -149,6 +151,7 @@ TEST(SupervisorTest, HealthySessionResetsBackoffShortOneDoesNot) {
   EXPECT_EQ(result.attempts, 6u);
   // 20, 40, 80 (short session kept growing), 20 (reset after the healthy one), 40.
   EXPECT_EQ(recorder.RetryDelays(), (std::vector<long>{20, 40, 80, 20, 40}));
+  EXPECT_EQ(retries_seen, (std::vector<std::uint32_t>{0, 1, 2, 3, 1, 2}));
   std::vector<std::string> connected_details;
   for (const auto& change : recorder.changes) {
     if (change.state == LinkState::kConnected) connected_details.push_back(change.reason);
@@ -240,7 +243,7 @@ TEST(SupervisorTest, StopEndsTheRunningSessionThroughOnStop) {
           handler_ran = true;
           forever.cancel();
         });
-        control.MarkConnected();
+        control.MarkConnected("edge test01");
         boost::system::error_code ec;
         co_await forever.async_wait(asio::redirect_error(use_awaitable, ec));
         // Whatever the session says after a stop, the supervisor reports a stop.
@@ -249,6 +252,12 @@ TEST(SupervisorTest, StopEndsTheRunningSessionThroughOnStop) {
   asio::steady_timer stopper(io, milliseconds(30));
   stopper.async_wait([&](boost::system::error_code) {
     EXPECT_EQ(supervisor.state(), LinkState::kConnected);
+    const LinkStatus status = supervisor.Status();
+    EXPECT_EQ(status.name, "test link");
+    EXPECT_EQ(status.state, LinkState::kConnected);
+    EXPECT_EQ(status.detail, "edge test01");
+    EXPECT_EQ(status.attempts, 1u);
+    EXPECT_GE(status.connected_for.count(), 25);
     supervisor.Stop();
   });
   const auto start = Clock::now();
@@ -356,6 +365,13 @@ TEST(SupervisorTest, ReconnectsToTcpListenerClosedAndReopenedOnSamePort) {
                         });
   Recorder recorder;
   recorder.Attach(supervisor);
+  bool saw_refused_live = false;
+  supervisor.AddObserver([&](const LinkStateChange& change) {
+    if (change.state == LinkState::kDisconnected &&
+        change.reason.find("refused") != std::string::npos) {
+      saw_refused_live = true;
+    }
+  });
 
   std::vector<std::string> greetings;
   int accepted = 0;
@@ -369,7 +385,8 @@ TEST(SupervisorTest, ReconnectsToTcpListenerClosedAndReopenedOnSamePort) {
       if (round == 0) {
         peer.close();
         acceptor.close();
-        co_await Sleep(milliseconds(80));  // connects are refused meanwhile
+        // Listen again only once the supervisor saw a refused connect (bounded wait).
+        for (int i = 0; i < 400 && !saw_refused_live; ++i) co_await Sleep(milliseconds(5));
         acceptor = open_acceptor(port);
       } else {
         supervisor.Stop();

@@ -62,7 +62,8 @@ awaitable<void> HalfCloseExchange(Stream& client, Stream& server, std::string re
       [&server]() -> awaitable<void> {
         std::string got = co_await ReadAll(server);
         // Writing still works after the peer's half-close.
-        co_await WriteAllAndClose(server, test::Sha256Hex(got) + ":" + std::to_string(got.size()));
+        std::string answer = test::Sha256Hex(got) + ":" + std::to_string(got.size());
+        co_await WriteAllAndClose(server, answer);
       },
       asio::detached);
   asio::co_spawn(ex, WriteAllAndClose(client, request), asio::detached);
@@ -202,7 +203,8 @@ TEST_F(TlsStreamTest, VerifiesIpAddressSan) {
   RunFor(io, [&]() -> awaitable<void> {
     auto [cec, sec] = co_await Handshake(client, server);
     EXPECT_FALSE(cec) << client.LastError();
-    co_await HalfCloseExchange(client, server, "ping");
+    std::string ping = "ping";
+    co_await HalfCloseExchange(client, server, ping);
   }());
 }
 
@@ -266,7 +268,8 @@ TEST_F(TlsStreamTest, MutualTlsRequiresClientCertificate) {
       auto [cec, sec] = co_await Handshake(client, server);
       if (present) {
         EXPECT_FALSE(sec) << server.LastError();
-        co_await HalfCloseExchange(client, server, "mtls");
+        std::string mtls = "mtls";
+        co_await HalfCloseExchange(client, server, mtls);
       } else {
         // TLS 1.3: the client learns of the rejection on its first read.
         EXPECT_TRUE(sec);
@@ -332,7 +335,8 @@ TEST(SpliceTest, ErrorOnOneSideResetsTheOther) {
     asio::co_spawn(
         ex,
         [&]() -> awaitable<void> {
-          co_await server.Write(asio::buffer(std::string("hello")));
+          static const std::string hello = "hello";
+          co_await server.Write(asio::buffer(hello));
           server.Reset();
         },
         asio::detached);

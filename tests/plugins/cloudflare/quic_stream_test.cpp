@@ -176,6 +176,46 @@ TEST(QuicStreams, PeerStopSendingFailsWrites) {
   });
 }
 
+TEST(QuicStreams, PeerThatStopsReadingFailsAFlowBlockedWriter) {
+  asio::io_context io;
+  auto server_options = ServerOptions();
+  server_options.transport.stream_receive_window = 64 * 1024;
+  QuicServer server(io.get_executor(), Loopback(), server_options,
+                    [&](std::shared_ptr<QuicConnection> c) {
+                      c->SetStreamHandler([&](std::shared_ptr<QuicStream> s) {
+                        asio::co_spawn(
+                            io,
+                            [s]() -> asio::awaitable<void> {
+                              std::array<char, 1> b;
+                              co_await s->ReadSome(asio::buffer(b));
+                              co_await WriteAll(*s, "bye");
+                              co_await Sleep(50ms);  // let the client fill the window
+                              // Dropping the handle after our FIN: STOP_SENDING only.
+                            },
+                            asio::detached);
+                      });
+                    });
+  RunWithDeadline(io, [&]() -> asio::awaitable<void> {
+    auto conn =
+        co_await QuicClient::Connect(io.get_executor(), server.local_endpoint(), ClientOptions());
+    auto stream = co_await conn->OpenStream();
+    std::string reply;
+    asio::co_spawn(
+        io, [&]() -> asio::awaitable<void> { reply = co_await ReadAll(*stream); }, asio::detached);
+    const std::string block(16 * 1024, 'z');
+    boost::system::error_code write_error;
+    std::size_t written = 0;
+    while (!write_error && written < (64u << 20)) {
+      auto w = co_await stream->Write(asio::buffer(block));
+      write_error = w.ec;
+      written += w.bytes;
+    }
+    EXPECT_EQ(write_error, make_error_code(QuicErrc::kStopSending));
+    EXPECT_LT(written, 1u << 20);
+    EXPECT_EQ(reply, "bye");
+  });
+}
+
 TEST(QuicStreams, SlowReaderDoesNotBlockAnotherStream) {
   asio::io_context io;
   auto server_options = ServerOptions();

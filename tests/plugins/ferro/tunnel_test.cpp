@@ -147,25 +147,26 @@ class TunnelFixture : public ::testing::Test {
     c.tunnel_id = "app";
     c.origin_host = "127.0.0.1";
     c.origin_port = std::to_string(origin_->local_endpoint().port());
-    c.backoff_base = 50ms;
-    c.backoff_cap = 200ms;
+    c.backoff.base = 50ms;
+    c.backoff.cap = 200ms;
     return c;
   }
 
   // Starts a client; the future completes when its Run() ends.
-  std::shared_future<ClientExit> StartClient(ClientSettings settings) {
-    auto promise = std::make_shared<std::promise<ClientExit>>();
-    std::shared_future<ClientExit> done = promise->get_future().share();
+  std::shared_future<session::SupervisorResult> StartClient(ClientSettings settings) {
+    auto promise = std::make_shared<std::promise<session::SupervisorResult>>();
+    std::shared_future<session::SupervisorResult> done = promise->get_future().share();
     OnLoop([&] {
       auto client = std::make_shared<FerroClient>(io_, std::move(settings), logger_);
       clients_.push_back(client);
-      asio::co_spawn(io_, client->Run(), [promise](std::exception_ptr e, ClientExit exit) {
-        if (e) {
-          promise->set_exception(e);
-        } else {
-          promise->set_value(exit);
-        }
-      });
+      asio::co_spawn(io_, client->Run(),
+                     [promise](std::exception_ptr e, session::SupervisorResult exit) {
+                       if (e) {
+                         promise->set_exception(e);
+                       } else {
+                         promise->set_value(exit);
+                       }
+                     });
     });
     return done;
   }
@@ -294,7 +295,7 @@ TEST_F(TunnelFixture, WrongTokenIsAPermanentFailure) {
   c.token = "not-the-secret-xyz";
   auto done = StartClient(c);
   ASSERT_EQ(done.wait_for(5s), std::future_status::ready);
-  EXPECT_EQ(done.get(), ClientExit::kRejected);
+  EXPECT_EQ(done.get().kind, session::SupervisorEnd::kPermanentFailure);
   EXPECT_NE(Log().find("InvalidToken"), std::string::npos);
   EXPECT_EQ(Log().find("not-the-secret-xyz"), std::string::npos)
       << "the token must never be logged";
@@ -305,10 +306,10 @@ TEST_F(TunnelFixture, DuplicateTunnelIdIsRefused) {
   StartClient(DefaultClient());
   ASSERT_TRUE(WaitForLog("tunnel registered: app"));
   auto c = DefaultClient();
-  c.max_attempts = 1;
+  c.backoff.max_attempts = 1;
   auto done = StartClient(c);
   ASSERT_EQ(done.wait_for(5s), std::future_status::ready);
-  EXPECT_EQ(done.get(), ClientExit::kAttemptsExhausted);
+  EXPECT_EQ(done.get().kind, session::SupervisorEnd::kAttemptsExhausted);
   EXPECT_NE(Log().find("TunnelIdTaken"), std::string::npos);
 }
 

@@ -140,7 +140,8 @@ TEST(ZlayerWsTransport, TlsRefusesUnknownCertificateUnlessSkipped) {
     f.Run(
         [&]() -> asio::awaitable<void> {
           std::string error;
-          auto conn = co_await f.client.Connect(f.Url(true), error);
+          const WsUrl url = f.Url(true);
+          auto conn = co_await f.client.Connect(url, error);
           EXPECT_FALSE(conn);
           EXPECT_FALSE(error.empty());
         },

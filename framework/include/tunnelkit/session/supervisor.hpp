@@ -72,6 +72,18 @@ struct LinkStateChange {
   std::chrono::milliseconds retry_in{0};  // disconnected: delay before the next attempt
 };
 
+// A point-in-time view of one supervised link, for the admin JSON.
+struct LinkStatus {
+  std::string name;
+  LinkState state = LinkState::kIdle;
+  std::uint32_t attempts = 0;
+  std::uint64_t reconnects = 0;
+  std::string last_reason;  // reason of the last session end (empty if none yet)
+  std::string detail;       // what the current session passed to MarkConnected
+  // How long the current session has been connected (zero unless state is kConnected).
+  std::chrono::milliseconds connected_for{0};
+};
+
 class Supervisor;
 
 // Handed to each run of the connect-and-serve coroutine; valid until that run returns.
@@ -89,17 +101,25 @@ class SessionControl {
   // The session should then return (any outcome is read as a stop).
   void OnStop(std::function<void()> handler);
 
+  // 1-based attempt number since the supervisor started.
   std::uint32_t attempt() const { return attempt_; }
+  // Retries taken from the backoff since its last reset when this attempt began (0 for the
+  // first attempt and right after a healthy session). Cloudflare sends it as
+  // numPreviousAttempts.
+  std::uint32_t retries_used() const { return retries_used_; }
   const std::shared_ptr<spdlog::logger>& logger() const;
 
  private:
   friend class Supervisor;
-  SessionControl(Supervisor& owner, std::uint32_t attempt) : owner_(owner), attempt_(attempt) {}
+  SessionControl(Supervisor& owner, std::uint32_t attempt, std::uint32_t retries_used)
+      : owner_(owner), attempt_(attempt), retries_used_(retries_used) {}
   void RequestStop();
 
   Supervisor& owner_;
   std::uint32_t attempt_;
+  std::uint32_t retries_used_;
   std::optional<std::chrono::steady_clock::time_point> connected_at_;
+  std::string detail_;
   std::vector<std::function<void()>> stop_handlers_;
   bool stop_requested_ = false;
 };
@@ -167,6 +187,7 @@ class Supervisor {
   std::uint32_t attempts() const { return attempts_; }
   std::uint64_t reconnects() const { return reconnects_; }
   const std::string& last_reason() const { return last_reason_; }
+  LinkStatus Status() const;
   const std::string& name() const { return options_.name; }
   const Backoff& backoff() const { return backoff_; }
   const std::shared_ptr<spdlog::logger>& logger() const { return logger_; }

@@ -4,8 +4,10 @@
 // completes through the handler's associated executor, never inline.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <exception>
+#include <string>
 #include <utility>
 
 #include <boost/asio/associated_executor.hpp>
@@ -43,18 +45,35 @@ class StreamRef {
     return Run(DoRead(stream_, first), std::forward<ReadToken>(token));
   }
 
+  // Several buffers (a chunk header, the data, CRLF) are gathered into one write of up to
+  // kGatherLimit bytes, so that a chunked body does not cost three writes per chunk.
   template <class ConstBufferSequence, class WriteToken>
   auto async_write_some(const ConstBufferSequence& buffers, WriteToken&& token) {
     boost::asio::const_buffer first;
+    std::size_t count = 0;
+    std::size_t total = 0;
     for (auto it = boost::asio::buffer_sequence_begin(buffers);
          it != boost::asio::buffer_sequence_end(buffers); ++it) {
-      if (boost::asio::const_buffer(*it).size() != 0) {
-        first = *it;
-        break;
-      }
+      boost::asio::const_buffer b(*it);
+      if (b.size() == 0) continue;
+      if (count++ == 0) first = b;
+      total += b.size();
     }
-    return Run(DoWrite(stream_, first), std::forward<WriteToken>(token));
+    if (count <= 1 || first.size() >= kGatherLimit) {
+      return Run(DoWrite(stream_, first), std::forward<WriteToken>(token));
+    }
+    std::string gathered;
+    gathered.reserve(std::min(total, kGatherLimit));
+    for (auto it = boost::asio::buffer_sequence_begin(buffers);
+         it != boost::asio::buffer_sequence_end(buffers) && gathered.size() < kGatherLimit; ++it) {
+      boost::asio::const_buffer b(*it);
+      std::size_t take = std::min(b.size(), kGatherLimit - gathered.size());
+      gathered.append(static_cast<const char*>(b.data()), take);
+    }
+    return Run(DoWriteCopy(stream_, std::move(gathered)), std::forward<WriteToken>(token));
   }
+
+  static constexpr std::size_t kGatherLimit = 64 * 1024;
 
  private:
   static boost::asio::awaitable<IoResult> DoRead(Stream* s, boost::asio::mutable_buffer b) {
@@ -64,6 +83,10 @@ class StreamRef {
   static boost::asio::awaitable<IoResult> DoWrite(Stream* s, boost::asio::const_buffer b) {
     if (b.size() == 0) co_return IoResult{};
     co_return co_await s->Write(b);
+  }
+
+  static boost::asio::awaitable<IoResult> DoWriteCopy(Stream* s, std::string data) {
+    co_return co_await s->Write(boost::asio::buffer(data));
   }
 
   // The awaitable is created lazily (it does not start until co_spawn runs it).
@@ -85,6 +108,11 @@ class StreamRef {
 
   Stream* stream_;
 };
+
+// Beast closes the lowest layer on timeouts and failures through this (found by ADL).
+inline void beast_close_socket(StreamRef& stream) {
+  stream.stream().Reset();
+}
 
 // websocket::stream<StreamRef> closes the transport through these (found by ADL).
 void teardown(boost::beast::role_type role, StreamRef& stream, boost::system::error_code& ec);

@@ -198,13 +198,6 @@ struct QuicCallbacks {
     return 0;
   }
 
-  static int StreamStopSending(ngtcp2_conn*, std::int64_t, std::uint64_t code, void* user_data,
-                               void* stream_user_data) {
-    if (stream_user_data == nullptr) return 0;
-    Self(user_data)->OnStopSending(*Stream(stream_user_data), code);
-    return 0;
-  }
-
   static int ExtendMaxLocalStreamsBidi(ngtcp2_conn*, std::uint64_t, void* user_data) {
     Notify(Self(user_data)->open_wait_);
     return 0;
@@ -249,7 +242,6 @@ struct QuicCallbacks {
     cb.stream_open = StreamOpen;
     cb.stream_close = StreamClose;
     cb.stream_reset = StreamReset;
-    cb.stream_stop_sending = StreamStopSending;
     cb.extend_max_local_streams_bidi = ExtendMaxLocalStreamsBidi;
     cb.extend_max_stream_data = ExtendMaxStreamData;
     cb.recv_datagram = RecvDatagram;
@@ -463,7 +455,11 @@ void QuicConnection::OnDatagram(const std::uint8_t* data, std::size_t len,
                    nullptr};
   ngtcp2_pkt_info pi{};
   int rv = ngtcp2_conn_read_pkt(conn_, &path, &pi, data, len, Now());
-  if (rv != 0) HandleLibError(rv, true);
+  if (rv != 0) {
+    HandleLibError(rv, true);
+    return;
+  }
+  received_since_flush_ = true;
 }
 
 void QuicConnection::ScheduleFlush() {
@@ -488,6 +484,19 @@ void QuicConnection::Flush() {
   std::size_t max_packets = ngtcp2_conn_get_send_quantum(conn_) / max_payload;
   max_packets = std::clamp<std::size_t>(max_packets, 1, kMaxPacketsPerFlush);
 
+  if (received_since_flush_) {
+    // ngtcp2 0.12 has no callback for a peer's STOP_SENDING: it just resets our send side.
+    // Retrying flow-blocked streams after new packets lets writev_stream report that
+    // (STREAM_SHUT_WR) instead of leaving their writers waiting for credit that never comes.
+    received_since_flush_ = false;
+    for (std::int64_t id : blocked_) {
+      if (auto it = streams_.find(id); it != streams_.end() && it->second->flow_blocked) {
+        it->second->flow_blocked = false;
+        QueueSend(*it->second);
+      }
+    }
+    blocked_.clear();
+  }
   std::size_t packets = 0;
   std::array<ngtcp2_vec, 16> vec;
   while (packets < max_packets) {
@@ -545,6 +554,7 @@ void QuicConnection::Flush() {
           st != nullptr) {
         if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED) {
           st->flow_blocked = true;
+          blocked_.push_back(st->id);
         } else if (!st->write_error) {
           // We only shut the send side down after setting write_error, so ngtcp2 did it in
           // answer to the peer's STOP_SENDING.
@@ -938,13 +948,6 @@ void QuicConnection::OnStreamReset(detail::StreamState& st, std::uint64_t code) 
   if (!st.read_error) st.read_error = QuicErrc::kStreamReset;
   DropBuffered(st);
   Notify(st.read_wait);
-}
-
-void QuicConnection::OnStopSending(detail::StreamState& st, std::uint64_t code) {
-  (void)code;
-  // ngtcp2 answers STOP_SENDING with RESET_STREAM itself; writes fail from now on.
-  if (!st.write_error) st.write_error = QuicErrc::kStopSending;
-  Notify(st.write_wait);
 }
 
 asio::awaitable<std::pair<error_code, std::size_t>> QuicConnection::StreamRead(

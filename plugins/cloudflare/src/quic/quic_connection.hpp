@@ -206,7 +206,6 @@ class QuicConnection : public std::enable_shared_from_this<QuicConnection> {
   void OnStreamAcked(detail::StreamState& st, std::uint64_t offset, std::uint64_t len);
   void OnStreamClose(detail::StreamState& st, bool app_error_set, std::uint64_t code);
   void OnStreamReset(detail::StreamState& st, std::uint64_t code);
-  void OnStopSending(detail::StreamState& st, std::uint64_t code);
   void OnPeerStream(std::int64_t id);
   void DeliverPeerStream(const std::shared_ptr<detail::StreamState>& st);
   void DropBuffered(detail::StreamState& st);
@@ -241,6 +240,8 @@ class QuicConnection : public std::enable_shared_from_this<QuicConnection> {
 
   std::unordered_map<std::int64_t, std::shared_ptr<detail::StreamState>> streams_;
   std::deque<std::int64_t> send_queue_;
+  std::vector<std::int64_t> blocked_;  // streams that hit STREAM_DATA_BLOCKED
+  bool received_since_flush_ = false;
   std::deque<std::shared_ptr<detail::StreamState>> accept_queue_;
   StreamHandler stream_handler_;
 

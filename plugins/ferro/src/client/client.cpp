@@ -1,7 +1,5 @@
 #include "client/client.hpp"
 
-#include <random>
-
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
@@ -79,18 +77,16 @@ struct AttemptState {
 
 FerroClient::FerroClient(asio::io_context& io, ClientSettings settings,
                          std::shared_ptr<spdlog::logger> logger)
-    : io_(io), settings_(std::move(settings)), logger_(std::move(logger)), wait_timer_(io) {}
+    : io_(io), settings_(std::move(settings)), logger_(std::move(logger)) {}
 
 FerroClient::~FerroClient() = default;
 
 void FerroClient::Stop() {
-  if (stopped_) return;
   stopped_ = true;
-  wait_timer_.cancel();
-  if (connection_) connection_->Close("client stopping");
+  if (supervisor_) supervisor_->Stop();
 }
 
-asio::awaitable<ClientExit> FerroClient::Run() {
+asio::awaitable<session::SupervisorResult> FerroClient::Run() {
   auto self = shared_from_this();
   if (settings_.tls) {
     tls_ = MakeClientTlsContext(settings_.tls_settings);
@@ -100,40 +96,22 @@ asio::awaitable<ClientExit> FerroClient::Run() {
           "is not authenticated and the token can be intercepted");
     }
   }
-  std::mt19937_64 rng(std::random_device{}());
-  std::chrono::milliseconds delay = settings_.backoff_base;
-  unsigned failures = 0;
-  while (!stopped_) {
-    std::string reason;
-    bool healthy = false;
-    const Attempt attempt = co_await ConnectOnce(reason, healthy);
-    if (stopped_) break;
-    if (attempt == Attempt::kRejected) {
-      failure_ = reason;
-      logger_->error("{}; not retrying", reason);
-      co_return ClientExit::kRejected;
-    }
-    if (healthy) {
-      failures = 0;
-      delay = settings_.backoff_base;
-    }
-    ++failures;
-    if (settings_.max_attempts != 0 && failures >= settings_.max_attempts) {
-      failure_ = reason + " (gave up after " + std::to_string(failures) + " attempts)";
-      logger_->error("{}", failure_);
-      co_return ClientExit::kAttemptsExhausted;
-    }
-    std::uniform_real_distribution<double> jitter(0.7, 1.3);
-    const auto wait = std::chrono::milliseconds(
-        static_cast<std::int64_t>(static_cast<double>(delay.count()) * jitter(rng)));
-    logger_->warn("disconnected from {}: {}; reconnecting in {} ms", settings_.server, reason,
-                  wait.count());
-    wait_timer_.expires_after(wait);
-    boost::system::error_code ec;
-    co_await wait_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    delay = std::min(delay * 2, settings_.backoff_cap);
-  }
-  co_return ClientExit::kStopped;
+  session::Supervisor::Options options;
+  options.name = "ferro client";
+  options.backoff = settings_.backoff;
+  options.logger = logger_;
+  std::weak_ptr<FerroClient> weak = self;
+  supervisor_ = std::make_unique<session::Supervisor>(
+      io_.get_executor(), options,
+      [weak](session::SessionControl& control) -> asio::awaitable<session::SessionOutcome> {
+        auto client = weak.lock();
+        if (!client) co_return session::SessionOutcome::Stopped("client gone");
+        co_return co_await client->ConnectOnce(control);
+      });
+  if (stopped_) supervisor_->Stop();
+  session::SupervisorResult result = co_await supervisor_->Run();
+  if (result.failed()) logger_->error("{}", result.Describe());
+  co_return result;
 }
 
 asio::awaitable<std::unique_ptr<Stream>> FerroClient::Dial(std::string& reason) {
@@ -176,12 +154,19 @@ asio::awaitable<std::unique_ptr<Stream>> FerroClient::Dial(std::string& reason) 
   co_return std::make_unique<TlsSocketStream>(std::move(tls));
 }
 
-asio::awaitable<FerroClient::Attempt> FerroClient::ConnectOnce(std::string& reason,
-                                                               bool& was_healthy) {
+asio::awaitable<session::SessionOutcome> FerroClient::ConnectOnce(
+    session::SessionControl& control) {
+  using session::SessionOutcome;
   auto self = shared_from_this();
+  std::string reason;
   std::unique_ptr<Stream> transport = co_await Dial(reason);
-  if (!transport) co_return Attempt::kFailed;
-  if (stopped_) co_return Attempt::kEnded;
+  if (!transport) co_return SessionOutcome::Transient(reason);
+  if (control.stop_requested()) co_return SessionOutcome::Stopped();
+  Stream* raw_transport = transport.get();
+  bool handshake_done = false;
+  control.OnStop([raw_transport, &handshake_done] {
+    if (!handshake_done) raw_transport->Reset();
+  });
 
   Handshake hello;
   hello.token = settings_.token;
@@ -192,38 +177,40 @@ asio::awaitable<FerroClient::Attempt> FerroClient::ConnectOnce(std::string& reas
   if (settings_.flow_control) hello.capabilities.emplace_back(kCapabilityFlow);
   const Frame hello_frame = hello;  // a named Frame: g++ 12 and temporaries in co_await
   if (auto ec = co_await WriteOneFrame(*transport, hello_frame); ec) {
-    reason = "sending the handshake failed: " + ec.message();
-    co_return Attempt::kFailed;
+    handshake_done = true;
+    co_return SessionOutcome::Transient("sending the handshake failed: " + ec.message());
   }
   FrameDecoder decoder;
   ReadFrameResult reply = co_await ReadOneFrame(*transport, decoder, settings_.handshake_timeout);
+  handshake_done = true;
+  if (control.stop_requested()) co_return SessionOutcome::Stopped();
   if (!reply.frame) {
-    reason = "handshake with " + settings_.server + " failed: " + reply.error;
-    co_return Attempt::kFailed;
+    co_return SessionOutcome::Transient("handshake with " + settings_.server +
+                                        " failed: " + reply.error);
   }
   const auto* ack = std::get_if<HandshakeAck>(&*reply.frame);
   if (!ack) {
-    reason = "handshake with " + settings_.server + " failed: server answered " +
-             std::string(FrameName(*reply.frame)) + ", not HandshakeAck";
-    co_return Attempt::kFailed;
+    co_return SessionOutcome::Transient(
+        "handshake with " + settings_.server + " failed: server answered " +
+        std::string(FrameName(*reply.frame)) + ", not HandshakeAck");
   }
   if (ack->status != HandshakeStatus::kSuccess) {
     reason = "server " + settings_.server +
              " refused the handshake: " + std::string(HandshakeStatusName(ack->status));
     switch (ack->status) {
       case HandshakeStatus::kInvalidToken:
-        reason += " (the token is wrong)";
-        co_return Attempt::kRejected;
+        co_return SessionOutcome::Permanent(reason + " (the token is wrong)");
       case HandshakeStatus::kUnsupportedVersion:
       case HandshakeStatus::kVersionMismatch:
-        co_return Attempt::kRejected;
+        co_return SessionOutcome::Permanent(reason);
       default:
-        co_return Attempt::kFailed;  // TunnelIdTaken, RateLimited: may clear up
+        // TunnelIdTaken (the old session may still be registered), RateLimited: may clear up.
+        co_return SessionOutcome::Transient(reason);
     }
   }
   if (ack->version != kProtocolVersion) {
-    reason = "server chose protocol version " + std::to_string(ack->version) + ", we speak 1";
-    co_return Attempt::kRejected;
+    co_return SessionOutcome::Permanent("server chose protocol version " +
+                                        std::to_string(ack->version) + ", we speak 1");
   }
   const bool flow =
       settings_.flow_control && HasCapability(ack->server_capabilities, kCapabilityFlow);
@@ -232,7 +219,7 @@ asio::awaitable<FerroClient::Attempt> FerroClient::ConnectOnce(std::string& reas
   options.flow_control = flow;
   auto connection =
       std::make_shared<Connection>(std::move(transport), std::move(decoder), options, logger_);
-  connection_ = connection;
+  control.OnStop([connection] { connection->Close("client stopping"); });
   auto state = std::make_shared<AttemptState>(io_.get_executor());
   std::weak_ptr<FerroClient> weak = self;
   connection->Start(
@@ -250,13 +237,11 @@ asio::awaitable<FerroClient::Attempt> FerroClient::ConnectOnce(std::string& reas
   const std::string tunnel = settings_.tunnel_id.value_or(UuidToString(ack->session_id));
   logger_->info("connected to {} as tunnel '{}' (session {}, {}{})", settings_.server, tunnel,
                 UuidToString(ack->session_id), tls_ ? "TLS" : "TCP", flow ? ", tk-flow" : "");
+  control.MarkConnected("tunnel " + tunnel);
   asio::co_spawn(io_, Heartbeats(connection), asio::detached);
-  const auto started = std::chrono::steady_clock::now();
   while (!state->done) co_await state->closed.Wait();
-  was_healthy = std::chrono::steady_clock::now() - started >= settings_.healthy_after;
-  connection_.reset();
-  reason = state->reason;
-  co_return Attempt::kEnded;
+  if (control.stop_requested()) co_return SessionOutcome::Stopped(state->reason);
+  co_return SessionOutcome::Transient(state->reason);
 }
 
 asio::awaitable<void> FerroClient::Heartbeats(std::shared_ptr<Connection> connection) {

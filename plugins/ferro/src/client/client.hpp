@@ -12,9 +12,9 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "transport/tls.hpp"
+#include "tunnelkit/session/supervisor.hpp"
 #include "tunnelkit/stream.hpp"
 
 namespace spdlog {
@@ -37,11 +37,8 @@ struct ClientSettings {
   std::string tls_server_name;  // default: the host of `server`
   std::chrono::milliseconds heartbeat_interval{std::chrono::seconds(30)};
   std::chrono::milliseconds handshake_timeout{std::chrono::seconds(10)};
-  std::chrono::milliseconds backoff_base{std::chrono::seconds(1)};
-  std::chrono::milliseconds backoff_cap{std::chrono::seconds(30)};
-  std::chrono::milliseconds healthy_after{std::chrono::seconds(10)};
-  unsigned max_attempts = 0;  // 0 = forever
-  bool flow_control = true;   // advertise "tk-flow"
+  session::BackoffPolicy backoff;
+  bool flow_control = true;  // advertise "tk-flow"
 };
 
 // How a stream reaches the origin. The default dials origin_host:origin_port and splices.
@@ -60,14 +57,13 @@ class FerroClient : public std::enable_shared_from_this<FerroClient> {
   ~FerroClient();
 
   void SetStreamServer(StreamServer server) { stream_server_ = std::move(server); }
-  // Runs until stopped or permanently failed; `reason` describes a failure.
-  boost::asio::awaitable<ClientExit> Run();
+  // Runs the reconnect loop (session::Supervisor) until stopped, a permanent failure (token or
+  // version refused) or the retry budget is spent.
+  boost::asio::awaitable<session::SupervisorResult> Run();
   void Stop();
-  const std::string& failure() const { return failure_; }
 
  private:
-  enum class Attempt { kEnded, kRejected, kFailed };
-  boost::asio::awaitable<Attempt> ConnectOnce(std::string& reason, bool& was_healthy);
+  boost::asio::awaitable<session::SessionOutcome> ConnectOnce(session::SessionControl& control);
   boost::asio::awaitable<std::unique_ptr<Stream>> Dial(std::string& reason);
   boost::asio::awaitable<void> Heartbeats(std::shared_ptr<Connection> connection);
   boost::asio::awaitable<void> ServeStream(std::shared_ptr<MuxStream> stream);
@@ -77,10 +73,8 @@ class FerroClient : public std::enable_shared_from_this<FerroClient> {
   std::shared_ptr<spdlog::logger> logger_;
   std::shared_ptr<boost::asio::ssl::context> tls_;
   StreamServer stream_server_;
-  std::shared_ptr<Connection> connection_;
-  boost::asio::steady_timer wait_timer_;
+  std::unique_ptr<session::Supervisor> supervisor_;
   bool stopped_ = false;
-  std::string failure_;
 };
 
 }  // namespace tunnelkit::ferro

@@ -50,10 +50,8 @@ asio::awaitable<std::optional<std::vector<std::uint8_t>>> WsConnection::Receive(
   co_return message;
 }
 
-asio::awaitable<bool> WsConnection::Send(std::span<const std::uint8_t> head,
-                                         std::span<const std::uint8_t> body) {
-  auto self = shared_from_this();
-  if (closed_ || close_sent_) co_return false;
+bool WsConnection::Queue(std::span<const std::uint8_t> head, std::span<const std::uint8_t> body) {
+  if (closed_ || close_sent_) return false;
   std::vector<std::uint8_t> message(LWS_PRE + head.size() + body.size());
   std::copy(head.begin(), head.end(), message.begin() + LWS_PRE);
   std::copy(body.begin(), body.end(), message.begin() + LWS_PRE + head.size());
@@ -64,6 +62,13 @@ asio::awaitable<bool> WsConnection::Send(std::span<const std::uint8_t> head,
   }
   shared_->outbox_bytes += size;
   loop_.Ring(shared_);
+  return true;
+}
+
+asio::awaitable<bool> WsConnection::Send(std::span<const std::uint8_t> head,
+                                         std::span<const std::uint8_t> body) {
+  auto self = shared_from_this();
+  if (!Queue(head, body)) co_return false;
   while (!closed_ && shared_->outbox_bytes.load() > kHighWater) {
     shared_->sender_waiting = true;
     // Re-check after publishing the flag: the lws thread may have drained meanwhile.

@@ -63,6 +63,9 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   // high-water mark. false once closed.
   boost::asio::awaitable<bool> Send(std::span<const std::uint8_t> head,
                                     std::span<const std::uint8_t> body = {});
+  // Queues one message without waiting for the send queue to drain (small control messages).
+  // false once closed.
+  bool Queue(std::span<const std::uint8_t> head, std::span<const std::uint8_t> body = {});
   // Sends what is queued, then a Close frame. Safe to call more than once.
   void Close();
   bool closed() const { return closed_; }

@@ -1,0 +1,360 @@
+#include "agent/tunnel_agent.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <map>
+
+#include "codec/codec.hpp"
+#include "codec/extension.hpp"
+#include "transport/ws_stream.hpp"
+#include "tunnelkit/stream/socket_stream.hpp"
+#include "tunnelkit/stream/splice.hpp"
+#include "util/random.hpp"
+
+namespace tunnelkit::zlayer {
+
+namespace asio = boost::asio;
+using asio::ip::udp;
+using transport::WsConnection;
+
+namespace {
+
+// Control messages are small: queue them without waiting (and without a co_await, so no
+// temporary message lives across a suspension point).
+bool SendMessage(const std::shared_ptr<WsConnection>& conn, const codec::Message& message) {
+  const auto encoded = codec::Encode(message);
+  if (!encoded.ok) return false;
+  return conn->Queue(encoded.bytes);
+}
+
+const char* KindName(codec::ServiceProtocol protocol) {
+  return protocol == codec::ServiceProtocol::kUdp ? "udp" : "tcp";
+}
+
+}  // namespace
+
+struct TunnelAgent::SessionState {
+  std::shared_ptr<WsConnection> control;
+  codec::Uuid tunnel_id;
+  bool extended = false;
+  std::array<std::uint8_t, 16> data_secret{};
+  std::map<codec::Uuid, ServiceSpec> services;  // by service_id
+};
+
+TunnelAgent::TunnelAgent(asio::io_context& io, AgentOptions options,
+                         std::shared_ptr<spdlog::logger> logger)
+    : io_(io), options_(std::move(options)), log_(std::move(logger)), loop_(io) {
+  session::Supervisor::Options sup;
+  sup.name = options_.name;
+  sup.backoff = options_.backoff;
+  sup.logger = log_;
+  supervisor_ = std::make_unique<session::Supervisor>(
+      io_.get_executor(), sup,
+      [this](session::SessionControl& control) { return RunSession(control); });
+}
+
+TunnelAgent::~TunnelAgent() {
+  loop_.Stop();
+}
+
+bool TunnelAgent::Start(std::string& error) {
+  if (options_.server.tls && options_.tls.tls_skip_verify) {
+    log_->warn(
+        "{}: TLS certificate verification is OFF (--tls-skip-verify): anyone on the path "
+        "can impersonate {}",
+        options_.name, options_.server.host);
+  }
+  return loop_.Start(std::nullopt, nullptr, options_.tls, error);
+}
+
+asio::awaitable<session::SupervisorResult> TunnelAgent::Run() {
+  auto result = co_await supervisor_->Run();
+  co_return result;
+}
+
+void TunnelAgent::Stop() {
+  supervisor_->Stop();
+}
+
+asio::awaitable<session::SessionOutcome> TunnelAgent::RunSession(session::SessionControl& control) {
+  std::string error;
+  auto conn = co_await loop_.Connect(options_.server, error);
+  if (!conn)
+    co_return session::SessionOutcome::Transient("cannot connect to " + options_.server.ToString() +
+                                                 ": " + error);
+  control.OnStop([conn] { conn->Close(); });
+
+  codec::Auth auth{options_.token, RandomUuidV4(), codec::EncodeAgentHello({})};
+  SendMessage(conn, auth);
+
+  asio::steady_timer auth_deadline(io_, options_.auth_timeout);
+  bool auth_timed_out = false;
+  auth_deadline.async_wait([conn, &auth_timed_out](boost::system::error_code ec) {
+    if (!ec) {
+      auth_timed_out = true;
+      conn->Close();
+    }
+  });
+  auto reply = co_await conn->Receive();
+  auth_deadline.cancel();
+  if (!reply) {
+    co_return session::SessionOutcome::Transient(
+        auth_timed_out ? "no authentication reply within the timeout"
+                       : "connection closed during authentication: " + conn->close_reason());
+  }
+  auto decoded = codec::Decode(*reply);
+  if (!decoded.ok) {
+    conn->Close();
+    co_return session::SessionOutcome::Transient("malformed authentication reply: " +
+                                                 decoded.error);
+  }
+  if (const auto* fail = std::get_if<codec::AuthFail>(&decoded.message)) {
+    conn->Close();
+    log_->error("{}: authentication failed: {}", options_.name, fail->reason);
+    // Only the token validator's verdicts ("Authentication error: invalid tunnel token",
+    // "... expired", "... cannot be empty") are final. "Token already in use" clears once the
+    // server notices the previous session is gone; "server shutting down" once it is back.
+    if (fail->reason.rfind("Authentication error:", 0) == 0) {
+      co_return session::SessionOutcome::Permanent("authentication failed: " + fail->reason);
+    }
+    co_return session::SessionOutcome::Transient("authentication failed: " + fail->reason);
+  }
+  const auto* ok = std::get_if<codec::AuthOk>(&decoded.message);
+  if (ok == nullptr) {
+    conn->Close();
+    co_return session::SessionOutcome::Transient(
+        "expected AuthOk, got " +
+        std::string(codec::MessageTypeName(codec::TypeOf(decoded.message))));
+  }
+
+  auto state = std::make_shared<SessionState>();
+  state->control = conn;
+  state->tunnel_id = ok->tunnel_id;
+  if (const auto hello = codec::DecodeServerHello(ok->trailer)) {
+    state->extended = true;
+    state->data_secret = hello->data_secret;
+  }
+  log_->info("{}: authenticated to {} (tunnel {}{})", options_.name, options_.server.ToString(),
+             state->tunnel_id.ToString(),
+             state->extended ? "" : "; upstream server: control channel only, no data plane");
+
+  // Register everything back to back; replies come in the same order.
+  for (const auto& spec : options_.services) {
+    SendMessage(conn, codec::Register{spec.name, spec.protocol, spec.local_port, spec.remote_port});
+  }
+  std::size_t next_reply = 0;
+  std::vector<RegisteredService> registered;
+  auto finish_registration = [&] {
+    registered_ = registered;
+    std::size_t good = 0;
+    for (const auto& r : registered) good += r.ok ? 1 : 0;
+    control.MarkConnected("tunnel " + state->tunnel_id.ToString() + ", " + std::to_string(good) +
+                          "/" + std::to_string(registered.size()) + " services registered");
+    if (on_registered_) on_registered_(registered_);
+  };
+  if (options_.services.empty()) finish_registration();
+
+  // Server silence watchdog (upstream has none; heartbeats arrive every 30 s).
+  auto last_rx = std::chrono::steady_clock::now();
+  auto watchdog = std::make_shared<asio::steady_timer>(io_);
+  bool silent = false;
+  asio::co_spawn(
+      io_,
+      [&, watchdog, conn]() -> asio::awaitable<void> {
+        for (;;) {
+          watchdog->expires_at(last_rx + options_.server_silence);
+          boost::system::error_code ec;
+          co_await watchdog->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+          if (ec || conn->closed()) co_return;
+          if (std::chrono::steady_clock::now() - last_rx >= options_.server_silence) {
+            silent = true;
+            conn->Close();
+            co_return;
+          }
+        }
+      },
+      asio::detached);
+
+  std::string end_reason;
+  bool permanent = false;
+  while (auto bytes = co_await conn->Receive()) {
+    last_rx = std::chrono::steady_clock::now();
+    decoded = codec::Decode(*bytes);
+    if (!decoded.ok) {
+      end_reason = "malformed message from the server: " + decoded.error;
+      break;
+    }
+    auto& message = decoded.message;
+    if (const auto* hb = std::get_if<codec::Heartbeat>(&message)) {
+      SendMessage(conn, codec::HeartbeatAck{hb->timestamp_ms});
+    } else if (std::holds_alternative<codec::HeartbeatAck>(message)) {
+    } else if (const auto* reg_ok = std::get_if<codec::RegisterOk>(&message)) {
+      if (next_reply >= options_.services.size()) {
+        end_reason = "RegisterOk without a pending Register";
+        break;
+      }
+      const auto& spec = options_.services[next_reply++];
+      RegisteredService r{spec, true, 0, ""};
+      if (const auto extra = codec::DecodeRegisterExtra(reg_ok->trailer)) {
+        r.public_port = extra->public_port;
+      } else {
+        r.public_port = spec.remote_port;  // upstream does not send it; the request is all we know
+      }
+      state->services[reg_ok->service_id] = spec;
+      registered.push_back(r);
+      log_->info("{}: service {} ({}) -> public port {} on {}", options_.name, spec.name,
+                 KindName(spec.protocol),
+                 r.public_port != 0 ? std::to_string(r.public_port) : std::string("(not reported)"),
+                 options_.server.host);
+      if (next_reply == options_.services.size()) finish_registration();
+    } else if (const auto* reg_fail = std::get_if<codec::RegisterFail>(&message)) {
+      if (next_reply >= options_.services.size()) {
+        end_reason = "RegisterFail without a pending Register";
+        break;
+      }
+      const auto& spec = options_.services[next_reply++];
+      registered.push_back(RegisteredService{spec, false, 0, reg_fail->reason});
+      log_->error("{}: service {} refused: {}", options_.name, spec.name, reg_fail->reason);
+      if (next_reply == options_.services.size()) finish_registration();
+    } else if (const auto* connect = std::get_if<codec::Connect>(&message)) {
+      asio::co_spawn(io_, ServeConnect(state, *connect), asio::detached);
+    } else if (const auto* disconnect = std::get_if<codec::Disconnect>(&message)) {
+      end_reason = "server disconnected: " + disconnect->reason;
+      log_->warn("{}: {}", options_.name, end_reason);
+      break;
+    } else {
+      end_reason = "unexpected " + std::string(codec::MessageTypeName(codec::TypeOf(message))) +
+                   " from the server";
+      break;
+    }
+  }
+  watchdog->cancel();
+  conn->Close();
+  if (end_reason.empty()) {
+    end_reason = silent ? "server silent for " +
+                              std::to_string(options_.server_silence.count() / 1000) + " s"
+                        : "connection lost: " + conn->close_reason();
+  }
+  if (control.stop_requested()) co_return session::SessionOutcome::Stopped(end_reason);
+  if (permanent) co_return session::SessionOutcome::Permanent(end_reason);
+  co_return session::SessionOutcome::Transient(end_reason);
+}
+
+asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> state,
+                                                codec::Connect connect) {
+  const auto control = state->control;
+  const auto it = state->services.find(connect.service_id);
+  if (it == state->services.end()) {
+    SendMessage(control, codec::ConnectFail{connect.connection_id, "unknown service"});
+    co_return;
+  }
+  const ServiceSpec spec = it->second;
+  if (!state->extended) {
+    SendMessage(control, codec::ConnectFail{connect.connection_id,
+                                            "no data plane: the server did not offer one"});
+    co_return;
+  }
+  const std::string local = options_.local_host + ":" + std::to_string(spec.local_port);
+  const asio::any_io_executor executor = io_.get_executor();
+
+  std::unique_ptr<TcpStream> tcp;
+  std::unique_ptr<udp::socket> udp_socket;
+  boost::system::error_code ec;
+  if (spec.protocol == codec::ServiceProtocol::kTcp) {
+    // Named arguments: g++ 12 mishandles non-trivial temporaries in a co_await expression.
+    const std::string port = std::to_string(spec.local_port);
+    tcp = co_await ConnectTcpStream(executor, options_.local_host, port,
+                                    options_.local_connect_timeout, ec);
+  } else {
+    udp_socket = std::make_unique<udp::socket>(io_);
+    const udp::endpoint target(asio::ip::make_address(options_.local_host, ec), spec.local_port);
+    if (!ec) udp_socket->open(target.protocol(), ec);
+    if (!ec) udp_socket->connect(target, ec);
+  }
+  if (ec) {
+    log_->warn("{}: {} connection from {}: cannot reach {}: {}", options_.name, spec.name,
+               connect.client_addr, local, ec.message());
+    SendMessage(control, codec::ConnectFail{connect.connection_id,
+                                            "cannot connect to " + local + ": " + ec.message()});
+    co_return;
+  }
+  std::string error;
+  auto data = co_await loop_.Connect(options_.server, error);
+  if (!data) {
+    SendMessage(control, codec::ConnectFail{connect.connection_id,
+                                            "cannot open a data connection: " + error});
+    co_return;
+  }
+  SendMessage(data, codec::DataAttach{state->tunnel_id, connect.connection_id, state->data_secret});
+  SendMessage(control, codec::ConnectAck{connect.connection_id});
+  log_->debug("{}: {} connection {} from {} -> {}", options_.name, spec.name,
+              connect.connection_id.ToString(), connect.client_addr, local);
+
+  if (tcp) {
+    transport::WsStream remote(executor, data, "zlayer data " + connect.connection_id.ToString());
+    co_await Splice(*tcp, remote);
+    co_return;
+  }
+
+  // UDP: datagrams both ways until the flow is idle or either side closes.
+  auto socket = std::shared_ptr<udp::socket>(std::move(udp_socket));
+  auto last =
+      std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
+  asio::co_spawn(
+      io_,
+      [socket, data, last]() -> asio::awaitable<void> {
+        std::vector<std::uint8_t> buffer(65536);
+        static constexpr std::uint8_t kDatagram[1] = {
+            static_cast<std::uint8_t>(codec::DataFrameKind::kDatagram)};
+        for (;;) {
+          boost::system::error_code rec;
+          const std::size_t n = co_await socket->async_receive(
+              asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, rec));
+          if (rec == asio::error::operation_aborted || rec == asio::error::bad_descriptor ||
+              data->closed()) {
+            co_return;
+          }
+          if (rec) continue;  // connection refused from a previous send: the service may come back
+          *last = std::chrono::steady_clock::now();
+          if (!co_await data->Send(kDatagram, std::span(buffer.data(), n))) co_return;
+        }
+      },
+      asio::detached);
+  auto idle = std::make_shared<asio::steady_timer>(io_);
+  asio::co_spawn(
+      io_,
+      [idle, data, last, timeout = options_.udp_idle_timeout]() -> asio::awaitable<void> {
+        for (;;) {
+          idle->expires_at(*last + timeout);
+          boost::system::error_code iec;
+          co_await idle->async_wait(asio::redirect_error(asio::use_awaitable, iec));
+          if (iec || data->closed()) co_return;
+          if (std::chrono::steady_clock::now() - *last >= timeout) {
+            data->Close();
+            co_return;
+          }
+        }
+      },
+      asio::detached);
+  while (auto message = co_await data->Receive()) {
+    const auto frame = codec::DecodeDataFrame(*message);
+    if (!frame.ok || frame.frame.kind != codec::DataFrameKind::kDatagram) break;
+    *last = std::chrono::steady_clock::now();
+    boost::system::error_code sec;
+    co_await socket->async_send(
+        asio::buffer(frame.frame.payload.data(), frame.frame.payload.size()),
+        asio::redirect_error(asio::use_awaitable, sec));
+  }
+  data->Close();
+  idle->cancel();
+  boost::system::error_code cec;
+  socket->close(cec);
+}
+
+}  // namespace tunnelkit::zlayer

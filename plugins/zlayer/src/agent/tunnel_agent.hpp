@@ -1,0 +1,89 @@
+// `tunnelctl link --backend zlayer`: keeps one agent link to a ZLayer-protocol server up.
+// Authenticates, registers every service (FIFO replies, as upstream), answers heartbeats,
+// and for each Connect dials the local service and attaches a data WebSocket (when the server
+// offered tunnelkit's data plane). Reconnects with backoff through session::Supervisor and
+// registers again after each reconnect.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "agent/service_spec.hpp"
+#include "transport/ws_loop.hpp"
+#include "tunnelkit/session/supervisor.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace tunnelkit::zlayer {
+
+struct AgentOptions {
+  std::string name = "zlayer link";
+  transport::WsUrl server;
+  std::string token;  // never logged
+  std::vector<ServiceSpec> services;
+  transport::WsClientOptions tls;
+  std::string local_host = "127.0.0.1";
+  // ZLayer's agent: 5 s doubling to 60 s; ours adds jitter and resets after a healthy session.
+  session::BackoffPolicy backoff{
+      std::chrono::milliseconds(5000), 2.0, std::chrono::milliseconds(60000), 0.2, 0,
+      std::chrono::milliseconds(30000)};
+  std::chrono::milliseconds auth_timeout{10000};
+  // No message from the server for this long (heartbeats come every 30 s) ends the session.
+  std::chrono::milliseconds server_silence{90000};
+  std::chrono::milliseconds local_connect_timeout{10000};
+  std::chrono::milliseconds udp_idle_timeout{60000};
+};
+
+// What one registration produced (for printing and the admin view).
+struct RegisteredService {
+  ServiceSpec spec;
+  bool ok = false;
+  std::uint16_t public_port = 0;  // 0 when the server did not say (upstream server)
+  std::string error;
+};
+
+class TunnelAgent {
+ public:
+  TunnelAgent(boost::asio::io_context& io, AgentOptions options,
+              std::shared_ptr<spdlog::logger> logger);
+  ~TunnelAgent();
+  TunnelAgent(const TunnelAgent&) = delete;
+  TunnelAgent& operator=(const TunnelAgent&) = delete;
+
+  // Starts the WebSocket client thread; false with a reason (unreadable --tls-ca...).
+  bool Start(std::string& error);
+  // Runs the supervisor until Stop(), a permanent failure, or exhausted retries.
+  boost::asio::awaitable<session::SupervisorResult> Run();
+  void Stop();
+
+  session::Supervisor& supervisor() { return *supervisor_; }
+  const std::vector<RegisteredService>& registered() const { return registered_; }
+  // Called after every complete registration round (tests, admin).
+  void OnRegistered(std::function<void(const std::vector<RegisteredService>&)> callback) {
+    on_registered_ = std::move(callback);
+  }
+
+ private:
+  struct SessionState;
+  boost::asio::awaitable<session::SessionOutcome> RunSession(session::SessionControl& control);
+  boost::asio::awaitable<void> ServeConnect(std::shared_ptr<SessionState> state,
+                                            codec::Connect connect);
+
+  boost::asio::io_context& io_;
+  AgentOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  transport::WsLoop loop_;
+  std::unique_ptr<session::Supervisor> supervisor_;
+  std::vector<RegisteredService> registered_;
+  std::function<void(const std::vector<RegisteredService>&)> on_registered_;
+};
+
+}  // namespace tunnelkit::zlayer

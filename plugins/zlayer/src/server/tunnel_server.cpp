@@ -1,0 +1,550 @@
+#include "server/tunnel_server.hpp"
+
+#include <openssl/crypto.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <deque>
+
+#include "codec/codec.hpp"
+#include "codec/extension.hpp"
+#include "transport/ws_stream.hpp"
+#include "tunnelkit/session/liveness.hpp"
+#include "tunnelkit/stream/socket_stream.hpp"
+#include "tunnelkit/stream/splice.hpp"
+#include "util/random.hpp"
+
+namespace tunnelkit::zlayer {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using asio::ip::udp;
+using transport::WsConnection;
+
+namespace {
+
+std::int64_t UnixMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+template <class Endpoint>
+std::string FormatEndpoint(const Endpoint& endpoint) {
+  const auto address = endpoint.address();
+  if (address.is_v6()) return "[" + address.to_string() + "]:" + std::to_string(endpoint.port());
+  return address.to_string() + ":" + std::to_string(endpoint.port());
+}
+
+// Control messages are small: queue them without waiting (and without a co_await, so no
+// temporary message lives across a suspension point: g++ 12 mishandles those).
+bool SendMessage(const std::shared_ptr<WsConnection>& conn, const codec::Message& message) {
+  const auto encoded = codec::Encode(message);
+  if (!encoded.ok) {
+    spdlog::error("zlayer: cannot encode {}: {}", codec::MessageTypeName(codec::TypeOf(message)),
+                  encoded.error);
+    return false;
+  }
+  return conn->Queue(encoded.bytes);
+}
+
+}  // namespace
+
+struct TunnelServer::Service {
+  codec::Uuid id;
+  std::string name;
+  codec::ServiceProtocol protocol = codec::ServiceProtocol::kTcp;
+  std::uint16_t local_port = 0;
+  std::uint16_t public_port = 0;
+  std::weak_ptr<Tunnel> tunnel;
+  std::unique_ptr<tcp::acceptor> acceptor;
+  std::unique_ptr<udp::socket> udp_socket;
+  std::map<udp::endpoint, std::shared_ptr<UdpFlow>> flows;
+  bool closed = false;
+};
+
+struct TunnelServer::UdpFlow {
+  codec::Uuid connection_id;
+  udp::endpoint client;
+  std::weak_ptr<Service> service;
+  std::shared_ptr<WsConnection> conn;            // once attached
+  std::deque<std::vector<std::uint8_t>> queued;  // datagrams that arrived before the attach
+  std::chrono::steady_clock::time_point last_activity = std::chrono::steady_clock::now();
+};
+
+struct TunnelServer::Pending {
+  codec::Uuid connection_id;
+  std::shared_ptr<Service> service;
+  std::unique_ptr<tcp::socket> socket;  // TCP
+  std::shared_ptr<UdpFlow> flow;        // UDP
+  std::unique_ptr<asio::steady_timer> expiry;
+};
+
+struct TunnelServer::Tunnel {
+  codec::Uuid id;
+  std::string token_hash;
+  std::string peer;
+  std::shared_ptr<WsConnection> conn;
+  bool extended = false;  // the agent speaks tunnelkit's data plane
+  std::array<std::uint8_t, 16> data_secret{};
+  std::map<codec::Uuid, std::shared_ptr<Service>> services;
+  std::map<codec::Uuid, std::shared_ptr<Pending>> pending;
+  std::string end_reason;
+};
+
+TunnelServer::TunnelServer(asio::io_context& io, ServerOptions options,
+                           std::shared_ptr<spdlog::logger> logger)
+    : io_(io), options_(std::move(options)), log_(std::move(logger)), loop_(io) {
+  if (options_.public_host.empty()) options_.public_host = options_.ws.host;
+}
+
+TunnelServer::~TunnelServer() {
+  loop_.Stop();
+}
+
+bool TunnelServer::Start(std::string& error) {
+  boost::system::error_code ec;
+  const std::string host = options_.public_host.empty() ? "0.0.0.0" : options_.public_host;
+  asio::ip::make_address(host, ec);
+  if (ec) {
+    error = "public address '" + host + "' is not an IP address";
+    return false;
+  }
+  if (!loop_.Start(
+          options_.ws,
+          [this](std::shared_ptr<WsConnection> conn) {
+            asio::co_spawn(io_, HandleConnection(std::move(conn)), asio::detached);
+          },
+          std::nullopt, error)) {
+    return false;
+  }
+  const bool tls = !options_.ws.tls_cert.empty();
+  log_->info("zlayer server listening on {}://{}:{} (public ports {}-{} on {}, {} token(s))",
+             tls ? "wss" : "ws", options_.ws.host.empty() ? "0.0.0.0" : options_.ws.host,
+             loop_.listen_port(), options_.ports.low(), options_.ports.high(), host,
+             options_.tokens.size());
+  return true;
+}
+
+void TunnelServer::Stop(const std::string& reason, std::function<void()> done) {
+  if (stopping_) return;
+  stopping_ = true;
+  auto tunnels = tunnels_;
+  for (auto& [id, tunnel] : tunnels) {
+    tunnel->end_reason = "server stopping";
+    SendMessage(tunnel->conn, codec::Disconnect{reason});
+    tunnel->conn->Close();
+  }
+  // Give the lws thread a moment to flush the Disconnect frames, then stop it.
+  auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(300));
+  timer->async_wait([this, timer, done = std::move(done)](boost::system::error_code) {
+    loop_.Stop();
+    if (done) done();
+  });
+}
+
+ServerStats TunnelServer::stats() const {
+  ServerStats stats;
+  stats.tunnels = tunnels_.size();
+  for (const auto& [id, tunnel] : tunnels_) stats.services += tunnel->services.size();
+  stats.connections = connections_;
+  stats.auth_failures = auth_failures_;
+  return stats;
+}
+
+asio::awaitable<void> TunnelServer::HandleConnection(std::shared_ptr<WsConnection> conn) {
+  // The first message must come within auth_timeout.
+  asio::steady_timer deadline(io_, options_.auth_timeout);
+  bool timed_out = false;
+  deadline.async_wait([conn, &timed_out](boost::system::error_code ec) {
+    if (!ec) {
+      timed_out = true;
+      conn->Close();
+    }
+  });
+  auto first = co_await conn->Receive();
+  deadline.cancel();
+  if (!first) {
+    log_->info("connection from {} closed before authenticating{}", conn->peer(),
+               timed_out ? " (no message within the auth timeout)" : "");
+    co_return;
+  }
+  const auto decoded = codec::Decode(*first);
+  if (decoded.ok && std::holds_alternative<codec::Auth>(decoded.message)) {
+    co_await RunControl(conn, std::get<codec::Auth>(decoded.message));
+    co_return;
+  }
+  if (decoded.ok && std::holds_alternative<codec::DataAttach>(decoded.message)) {
+    co_await RunData(conn, std::get<codec::DataAttach>(decoded.message));
+    co_return;
+  }
+  log_->warn("connection from {}: {}; closing", conn->peer(),
+             decoded.ok ? "first message was " +
+                              std::string(codec::MessageTypeName(codec::TypeOf(decoded.message)))
+                        : "malformed first message: " + decoded.error);
+  SendMessage(conn, codec::AuthFail{"Expected AUTH message"});
+  conn->Close();
+}
+
+asio::awaitable<void> TunnelServer::RunControl(std::shared_ptr<WsConnection> conn,
+                                               codec::Auth auth) {
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  auto verdict = options_.tokens.Check(auth.token, now);
+  if (verdict.ok && tokens_in_use_.count(verdict.hash) != 0) {
+    verdict.ok = false;
+    verdict.reason = "Token already in use";
+  }
+  if (stopping_) {
+    verdict.ok = false;
+    verdict.reason = "server shutting down";
+  }
+  if (!verdict.ok) {
+    ++auth_failures_;
+    log_->warn("agent {} refused: {}", conn->peer(), verdict.reason);
+    SendMessage(conn, codec::AuthFail{verdict.reason});
+    conn->Close();
+    co_return;
+  }
+
+  auto tunnel = std::make_shared<Tunnel>();
+  tunnel->id = RandomUuidV4();
+  tunnel->token_hash = verdict.hash;
+  tunnel->peer = conn->peer();
+  tunnel->conn = conn;
+  tunnel->extended = codec::DecodeAgentHello(auth.trailer).has_value();
+  tunnel->data_secret = RandomSecret();
+  tunnels_[tunnel->id] = tunnel;
+  tokens_in_use_.insert(tunnel->token_hash);
+
+  codec::AuthOk ok{tunnel->id, ""};
+  if (tunnel->extended)
+    ok.trailer = codec::EncodeServerHello({codec::kExtensionVersion, tunnel->data_secret});
+  SendMessage(conn, ok);
+  log_->info("tunnel {} up: agent {}{}", tunnel->id.ToString(), tunnel->peer,
+             tunnel->extended ? "" : " (upstream agent: control channel only)");
+
+  session::LivenessMonitor liveness(
+      io_.get_executor(),
+      session::LivenessMonitor::Options{options_.heartbeat_interval, options_.heartbeat_timeout},
+      [this, conn] {
+        SendMessage(conn, codec::Heartbeat{static_cast<std::uint64_t>(UnixMillis())});
+      },
+      [this, conn, tunnel] {
+        tunnel->end_reason = "heartbeat timeout";
+        SendMessage(conn, codec::Disconnect{"heartbeat timeout"});
+        conn->Close();
+      });
+  liveness.Start();
+
+  while (auto bytes = co_await conn->Receive()) {
+    liveness.OnPeerActivity();
+    const auto decoded = codec::Decode(*bytes);
+    if (!decoded.ok) {
+      tunnel->end_reason = "malformed message: " + decoded.error;
+      SendMessage(conn, codec::Disconnect{"protocol error"});
+      conn->Close();
+      break;
+    }
+    const auto& message = decoded.message;
+    if (const auto* reg = std::get_if<codec::Register>(&message)) {
+      co_await Register(tunnel, *reg);
+    } else if (const auto* unreg = std::get_if<codec::Unregister>(&message)) {
+      RemoveService(*tunnel, unreg->service_id);
+    } else if (std::holds_alternative<codec::HeartbeatAck>(message)) {
+      // Activity was recorded above.
+    } else if (const auto* hb = std::get_if<codec::Heartbeat>(&message)) {
+      SendMessage(conn, codec::HeartbeatAck{hb->timestamp_ms});
+    } else if (const auto* ack = std::get_if<codec::ConnectAck>(&message)) {
+      log_->debug("tunnel {}: agent accepted connection {}", tunnel->id.ToString(),
+                  ack->connection_id.ToString());
+    } else if (const auto* fail = std::get_if<codec::ConnectFail>(&message)) {
+      log_->info("tunnel {}: agent could not serve connection {}: {}", tunnel->id.ToString(),
+                 fail->connection_id.ToString(), fail->reason);
+      tunnel->pending.erase(fail->connection_id);  // closes the public socket
+    } else {
+      tunnel->end_reason = "unexpected " +
+                           std::string(codec::MessageTypeName(codec::TypeOf(message))) +
+                           " from the agent";
+      SendMessage(conn, codec::Disconnect{"protocol error"});
+      conn->Close();
+      break;
+    }
+  }
+  liveness.Stop();
+  if (tunnel->end_reason.empty()) tunnel->end_reason = conn->close_reason();
+
+  // Free the token and every port; pending public connections are dropped.
+  auto services = tunnel->services;
+  for (auto& [id, service] : services) RemoveService(*tunnel, id);
+  tunnel->pending.clear();
+  tunnels_.erase(tunnel->id);
+  tokens_in_use_.erase(tunnel->token_hash);
+  log_->info("tunnel {} down: {}", tunnel->id.ToString(), tunnel->end_reason);
+}
+
+asio::awaitable<void> TunnelServer::Register(std::shared_ptr<Tunnel> tunnel,
+                                             codec::Register request) {
+  const auto kind = request.protocol == codec::ServiceProtocol::kUdp ? "udp" : "tcp";
+  const auto address =
+      asio::ip::make_address(options_.public_host.empty() ? "0.0.0.0" : options_.public_host);
+  auto service = std::make_shared<Service>();
+  service->id = RandomUuidV4();
+  service->name = request.name;
+  service->protocol = request.protocol;
+  service->local_port = request.local_port;
+  service->tunnel = tunnel;
+
+  // A port of the range may be held by another program: try the next one (auto) or fail.
+  std::string reason;
+  std::vector<std::uint16_t> unusable;
+  for (;;) {
+    auto port = options_.ports.Acquire(request.remote_port, reason);
+    if (!port) break;
+    boost::system::error_code ec;
+    if (request.protocol == codec::ServiceProtocol::kTcp) {
+      auto acceptor = std::make_unique<tcp::acceptor>(io_);
+      tcp::endpoint endpoint(address, *port);
+      acceptor->open(endpoint.protocol(), ec);
+      if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+      if (!ec) acceptor->bind(endpoint, ec);
+      if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+      if (!ec) service->acceptor = std::move(acceptor);
+    } else {
+      auto socket = std::make_unique<udp::socket>(io_);
+      udp::endpoint endpoint(address, *port);
+      socket->open(endpoint.protocol(), ec);
+      if (!ec) socket->bind(endpoint, ec);
+      if (!ec) service->udp_socket = std::move(socket);
+    }
+    if (!ec) {
+      service->public_port = *port;
+      break;
+    }
+    unusable.push_back(*port);
+    if (request.remote_port != 0) {
+      reason = "Registry error: port " + std::to_string(*port) + " is not available";
+      break;
+    }
+  }
+  for (auto port : unusable) options_.ports.Release(port);
+
+  if (service->public_port == 0) {
+    log_->warn("tunnel {}: service {} ({}) refused: {}", tunnel->id.ToString(), request.name, kind,
+               reason);
+    SendMessage(tunnel->conn, codec::RegisterFail{reason});
+    co_return;
+  }
+  tunnel->services[service->id] = service;
+  codec::RegisterOk ok{service->id, ""};
+  if (tunnel->extended) ok.trailer = codec::EncodeRegisterExtra({service->public_port});
+  SendMessage(tunnel->conn, ok);
+  log_->info("tunnel {}: service {} registered: public {} port {} -> agent port {}",
+             tunnel->id.ToString(), service->name, kind, service->public_port, service->local_port);
+  if (service->acceptor) {
+    asio::co_spawn(io_, AcceptTcp(service), asio::detached);
+  } else {
+    asio::co_spawn(io_, ReceiveUdp(service), asio::detached);
+  }
+}
+
+void TunnelServer::RemoveService(Tunnel& tunnel, const codec::Uuid& service_id) {
+  const auto it = tunnel.services.find(service_id);
+  if (it == tunnel.services.end()) return;
+  auto service = it->second;
+  tunnel.services.erase(it);
+  service->closed = true;
+  boost::system::error_code ec;
+  if (service->acceptor) service->acceptor->close(ec);
+  if (service->udp_socket) service->udp_socket->close(ec);
+  for (auto& [endpoint, flow] : service->flows) {
+    if (flow->conn) flow->conn->Close();
+  }
+  service->flows.clear();
+  options_.ports.Release(service->public_port);
+  log_->info("tunnel {}: service {} unregistered, port {} released", tunnel.id.ToString(),
+             service->name, service->public_port);
+}
+
+void TunnelServer::AddPending(const std::shared_ptr<Tunnel>& tunnel,
+                              std::shared_ptr<Pending> pending) {
+  pending->expiry = std::make_unique<asio::steady_timer>(io_, options_.pending_timeout);
+  std::weak_ptr<Tunnel> weak = tunnel;
+  const auto id = pending->connection_id;
+  pending->expiry->async_wait([this, weak, id](boost::system::error_code ec) {
+    if (ec) return;
+    if (auto t = weak.lock()) {
+      if (t->pending.erase(id) != 0) {
+        log_->info("tunnel {}: connection {} dropped: the agent did not attach in time",
+                   t->id.ToString(), id.ToString());
+      }
+    }
+  });
+  tunnel->pending[id] = std::move(pending);
+}
+
+asio::awaitable<void> TunnelServer::AcceptTcp(std::shared_ptr<Service> service) {
+  for (;;) {
+    boost::system::error_code ec;
+    tcp::socket socket =
+        co_await service->acceptor->async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || service->closed) co_return;
+    auto tunnel = service->tunnel.lock();
+    if (!tunnel) co_return;
+    auto pending = std::make_shared<Pending>();
+    pending->connection_id = RandomUuidV4();
+    pending->service = service;
+    boost::system::error_code peer_ec;
+    const auto remote = socket.remote_endpoint(peer_ec);
+    const std::string client = peer_ec ? "unknown" : FormatEndpoint(remote);
+    pending->socket = std::make_unique<tcp::socket>(std::move(socket));
+    const auto id = pending->connection_id;
+    AddPending(tunnel, std::move(pending));
+    ++connections_;
+    log_->debug("tunnel {}: {} connection {} from {}", tunnel->id.ToString(), service->name,
+                id.ToString(), client);
+    SendMessage(tunnel->conn, codec::Connect{service->id, id, client});
+  }
+}
+
+asio::awaitable<void> TunnelServer::ReceiveUdp(std::shared_ptr<Service> service) {
+  std::vector<std::uint8_t> buffer(65536);
+  for (;;) {
+    boost::system::error_code ec;
+    udp::endpoint from;
+    const std::size_t n = co_await service->udp_socket->async_receive_from(
+        asio::buffer(buffer), from, asio::redirect_error(asio::use_awaitable, ec));
+    if (service->closed) co_return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) co_return;
+      continue;  // e.g. ICMP port unreachable reported on a later receive
+    }
+    auto tunnel = service->tunnel.lock();
+    if (!tunnel) co_return;
+    auto& flow = service->flows[from];
+    if (!flow) {
+      flow = std::make_shared<UdpFlow>();
+      flow->connection_id = RandomUuidV4();
+      flow->client = from;
+      flow->service = service;
+      auto pending = std::make_shared<Pending>();
+      pending->connection_id = flow->connection_id;
+      pending->service = service;
+      pending->flow = flow;
+      AddPending(tunnel, pending);
+      ++connections_;
+      SendMessage(tunnel->conn,
+                  codec::Connect{service->id, flow->connection_id, FormatEndpoint(from)});
+    }
+    flow->last_activity = std::chrono::steady_clock::now();
+    if (flow->conn) {
+      static constexpr std::uint8_t kDatagram[1] = {
+          static_cast<std::uint8_t>(codec::DataFrameKind::kDatagram)};
+      auto conn = flow->conn;
+      co_await conn->Send(kDatagram, std::span(buffer.data(), n));
+    } else if (flow->queued.size() < 64) {
+      flow->queued.emplace_back(buffer.begin(), buffer.begin() + static_cast<long>(n));
+    }
+  }
+}
+
+asio::awaitable<void> TunnelServer::RunData(std::shared_ptr<WsConnection> conn,
+                                            codec::DataAttach attach) {
+  const auto it = tunnels_.find(attach.tunnel_id);
+  if (it == tunnels_.end() || !it->second->extended) {
+    log_->warn("data connection from {} for an unknown tunnel; closing", conn->peer());
+    conn->Close();
+    co_return;
+  }
+  auto tunnel = it->second;
+  if (CRYPTO_memcmp(attach.secret.data(), tunnel->data_secret.data(), attach.secret.size()) != 0) {
+    log_->warn("data connection from {} with a wrong secret; closing", conn->peer());
+    conn->Close();
+    co_return;
+  }
+  const auto pending_it = tunnel->pending.find(attach.connection_id);
+  if (pending_it == tunnel->pending.end()) {
+    log_->info("tunnel {}: data connection for unknown or expired connection {}; closing",
+               tunnel->id.ToString(), attach.connection_id.ToString());
+    conn->Close();
+    co_return;
+  }
+  auto pending = pending_it->second;
+  tunnel->pending.erase(pending_it);
+  pending->expiry->cancel();
+
+  if (pending->socket) {
+    TcpStream public_side(std::move(*pending->socket));
+    transport::WsStream agent_side(io_.get_executor(), conn,
+                                   "zlayer data " + attach.connection_id.ToString());
+    const auto result = co_await Splice(public_side, agent_side);
+    log_->debug("tunnel {}: connection {} done ({} bytes in, {} out{}{})", tunnel->id.ToString(),
+                attach.connection_id.ToString(), result.a_to_b, result.b_to_a,
+                result.ec ? ", " : "", result.ec ? result.ec.message() : "");
+    co_return;
+  }
+  co_await ServeUdpFlow(pending->flow, conn);
+}
+
+asio::awaitable<void> TunnelServer::ServeUdpFlow(std::shared_ptr<UdpFlow> flow,
+                                                 std::shared_ptr<WsConnection> conn) {
+  auto service = flow->service.lock();
+  if (!service || service->closed) {
+    conn->Close();
+    co_return;
+  }
+  flow->conn = conn;
+  static constexpr std::uint8_t kDatagram[1] = {
+      static_cast<std::uint8_t>(codec::DataFrameKind::kDatagram)};
+  while (!flow->queued.empty()) {
+    auto datagram = std::move(flow->queued.front());
+    flow->queued.pop_front();
+    co_await conn->Send(kDatagram, datagram);
+  }
+  // Idle expiry: nothing either way for udp_idle_timeout ends the flow.
+  auto watchdog = std::make_shared<asio::steady_timer>(io_);
+  asio::co_spawn(
+      io_,
+      [flow, conn, watchdog, idle = options_.udp_idle_timeout]() -> asio::awaitable<void> {
+        for (;;) {
+          watchdog->expires_at(flow->last_activity + idle);
+          boost::system::error_code ec;
+          co_await watchdog->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+          if (ec || conn->closed()) co_return;
+          if (std::chrono::steady_clock::now() - flow->last_activity >= idle) {
+            conn->Close();
+            co_return;
+          }
+        }
+      },
+      asio::detached);
+  while (auto message = co_await conn->Receive()) {
+    const auto frame = codec::DecodeDataFrame(*message);
+    if (!frame.ok || frame.frame.kind != codec::DataFrameKind::kDatagram) {
+      log_->warn("udp flow {}: bad frame from the agent; closing", flow->connection_id.ToString());
+      conn->Close();
+      break;
+    }
+    flow->last_activity = std::chrono::steady_clock::now();
+    if (service->closed) break;
+    boost::system::error_code ec;
+    co_await service->udp_socket->async_send_to(
+        asio::buffer(frame.frame.payload.data(), frame.frame.payload.size()), flow->client,
+        asio::redirect_error(asio::use_awaitable, ec));
+  }
+  watchdog->cancel();
+  conn->Close();
+  if (!service->closed) {
+    const auto it = service->flows.find(flow->client);
+    if (it != service->flows.end() && it->second == flow) service->flows.erase(it);
+  }
+}
+
+}  // namespace tunnelkit::zlayer

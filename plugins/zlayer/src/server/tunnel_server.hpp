@@ -1,0 +1,94 @@
+// `tunnelctl serve --backend zlayer`: accepts agents on a WebSocket listener, authenticates them
+// with the token store, assigns public ports from the range, opens those ports (TCP and UDP),
+// sends heartbeats, and carries each public connection to the agent over its own data
+// WebSocket (tunnelkit's extension; upstream agents get the control channel only).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "codec/messages.hpp"
+#include "server/port_pool.hpp"
+#include "server/token_store.hpp"
+#include "transport/ws_loop.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace tunnelkit::zlayer {
+
+struct ServerOptions {
+  transport::WsServerOptions ws;
+  std::string public_host;  // address the public ports bind to; "" = the listen host
+  PortPool ports;
+  TokenStore tokens;
+  std::chrono::milliseconds auth_timeout{10000};
+  std::chrono::milliseconds heartbeat_interval{30000};
+  std::chrono::milliseconds heartbeat_timeout{40000};
+  // A public connection the agent has not attached within this time is dropped.
+  std::chrono::milliseconds pending_timeout{40000};
+  std::chrono::milliseconds udp_idle_timeout{60000};
+};
+
+// A snapshot for logs, tests and the admin view.
+struct ServerStats {
+  std::size_t tunnels = 0;
+  std::size_t services = 0;
+  std::uint64_t connections = 0;  // public connections/flows handed to agents
+  std::uint64_t auth_failures = 0;
+};
+
+class TunnelServer {
+ public:
+  TunnelServer(boost::asio::io_context& io, ServerOptions options,
+               std::shared_ptr<spdlog::logger> logger);
+  ~TunnelServer();
+  TunnelServer(const TunnelServer&) = delete;
+  TunnelServer& operator=(const TunnelServer&) = delete;
+
+  bool Start(std::string& error);
+  // Sends Disconnect{reason} to every agent, closes the public ports, and stops the WebSocket
+  // thread shortly after (so the Disconnect frames leave). Calls `done` on the io_context.
+  void Stop(const std::string& reason, std::function<void()> done = {});
+  int listen_port() const { return loop_.listen_port(); }
+  ServerStats stats() const;
+
+  struct Tunnel;
+  struct Service;
+  struct Pending;
+  struct UdpFlow;
+
+ private:
+  boost::asio::awaitable<void> HandleConnection(std::shared_ptr<transport::WsConnection> conn);
+  boost::asio::awaitable<void> RunControl(std::shared_ptr<transport::WsConnection> conn,
+                                          codec::Auth auth);
+  boost::asio::awaitable<void> RunData(std::shared_ptr<transport::WsConnection> conn,
+                                       codec::DataAttach attach);
+  boost::asio::awaitable<void> Register(std::shared_ptr<Tunnel> tunnel, codec::Register request);
+  void RemoveService(Tunnel& tunnel, const codec::Uuid& service_id);
+  boost::asio::awaitable<void> AcceptTcp(std::shared_ptr<Service> service);
+  boost::asio::awaitable<void> ReceiveUdp(std::shared_ptr<Service> service);
+  void AddPending(const std::shared_ptr<Tunnel>& tunnel, std::shared_ptr<Pending> pending);
+  boost::asio::awaitable<void> ServeUdpFlow(std::shared_ptr<UdpFlow> flow,
+                                            std::shared_ptr<transport::WsConnection> conn);
+
+  boost::asio::io_context& io_;
+  ServerOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  transport::WsLoop loop_;
+  std::map<codec::Uuid, std::shared_ptr<Tunnel>> tunnels_;
+  std::set<std::string> tokens_in_use_;  // hashes
+  std::uint64_t connections_ = 0;
+  std::uint64_t auth_failures_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace tunnelkit::zlayer
