@@ -237,8 +237,10 @@ asio::awaitable<void> EdgeServer::ServeApi(tcp::socket socket) {
     Print("api rate-limited POST /tunnel");
   } else {
     QuickTunnel tunnel = registry_.Issue();
+    QuickTunnel reply = tunnel;
+    if (options_.issue_bad_secret) reply.credentials.secret[0] ^= 0xff;
     response.result(http::status::ok);
-    response.body() = BuildQuickTunnelReply(tunnel);
+    response.body() = BuildQuickTunnelReply(reply);
     Print("issued tunnel=" + FormatUuid(tunnel.credentials.tunnel_id) +
           " hostname=" + tunnel.hostname + " user_agent=\"" +
           std::string(request[http::field::user_agent]) + "\"");

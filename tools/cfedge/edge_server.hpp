@@ -22,6 +22,7 @@ struct EdgeServerOptions {
   bool api_tls = false;
   bool rate_limit = false;
   bool reuse_tunnel = false;
+  bool issue_bad_secret = false;  // the API reply carries a secret the edge will refuse
   std::string quic_listen;
   std::string tcp_listen;
   std::string http_listen;

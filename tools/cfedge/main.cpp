@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
   app.add_flag("--rate-limit", options.rate_limit, "answer POST /tunnel with HTTP 429");
   app.add_flag("--reuse-tunnel", options.reuse_tunnel,
                "every POST /tunnel returns the same tunnel (to provoke EDUPCONN)");
+  app.add_flag("--issue-bad-secret", options.issue_bad_secret,
+               "the API hands out a wrong secret (registration is then refused)");
   app.add_option("--quic-listen", options.quic_listen, "QUIC edge HOST:PORT (UDP)");
   app.add_option("--tcp-listen", options.tcp_listen,
                  "plain-TCP test transport for the control stream HOST:PORT");

@@ -1,19 +1,89 @@
-// The QUIC edge listener. The QUIC transport (plugins/cloudflare/src/quic) is being written in
-// parallel; until it is merged, --quic-listen is refused at start-up.
+// The QUIC edge listener: ALPN argotunnel, the certificate for quic.cftunnel.com; the first
+// bidirectional stream a client opens is its control stream.
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <cstdio>
 #include <stdexcept>
 
 #include "edge_server.hpp"
+#include "quic/quic_error.hpp"
+#include "quic/quic_server.hpp"
+#include "quic/quic_stream.hpp"
 
 namespace tunnelkit::cloudflare::cfedge {
 
-struct EdgeServer::QuicListener {};
+namespace asio = boost::asio;
 
-std::shared_ptr<EdgeServer::QuicListener> StartQuicListener(EdgeServer&, boost::asio::io_context&,
-                                                            const std::string& listen) {
-  throw std::runtime_error("--quic-listen " + listen +
-                           ": this build has no QUIC transport yet (use --tcp-listen)");
+namespace {
+
+class QuicEdgeConnection final : public emulator::EdgeConnection {
+ public:
+  explicit QuicEdgeConnection(std::shared_ptr<quic::QuicConnection> connection)
+      : connection_(std::move(connection)), description_(connection_->Describe()) {}
+  ~QuicEdgeConnection() override { connection_->Close(0); }
+  std::string Describe() const override { return description_; }
+
+ private:
+  std::shared_ptr<quic::QuicConnection> connection_;
+  std::string description_;
+};
+
+asio::awaitable<void> ServeConnection(EdgeServer& server,
+                                      std::shared_ptr<quic::QuicConnection> connection) {
+  auto control = co_await connection->AcceptStream();
+  if (!control) co_return;
+  server.ServeControlStream(control, std::make_shared<QuicEdgeConnection>(connection));
 }
 
-void CloseQuicListener(EdgeServer::QuicListener&) {}
+asio::ip::udp::endpoint ParseUdp(const std::string& text) {
+  std::string host, port;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close != std::string::npos && close + 1 < text.size()) {
+      host = text.substr(1, close - 1);
+      port = text.substr(close + 2);
+    }
+  } else if (auto colon = text.rfind(':'); colon != std::string::npos) {
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(host, ec);
+  if (ec || port.empty() || port.find_first_not_of("0123456789") != std::string::npos ||
+      port.size() > 5) {
+    throw std::runtime_error("--quic-listen " + text + ": expected IP:PORT");
+  }
+  return asio::ip::udp::endpoint(address, static_cast<unsigned short>(std::stoi(port)));
+}
+
+}  // namespace
+
+struct EdgeServer::QuicListener {
+  std::unique_ptr<quic::QuicServer> server;
+};
+
+std::shared_ptr<EdgeServer::QuicListener> StartQuicListener(EdgeServer& server,
+                                                            asio::io_context& io,
+                                                            const std::string& listen) {
+  quic::QuicServerOptions options;
+  options.cert_file = server.cert_file();
+  options.key_file = server.key_file();
+  auto listener = std::make_shared<EdgeServer::QuicListener>();
+  listener->server = std::make_unique<quic::QuicServer>(
+      io.get_executor(), ParseUdp(listen), options,
+      [&server, &io](std::shared_ptr<quic::QuicConnection> connection) {
+        asio::co_spawn(io, ServeConnection(server, std::move(connection)), asio::detached);
+      });
+  auto endpoint = listener->server->local_endpoint();
+  auto address = endpoint.address();
+  std::string host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+  std::fprintf(stdout, "edge quic %s:%u\n", host.c_str(), endpoint.port());
+  std::fflush(stdout);
+  return listener;
+}
+
+void CloseQuicListener(EdgeServer::QuicListener& listener) {
+  if (listener.server) listener.server->Close(0);
+}
 
 }  // namespace tunnelkit::cloudflare::cfedge

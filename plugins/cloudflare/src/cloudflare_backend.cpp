@@ -66,6 +66,7 @@ class CloudflareBackend final : public Backend {
     options.dial.ca_file = cf.edge_ca();
     options.ha_connections = cf.ha_connections() == 0 ? 1 : static_cast<int>(cf.ha_connections());
     options.grace_period = GracePeriod(config);
+    options.url_file = cf.url_file();
     options.origin_url = config.url().empty() ? "http://localhost:8080" : config.url();
     auto print = [](const std::string& line) {
       std::fprintf(stdout, "%s\n", line.c_str());

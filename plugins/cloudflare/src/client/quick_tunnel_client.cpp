@@ -2,6 +2,8 @@
 
 #include <sys/utsname.h>
 
+#include <cstdio>
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -108,6 +110,16 @@ struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient:
     return config.dump();
   }
 
+  void WriteUrlFile() {
+    std::FILE* file = std::fopen(options.url_file.c_str(), "w");
+    if (file == nullptr) {
+      log->warn("cannot write the URL to {}", options.url_file);
+      return;
+    }
+    std::fprintf(file, "%s\n", tunnel.PublicUrl().c_str());
+    std::fclose(file);
+  }
+
   void Fatal(const std::string& line) {
     if (fatal.empty()) fatal = line;
     stop.Fire();
@@ -167,6 +179,7 @@ struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient:
                 index, FormatUuid(result.details.uuid), result.details.location,
                 address.Describe());
             if (index == 0) {
+              if (!first_registered && !options.url_file.empty()) WriteUrlFile();
               first_registered = true;
               first_outcome->Fire();
               try {

@@ -31,6 +31,7 @@ struct QuickTunnelClientOptions {
   std::chrono::milliseconds rpc_timeout{5000};
   std::string origin_url;  // for the local configuration sent to the edge
   int max_register_attempts = 3;
+  std::string url_file;  // the public URL is written here once connection 0 is registered
 };
 
 class QuickTunnelClient {
