@@ -297,6 +297,22 @@ TEST_F(FerroTunnel, HundredConcurrentRequests) {
   EXPECT_EQ(ok, 100);
 }
 
+// HTTP streams are served by the core origin proxy: the Host rewrite of the core's
+// origin_request settings and X-Forwarded-Proto reach the origin (tunnelctl hello, /headers),
+// which a plain byte splice to --url could not do.
+TEST_F(FerroTunnel, HttpGoesThroughTheCoreOriginProxy) {
+  const int hello_port = FreeTcpPort();
+  ChildProcess hello({kTunnelctl, "hello", "--listen", "127.0.0.1:" + std::to_string(hello_port)});
+  ASSERT_TRUE(hello.WaitForOutput("listening", 10s)) << hello.Output();
+  StartServer();
+  StartClient(hello_port, {"--origin-request-http-host-header", "origin.internal"});
+  HttpReply reply = Request(http_port_, "GET", "/headers", "app");
+  ASSERT_EQ(reply.status, 200) << reply.error;
+  EXPECT_NE(reply.body.find("Host: origin.internal"), std::string::npos) << reply.body;
+  EXPECT_NE(reply.body.find("X-Forwarded-Proto: http"), std::string::npos) << reply.body;
+  EXPECT_NE(reply.body.find("X-Forwarded-For: 127.0.0.1"), std::string::npos) << reply.body;
+}
+
 TEST_F(FerroTunnel, UnknownHostIs404AndHealthAnswers) {
   Origin origin(false);
   StartServer();

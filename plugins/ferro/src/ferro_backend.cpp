@@ -6,7 +6,10 @@
 #include <boost/asio/co_spawn.hpp>
 
 #include "client/client.hpp"
+#include "mux/connection.hpp"
 #include "server/server.hpp"
+#include "tunnelkit/origin/origin_proxy.hpp"
+#include "tunnelkit/origin/router.hpp"
 #include "tunnelkit/runtime.hpp"
 #include "tunnelkit/session/backoff.hpp"
 #include "tunnelkit/session/supervisor.hpp"
@@ -17,6 +20,16 @@ const BackendInfo kBackendInfo{"ferro", TUNNELKIT_VERSION_STRING, kRoleClient | 
                                "self-hosted TCP/TLS multiplexed tunnel, FerroTunnel 1.x wire"};
 
 namespace {
+
+// HTTP and WebSocket streams opened by the server carry raw HTTP/1.1: they go through the
+// core origin proxy (ingress rules, pooled origin connections, 502/504, X-Forwarded-For).
+// A free function with by-value parameters keeps the coroutine frame independent of the
+// caller's temporaries.
+boost::asio::awaitable<void> ServeThroughProxy(std::shared_ptr<origin::OriginProxy> proxy,
+                                               std::shared_ptr<MuxStream> stream) {
+  co_await proxy->ServeHttpStream(*stream);
+  co_await stream->ShutdownWrite();
+}
 
 std::chrono::milliseconds DurationOr(bool has, const google::protobuf::Duration& d,
                                      std::chrono::milliseconds fallback) {
@@ -111,6 +124,8 @@ class FerroBackend final : public Backend {
       } else if (!ParseOriginUrl(url, host, port, error)) {
         issues.push_back({"url", error});
       }
+      // Ingress rules are refused here, before anything starts, not when a request arrives.
+      origin::Router::Compile(config, issues);
       require(!f.tls_skip_verify() || f.tls(), "ferro.tls_skip_verify", "only with --tls");
       require(f.tls_cert().empty() == f.tls_key().empty(), "ferro.tls_cert",
               "--tls-cert and --tls-key go together");
@@ -188,7 +203,21 @@ class FerroBackend final : public Backend {
     settings.flow_control = !f.no_flow_control();
     settings.backoff = session::BackoffPolicyFromConfig(config.reconnect());
 
+    std::vector<ConfigIssue> issues;
+    auto router = origin::Router::Compile(config, issues);
+    if (!router) {
+      for (const auto& issue : issues) {
+        runtime.logger()->error("config: {}: {}", issue.path, issue.reason);
+      }
+      return 2;
+    }
+    auto proxy = std::make_shared<origin::OriginProxy>(
+        runtime.io().get_executor(), std::move(*router), runtime.MakeLogger("origin"));
+
     auto client = std::make_shared<FerroClient>(runtime.io(), settings, runtime.logger());
+    client->SetStreamServer([proxy](std::shared_ptr<MuxStream> stream) {
+      return ServeThroughProxy(proxy, std::move(stream));
+    });
     int status = 0;
     runtime.OnStop([client] { client->Stop(); });
     boost::asio::co_spawn(runtime.io(), client->Run(),

@@ -256,7 +256,9 @@ asio::awaitable<void> FerroClient::Heartbeats(std::shared_ptr<Connection> connec
 
 asio::awaitable<void> FerroClient::ServeStream(std::shared_ptr<MuxStream> stream) {
   auto self = shared_from_this();
-  if (stream_server_) {
+  // Raw TCP streams are spliced to the origin's host and port below; HTTP and WebSocket
+  // streams go to the stream server (the core origin proxy) when one is set.
+  if (stream_server_ && stream->protocol() != Protocol::kTcp) {
     co_await stream_server_(stream);
     co_return;
   }
