@@ -1,4 +1,6 @@
-// Exports of libtunnelkit_cloudflare.so: nothing else of the backend is visible outside this folder.
+// Exports of libtunnelkit_cloudflare.so: nothing else of the backend is visible outside this
+// folder.
 #include "cloudflare_backend.hpp"
 
-TUNNELKIT_DECLARE_BACKEND(tunnelkit::cloudflare::kBackendInfo, tunnelkit::cloudflare::MakeCloudflareBackend)
+TUNNELKIT_DECLARE_BACKEND(tunnelkit::cloudflare::kBackendInfo,
+                          tunnelkit::cloudflare::MakeCloudflareBackend)

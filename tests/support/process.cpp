@@ -126,7 +126,9 @@ ChildProcess::~ChildProcess() {
   if (fd_ >= 0) close(fd_);
 }
 
-ChildProcess::ChildProcess(ChildProcess&& other) noexcept { *this = std::move(other); }
+ChildProcess::ChildProcess(ChildProcess&& other) noexcept {
+  *this = std::move(other);
+}
 
 ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
   if (this != &other) {
@@ -199,8 +201,12 @@ int ChildProcess::Stop(int signal, std::chrono::milliseconds timeout) {
   return *status_;
 }
 
-int FreeTcpPort() { return FreePort(SOCK_STREAM); }
-int FreeUdpPort() { return FreePort(SOCK_DGRAM); }
+int FreeTcpPort() {
+  return FreePort(SOCK_STREAM);
+}
+int FreeUdpPort() {
+  return FreePort(SOCK_DGRAM);
+}
 
 bool WaitForTcpPort(int port, std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;

@@ -31,8 +31,9 @@ int RunBackends(const Args& args) {
     std::fprintf(stderr, "tunnelctl: %s\n", error.Describe().c_str());
   }
   if (plugins.empty() && errors.empty()) {
-    std::fprintf(stderr, "tunnelctl: no backends found (searched --plugin-dir, "
-                         "TUNNELKIT_PLUGIN_PATH, the build tree and the install prefix)\n");
+    std::fprintf(stderr,
+                 "tunnelctl: no backends found (searched --plugin-dir, "
+                 "TUNNELKIT_PLUGIN_PATH, the build tree and the install prefix)\n");
     return 2;
   }
   return errors.empty() ? 0 : 2;

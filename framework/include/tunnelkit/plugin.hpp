@@ -65,12 +65,18 @@ class Backend {
 
 }  // namespace tunnelkit
 
-#define TUNNELKIT_DECLARE_BACKEND(info_object, factory_function)                       \
-  namespace tunnelkit_plugin_exports {                                                   \
-  inline std::uint32_t abi_version() { return ::tunnelkit::kPluginAbiVersion; }          \
-  inline const ::tunnelkit::BackendInfo* backend_info() { return &(info_object); }       \
-  inline std::unique_ptr<::tunnelkit::Backend> make_backend() { return factory_function(); } \
-  }                                                                                      \
-  BOOST_DLL_ALIAS(tunnelkit_plugin_exports::abi_version, tunnelkit_plugin_abi)          \
-  BOOST_DLL_ALIAS(tunnelkit_plugin_exports::backend_info, tunnelkit_plugin_info)        \
+#define TUNNELKIT_DECLARE_BACKEND(info_object, factory_function)                 \
+  namespace tunnelkit_plugin_exports {                                           \
+  inline std::uint32_t abi_version() {                                           \
+    return ::tunnelkit::kPluginAbiVersion;                                       \
+  }                                                                              \
+  inline const ::tunnelkit::BackendInfo* backend_info() {                        \
+    return &(info_object);                                                       \
+  }                                                                              \
+  inline std::unique_ptr<::tunnelkit::Backend> make_backend() {                  \
+    return factory_function();                                                   \
+  }                                                                              \
+  }                                                                              \
+  BOOST_DLL_ALIAS(tunnelkit_plugin_exports::abi_version, tunnelkit_plugin_abi)   \
+  BOOST_DLL_ALIAS(tunnelkit_plugin_exports::backend_info, tunnelkit_plugin_info) \
   BOOST_DLL_ALIAS(tunnelkit_plugin_exports::make_backend, tunnelkit_backend_factory)

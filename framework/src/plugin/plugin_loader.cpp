@@ -163,10 +163,9 @@ std::vector<PluginDescriptor> PluginLoader::Discover(std::vector<PluginError>& e
 
 std::unique_ptr<Backend> PluginLoader::Load(const std::string& name, PluginDescriptor& descriptor,
                                             PluginError& error) const {
-  const bool valid_name =
-      !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
-      });
+  const bool valid_name = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  });
   if (!valid_name) {
     error = PluginError{{}, "unknown backend '" + name + "'"};
     return nullptr;
@@ -178,15 +177,14 @@ std::unique_ptr<Backend> PluginLoader::Load(const std::string& name, PluginDescr
     auto inspected = Inspect(file, error);
     if (!inspected) return nullptr;
     if (inspected->name != name) {
-      error.reason = "file is named for backend '" + name + "' but declares '" + inspected->name +
-                     "'";
+      error.reason =
+          "file is named for backend '" + name + "' but declares '" + inspected->name + "'";
       return nullptr;
     }
     descriptor = *inspected;
-    boost::dll::shared_library library(file, boost::dll::load_mode::rtld_now |
-                                                 boost::dll::load_mode::rtld_local);
-    auto factory =
-        library.get_alias<std::unique_ptr<Backend>()>("tunnelkit_backend_factory");
+    boost::dll::shared_library library(
+        file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    auto factory = library.get_alias<std::unique_ptr<Backend>()>("tunnelkit_backend_factory");
     std::unique_ptr<Backend> backend;
     try {
       backend = factory();
@@ -205,8 +203,8 @@ std::unique_ptr<Backend> PluginLoader::Load(const std::string& name, PluginDescr
     if (!searched.empty()) searched += ":";
     searched += dir.string();
   }
-  error = PluginError{{}, "unknown backend '" + name + "' (no libtunnelkit_" + name +
-                              ".so in " + searched + ")"};
+  error = PluginError{
+      {}, "unknown backend '" + name + "' (no libtunnelkit_" + name + ".so in " + searched + ")"};
   return nullptr;
 }
 

@@ -14,8 +14,8 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path TempDir(const std::string& name) {
-  auto dir = fs::temp_directory_path() / ("tunnelkit-loader-" + name + "-" +
-                                          std::to_string(::getpid()));
+  auto dir =
+      fs::temp_directory_path() / ("tunnelkit-loader-" + name + "-" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
@@ -23,7 +23,8 @@ fs::path TempDir(const std::string& name) {
 
 fs::path WriteCorruptPlugin(const fs::path& dir, const std::string& name) {
   auto file = dir / ("libtunnelkit_" + name + ".so");
-  std::ofstream(file) << "\x7f" "ELF this is not a shared object at all";
+  std::ofstream(file) << "\x7f"
+                         "ELF this is not a shared object at all";
   return file;
 }
 

@@ -256,7 +256,8 @@ TEST_F(RegistrationRpcTest, TimesOutWhenTheEdgeNeverAnswers) {
   tcp::socket client_socket(io), server_socket(io);
   client_socket.connect(acceptor.local_endpoint());
   acceptor.accept(server_socket);
-  RegistrationClient client(loop, std::make_shared<tunnelkit::TcpStream>(std::move(client_socket)), 200ms);
+  RegistrationClient client(loop, std::make_shared<tunnelkit::TcpStream>(std::move(client_socket)),
+                            200ms);
   Run([&]() -> asio::awaitable<void> {
     try {
       co_await client.Register(Request(0));
