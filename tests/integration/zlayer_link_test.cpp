@@ -397,6 +397,13 @@ TEST_F(ZlayerEndToEnd, SeveralLinksFromAConfigFile) {
       tunnelkit::test::RunProcess({"/usr/bin/curl", "-s", "--max-time", "5",
                                    "http://127.0.0.1:" + std::to_string(admin_port) + "/ready"});
   EXPECT_NE(ready.out.find("\"readyConnections\":2"), std::string::npos) << ready.out;
+  // Each link's state is also a metric.
+  const auto metrics =
+      tunnelkit::test::RunProcess({"/usr/bin/curl", "-s", "--max-time", "5",
+                                   "http://127.0.0.1:" + std::to_string(admin_port) + "/metrics"});
+  EXPECT_NE(metrics.out.find("tunnelkit_link_up{"), std::string::npos) << metrics.out;
+  EXPECT_NE(metrics.out.find("link=\"first\"} 1"), std::string::npos) << metrics.out;
+  EXPECT_NE(metrics.out.find("link=\"second\"} 1"), std::string::npos) << metrics.out;
   EXPECT_EQ(links.Stop(SIGTERM), 0);
   server.Stop(SIGTERM);
 }

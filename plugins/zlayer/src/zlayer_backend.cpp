@@ -14,6 +14,7 @@
 #include "tunnelkit/plugin.hpp"
 #include "tunnelkit/runtime.hpp"
 #include "tunnelkit/session/backoff.hpp"
+#include "tunnelkit/session/link_report.hpp"
 #include "tunnelkit/session/supervisor.hpp"
 
 namespace tunnelkit::zlayer {
@@ -213,6 +214,9 @@ class ZlayerBackend final : public Backend {
         runtime.logger()->error("{}", error);
         return 1;
       }
+      // Link state and reconnects in /metrics (tunnelkit_link_up{tunnel,link} and counters).
+      session::ExportLinkMetrics(agent->supervisor(), runtime.metrics(), runtime.logger()->name(),
+                                 agent->supervisor().Status().name);
       agents.push_back(std::move(agent));
     }
     int status = 0;
