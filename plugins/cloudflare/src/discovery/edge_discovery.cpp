@@ -209,6 +209,32 @@ std::vector<udp::endpoint> ParseResolvConf(const std::string& text) {
   return out;
 }
 
+tcp::endpoint ParseIpPort(const std::string& text, std::string& error) {
+  error.clear();
+  std::string host, port;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find("]:");
+    if (close != std::string::npos) {
+      host = text.substr(1, close - 1);
+      port = text.substr(close + 2);
+    }
+  } else if (auto colon = text.rfind(':'); colon != std::string::npos) {
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(host, ec);
+  int number = 0;
+  bool port_ok = !port.empty() && port.size() <= 5 &&
+                 port.find_first_not_of("0123456789") == std::string::npos &&
+                 (number = std::stoi(port)) > 0 && number <= 65535;
+  if (host.empty() || ec || !port_ok) {
+    error = "expected IP:PORT or [IPV6]:PORT, got '" + text + "'";
+    return {};
+  }
+  return {address, static_cast<unsigned short>(number)};
+}
+
 asio::awaitable<EdgeRegions> DiscoverEdges(asio::any_io_executor executor,
                                            EdgeDiscoveryOptions options) {
   Resolver resolver(executor, options);
