@@ -262,8 +262,25 @@ struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient:
 
   asio::awaitable<int> RunInner() {
     if (options.edges.empty()) {
-      log->error("no edge address: pass --edge HOST:PORT (DNS SRV discovery is not built yet)");
-      co_return 1;
+      EdgeRegions regions;
+      try {
+        regions = co_await DiscoverEdges(io.get_executor(), options.discovery);
+      } catch (const std::exception& e) {
+        log->error("edge discovery failed: {} (pass --edge HOST:PORT to skip it)", e.what());
+        co_return 1;
+      }
+      // Alternate regions so consecutive connection indexes land in different regions.
+      for (std::size_t i = 0; i < std::max(regions.region1.size(), regions.region2.size()); ++i) {
+        for (const auto* region : {&regions.region1, &regions.region2}) {
+          if (i >= region->size()) continue;
+          EdgeAddress address;
+          address.host = (*region)[i].address().to_string();
+          address.port = std::to_string((*region)[i].port());
+          options.edges.push_back(address);
+        }
+      }
+      log->info("edge discovery: {} addresses in region1, {} in region2", regions.region1.size(),
+                regions.region2.size());
     }
     try {
       tunnel = co_await RequestQuickTunnel(io.get_executor(), options.api);

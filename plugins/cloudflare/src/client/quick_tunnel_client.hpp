@@ -15,6 +15,7 @@
 
 #include "api/quick_tunnel_client.hpp"
 #include "client/edge_link.hpp"
+#include "discovery/edge_discovery.hpp"
 
 namespace spdlog {
 class logger;
@@ -24,7 +25,8 @@ namespace tunnelkit::cloudflare {
 
 struct QuickTunnelClientOptions {
   QuickTunnelApiOptions api;
-  std::vector<EdgeAddress> edges;  // required for now (no SRV discovery yet)
+  std::vector<EdgeAddress> edges;  // static edges (--edge); empty = DNS SRV discovery
+  EdgeDiscoveryOptions discovery;  // used only when `edges` is empty
   EdgeDialOptions dial;
   int ha_connections = 1;
   std::chrono::milliseconds grace_period{30000};
