@@ -201,7 +201,10 @@ void EdgeServer::ServeControlStream(std::shared_ptr<Stream> stream,
     // Destroying the session from inside its own continuation is not allowed: defer it.
     asio::post(io_, [this, id] { sessions_.erase(id); });
   };
-  kj_loop_->AddTask(disconnected.then(finish, [finish](kj::Exception&&) { finish(); }));
+  // Both by value: then() takes its functor by forwarding reference, so a named lambda passed as
+  // an lvalue would be kept as a reference to this stack frame.
+  auto on_error = [finish](kj::Exception&&) { finish(); };
+  kj_loop_->AddTask(disconnected.then(std::move(finish), std::move(on_error)));
 }
 
 asio::awaitable<void> EdgeServer::AcceptApi() {

@@ -275,7 +275,13 @@ TEST_F(EdgeIngressTest, PostBodiesArriveWholeByLengthAndChunked) {
         chunked.set(http::field::host, Host());
         chunked.body() = payload.substr(0, 300000);
         chunked.chunked(true);
+        // curl's way for large uploads: the edge answers 100 Continue itself.
+        chunked.set(http::field::expect, "100-continue");
         response = co_await Exchange(socket, buffer, std::move(chunked));
+        EXPECT_EQ(response.result_int(), 100);
+        http::response_parser<http::string_body> final_response;
+        co_await http::async_read(socket, buffer, final_response, asio::use_awaitable);
+        response = final_response.release();
         EXPECT_EQ(response.result_int(), 200);
         EXPECT_EQ(response["X-Body-Sha256"], tunnelkit::test::Sha256Hex(payload.substr(0, 300000)));
       },
@@ -283,6 +289,7 @@ TEST_F(EdgeIngressTest, PostBodiesArriveWholeByLengthAndChunked) {
   ASSERT_EQ(seen_requests.size(), 2u);
   EXPECT_EQ(Meta(seen_requests[0], "Content-Length"), std::to_string(payload.size()));
   EXPECT_EQ(Meta(seen_requests[1], "Transfer-Encoding"), "");
+  EXPECT_EQ(Meta(seen_requests[1], "Expect"), "");
 }
 
 TEST_F(EdgeIngressTest, ResponseWithoutLengthIsChunked) {

@@ -213,6 +213,8 @@ class PublicIngress::Exchange {
     websocket_ = beast::websocket::is_upgrade(request_);
     keep_alive_ = request_.keep_alive();
     has_body_ = !parser.is_done();
+    expect_continue_ =
+        version_ >= 11 && beast::iequals(request_[http::field::expect], "100-continue");
   }
 
   // Returns true when the visitor connection can carry another request.
@@ -289,9 +291,9 @@ class PublicIngress::Exchange {
       bool upgrade_field = lower == "upgrade" || lower == "connection";
       if ((IsHopByHop(lower) || tokens.count(lower) != 0) && !(websocket_ && upgrade_field))
         continue;
-      // Set by the edge, whatever the visitor sent.
+      // Set by the edge, whatever the visitor sent. Expect: 100-continue is answered here.
       if (lower == "cf-connecting-ip" || lower == "cf-ray" || lower == "x-forwarded-proto" ||
-          lower == "cf-visitor")
+          lower == "cf-visitor" || (lower == "expect" && expect_continue_))
         continue;
       if (lower == "x-forwarded-for") {
         forwarded_for += std::string(field.value()) + ", ";
@@ -321,6 +323,16 @@ class PublicIngress::Exchange {
       co_return co_await SendFailure();
     }
     if (has_body_) {
+      if (expect_continue_) {
+        // The data stream has no interim responses: the edge lets the body come at once.
+        const std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
+        auto written = co_await visitor_.Write(asio::buffer(go_on.data(), go_on.size()));
+        if (written.ec) {
+          stream_->Reset();
+          Log(0, "error=\"writing 100 Continue failed\"");
+          co_return false;
+        }
+      }
       upload_ = std::make_shared<Upload>(ex);
       auto upload = upload_;
       auto stream = stream_;  // kept alive by the completion handler until the pump is done
@@ -530,6 +542,7 @@ class PublicIngress::Exchange {
   bool websocket_ = false;
   bool keep_alive_ = true;
   bool has_body_ = false;
+  bool expect_continue_ = false;
   std::shared_ptr<Stream> stream_;
   std::string conn_index_;
   std::string ray_;
