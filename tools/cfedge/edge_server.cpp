@@ -72,12 +72,19 @@ std::string Where(const tcp::acceptor& acceptor) {
   return host + ":" + std::to_string(endpoint.port());
 }
 
+// The plain-TCP test transport: the control stream only (OpenDataStream keeps the base class's
+// error). Drop resets the socket.
 class TcpConnection final : public emulator::EdgeConnection {
  public:
-  explicit TcpConnection(std::string description) : description_(std::move(description)) {}
+  explicit TcpConnection(const std::shared_ptr<Stream>& stream)
+      : stream_(stream), description_(stream->Describe()) {}
   std::string Describe() const override { return description_; }
+  void Drop() override {
+    if (auto stream = stream_.lock()) stream->Reset();
+  }
 
  private:
+  std::weak_ptr<Stream> stream_;
   std::string description_;
 };
 
@@ -296,8 +303,8 @@ asio::awaitable<void> EdgeServer::AcceptTcpControl() {
       if (closed_) break;
       continue;
     }
-    auto stream = std::make_shared<TcpStream>(std::move(socket));
-    auto connection = std::make_shared<TcpConnection>(stream->Describe());
+    std::shared_ptr<Stream> stream = std::make_shared<TcpStream>(std::move(socket));
+    auto connection = std::make_shared<TcpConnection>(stream);
     ServeControlStream(stream, connection);
   }
 }
