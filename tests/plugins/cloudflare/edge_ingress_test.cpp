@@ -4,6 +4,7 @@
 // (ReadStreamOpening, WriteConnectResponse, body bytes).
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <iostream>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -290,6 +291,95 @@ TEST_F(EdgeIngressTest, PostBodiesArriveWholeByLengthAndChunked) {
   EXPECT_EQ(Meta(seen_requests[0], "Content-Length"), std::to_string(payload.size()));
   EXPECT_EQ(Meta(seen_requests[1], "Transfer-Encoding"), "");
   EXPECT_EQ(Meta(seen_requests[1], "Expect"), "");
+}
+
+// Peak resident memory of this process (VmHWM), in bytes; ResetPeakMemory starts it afresh.
+std::size_t PeakMemory() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoul(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+void ResetPeakMemory() {
+  std::ofstream("/proc/self/clear_refs") << "5";
+}
+
+TEST_F(EdgeIngressTest, FiftyMegabyteUploadAndLargeDownloadWithBoundedMemory) {
+  constexpr std::size_t kTotal = 50u << 20;
+  constexpr std::size_t kDownload = 16u << 20;
+  const std::string block = Pattern(64 * 1024, 21);
+  Start();
+  // Checks every byte against the pattern as it streams by, then sends 50 MB back.
+  responder = [&block](std::shared_ptr<QuicStream> stream, StreamOpening opening,
+                       int) -> asio::awaitable<void> {
+    PrefixedStream body(*stream, std::move(opening.leftover));
+    std::vector<char> buf(64 * 1024);
+    std::size_t seen = 0;
+    bool intact = true;
+    for (;;) {
+      auto r = co_await body.ReadSome(asio::buffer(buf));
+      if (r.ec) break;
+      for (std::size_t i = 0; i < r.bytes; ++i) {
+        intact = intact && buf[i] == block[(seen + i) % block.size()];
+      }
+      seen += r.bytes;
+    }
+    HttpHeaderList headers = {{"Content-Length", std::to_string(kDownload)},
+                              {"X-Body-Bytes", std::to_string(seen)},
+                              {"X-Body-Intact", intact ? "yes" : "no"}};
+    co_await Answer(*stream, 200, headers, "", false);
+    for (std::size_t sent = 0; sent < kDownload; sent += block.size()) {
+      auto w = co_await stream->Write(asio::buffer(block));
+      if (w.ec) co_return;
+    }
+    co_await stream->ShutdownWrite();
+  };
+  std::size_t received = 0;
+  bool intact = true;
+  std::size_t baseline = 0;
+  RunWithDeadline(
+      io,
+      [&]() -> asio::awaitable<void> {
+        co_await ConnectClient(0);
+        ResetPeakMemory();
+        baseline = PeakMemory();
+        auto socket = co_await Visit();
+        std::string head = "POST /big HTTP/1.1\r\nHost: " + Host() +
+                           "\r\nContent-Length: " + std::to_string(kTotal) + "\r\n\r\n";
+        co_await asio::async_write(socket, asio::buffer(head), asio::use_awaitable);
+        for (std::size_t sent = 0; sent < kTotal; sent += block.size()) {
+          co_await asio::async_write(socket, asio::buffer(block), asio::use_awaitable);
+        }
+        beast::flat_buffer buffer;
+        http::response_parser<http::buffer_body> parser;
+        parser.body_limit(kTotal);
+        co_await http::async_read_header(socket, buffer, parser, asio::use_awaitable);
+        EXPECT_EQ(parser.get()["X-Body-Bytes"], std::to_string(kTotal));
+        EXPECT_EQ(parser.get()["X-Body-Intact"], "yes");
+        std::vector<char> chunk(64 * 1024);
+        while (!parser.is_done()) {
+          parser.get().body().data = chunk.data();
+          parser.get().body().size = chunk.size();
+          boost::system::error_code ec;
+          co_await http::async_read_some(socket, buffer, parser,
+                                         asio::redirect_error(asio::use_awaitable, ec));
+          if (ec && ec != http::error::need_buffer) throw boost::system::system_error(ec);
+          std::size_t n = chunk.size() - parser.get().body().size;
+          for (std::size_t i = 0; i < n; ++i) {
+            intact = intact && chunk[i] == block[(received + i) % block.size()];
+          }
+          received += n;
+        }
+      },
+      60s);
+  EXPECT_EQ(received, kDownload);
+  EXPECT_TRUE(intact);
+  std::cout << "peak memory grew by " << ((PeakMemory() - baseline) >> 10) << " KiB\n";
+  // Holding the upload would add 50 MB; streaming costs buffers and QUIC windows only.
+  EXPECT_LT(PeakMemory() - baseline, std::size_t{32} << 20)
+      << "peak grew by " << ((PeakMemory() - baseline) >> 20) << " MB";
 }
 
 TEST_F(EdgeIngressTest, ResponseWithoutLengthIsChunked) {
