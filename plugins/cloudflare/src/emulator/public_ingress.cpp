@@ -163,6 +163,9 @@ asio::awaitable<void> PumpBody(Stream& visitor, beast::flat_buffer& buffer, Requ
                                Stream& data_stream, std::shared_ptr<Upload> upload) {
   std::vector<char> chunk(kBodyChunk);
   StreamRef ref(visitor);
+  // Beast reads at most the buffer's free capacity at a time: without room, a body would move
+  // in pieces of a few hundred bytes, one QUIC write each.
+  buffer.reserve(kBodyChunk);
   while (!parser.is_done()) {
     parser.get().body().data = chunk.data();
     parser.get().body().size = chunk.size();
