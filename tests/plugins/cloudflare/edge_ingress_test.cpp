@@ -401,6 +401,57 @@ TEST_F(EdgeIngressTest, ResponseWithoutLengthIsChunked) {
   });
 }
 
+TEST_F(EdgeIngressTest, HopByHopResponseFieldsHeadAndBadVisitorRequests) {
+  Start();
+  responder = [](std::shared_ptr<QuicStream> stream, StreamOpening opening,
+                 int) -> asio::awaitable<void> {
+    co_await ReadBody(*stream, std::move(opening.leftover));
+    // Fields that describe the origin's own connection must not reach the visitor.
+    HttpHeaderList headers = {{"Connection", "close, X-Private"},
+                              {"X-Private", "1"},
+                              {"Transfer-Encoding", "chunked"},
+                              {"Keep-Alive", "timeout=5"},
+                              {"Content-Length", "4"},
+                              {"X-Kept", "yes"}};
+    bool head = opening.request.metadata.size() > 0 &&
+                *FindMetadata(opening.request.metadata, kMetaHttpMethod) == "HEAD";
+    co_await Answer(*stream, 200, headers, head ? "" : "body");
+  };
+  RunWithDeadline(io, [&]() -> asio::awaitable<void> {
+    co_await ConnectClient(0);
+    auto socket = co_await Visit();
+    beast::flat_buffer buffer;
+    auto response = co_await Exchange(socket, buffer, Request(http::verb::get, "/a"));
+    EXPECT_EQ(response.body(), "body");
+    EXPECT_EQ(response["X-Kept"], "yes");
+    EXPECT_EQ(response["X-Private"], "");
+    EXPECT_EQ(response["Keep-Alive"], "");
+    EXPECT_FALSE(response.chunked());
+    EXPECT_TRUE(response.keep_alive());
+    // HEAD: the length is told, no body follows; the connection stays usable.
+    http::request<http::string_body> head(http::verb::head, "/h", 11);
+    head.set(http::field::host, Host());
+    co_await http::async_write(socket, head, asio::use_awaitable);
+    http::response_parser<http::empty_body> head_parser;
+    head_parser.skip(true);
+    co_await http::async_read(socket, buffer, head_parser, asio::use_awaitable);
+    EXPECT_EQ(head_parser.get().result_int(), 200);
+    EXPECT_EQ(head_parser.get()[http::field::content_length], "4");
+    response = co_await Exchange(socket, buffer, Request(http::verb::get, "/b"));
+    EXPECT_EQ(response.body(), "body");
+    // Garbage instead of a request head: 400, then the edge closes.
+    auto bad = co_await Visit();
+    const std::string garbage = "NOT HTTP AT ALL\r\n\r\n";
+    co_await asio::async_write(bad, asio::buffer(garbage), asio::use_awaitable);
+    beast::flat_buffer bad_buffer;
+    http::response<http::string_body> refused;
+    co_await http::async_read(bad, bad_buffer, refused, asio::use_awaitable);
+    EXPECT_EQ(refused.result_int(), 400);
+    EXPECT_FALSE(refused.keep_alive());
+  });
+  EXPECT_EQ(seen_requests.size(), 3u);
+}
+
 TEST_F(EdgeIngressTest, ServerSentEventsReachTheVisitorOneByOne) {
   Start();
   responder = [](std::shared_ptr<QuicStream> stream, StreamOpening opening,
