@@ -3,6 +3,8 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <thread>
+
 #include <boost/algorithm/string/predicate.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -58,18 +60,22 @@ HttpReply HttpRequest(int port, const HttpRequestSpec& spec) {
   request.keep_alive(false);
   boost::system::error_code ec;
   auto sent = std::chrono::steady_clock::now();
-  http::write(s, request, ec);
-  if (ec) {
-    reply.error = "write: " + ec.message();
-    return reply;
-  }
+  // The request goes out on its own thread while the response comes in, as a browser or curl
+  // does: an echoing origin would otherwise fill both directions' buffers and stall.
+  boost::system::error_code write_ec;
+  std::thread writer([&] { http::write(s, request, write_ec); });
+  struct Join {
+    std::thread& t;
+    ~Join() { t.join(); }
+  } join{writer};
   beast::flat_buffer buffer;
   http::response_parser<http::buffer_body> parser;
-  parser.body_limit(boost::none);
+  parser.body_limit(std::uint64_t{1} << 40);
   if (spec.method == "HEAD") parser.skip(true);
   http::read_header(s, buffer, parser, ec);
   if (ec) {
     reply.error = "read head: " + ec.message();
+    s.shutdown(tcp::socket::shutdown_both, ec);
     return reply;
   }
   reply.status = parser.get().result_int();
@@ -94,6 +100,9 @@ HttpReply HttpRequest(int port, const HttpRequestSpec& spec) {
       break;
     }
   }
+  // A response may end before the request was sent in full (e.g. an error page).
+  boost::system::error_code ignored;
+  s.shutdown(tcp::socket::shutdown_both, ignored);
   return reply;
 }
 

@@ -205,6 +205,8 @@ TEST_F(EdgeStreamServerTest, WebSocketBecomesARawPipeAfter101) {
     EXPECT_EQ(DecodeResponseMetadata(opening.response.metadata, head), "");
     EXPECT_EQ(head.status, 101);
     EXPECT_EQ(Header(head, "Sec-WebSocket-Accept"), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    EXPECT_EQ(Header(head, "Upgrade"), "websocket");
+    EXPECT_EQ(Header(head, "Connection"), "Upgrade");
     // A masked text frame "hi" goes out; the echo comes back unmasked.
     std::vector<std::uint8_t> frame = {0x81, 0x82, 1, 2, 3, 4, 'h' ^ 1, 'i' ^ 2};
     co_await stream->Write(asio::buffer(frame));

@@ -72,6 +72,14 @@ class ConnectResponseWriter final : public origin::ResponseWriter {
       HttpResponseMeta meta;
       meta.status = head.status;
       meta.headers = head.headers;
+      if (head.status == 101) {
+        // The proxy drops hop-by-hop fields; a switch needs them back for the visitor.
+        std::erase_if(meta.headers, [](const auto& h) {
+          return boost::iequals(h.first, "Connection") || boost::iequals(h.first, "Upgrade");
+        });
+        meta.headers.emplace_back("Connection", "Upgrade");
+        meta.headers.emplace_back("Upgrade", "websocket");
+      }
       response.metadata = EncodeResponseMetadata(meta);
     }
     co_return co_await WriteConnectResponse(stream_, response);
@@ -233,6 +241,7 @@ asio::awaitable<void> EdgeStreamServer::ServeHttp(std::shared_ptr<Stream> stream
     head.headers.emplace_back("Sec-WebSocket-Version", "13");
   }
   CountingStream counted(stream, metrics_.bytes_in, metrics_.bytes_out);
+  metrics_.bytes_in.Inc(leftover.size());  // body bytes that came with the head
   PrefixedStream body_in(counted, std::move(leftover));
   ConnectResponseWriter writer(counted, [&](int status) {
     metrics_.latency.Observe(
@@ -262,6 +271,7 @@ asio::awaitable<void> EdgeStreamServer::ServeTcp(std::shared_ptr<Stream> stream,
   }
   if (error.empty()) {
     CountingStream counted(stream, metrics_.bytes_in, metrics_.bytes_out);
+    metrics_.bytes_in.Inc(leftover.size());
     PrefixedStream prefixed(counted, std::move(leftover));
     TcpAckStream acked(prefixed);
     auto result = co_await proxy_.ServeTcp(acked, rule->service, rule->options);
