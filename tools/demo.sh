@@ -86,7 +86,9 @@ curl -sS --max-time 30 -H "Host: $host" "http://$public/bytes/10485760" | sha256
 curl -sS --max-time 30 "http://127.0.0.1:$origin_port/bytes/10485760" | sha256sum
 echo "== server-sent events arrive one by one (timestamps)"
 curl -sSN --max-time 10 -H "Host: $host" "http://$public/sse?n=3&interval_ms=500" |
-  while IFS= read -r line; do [ -n "$line" ] && echo "$(date +%T.%N | cut -c1-12) $line"; done
+  while IFS= read -r line; do
+    if [ -n "$line" ]; then echo "$(date +%T.%N | cut -c1-12) $line"; fi
+  done
 echo "== /ready and /quicktunnel on the metrics address $admin"
 curl -sS --max-time 5 "http://$admin/ready"; echo
 curl -sS --max-time 5 "http://$admin/quicktunnel"; echo
