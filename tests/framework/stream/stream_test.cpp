@@ -325,6 +325,78 @@ TEST(SpliceTest, CopiesBothWaysAndPropagatesHalfClose) {
   EXPECT_EQ(result.b_to_a, 64u + 1 + std::to_string(request.size()).size());
 }
 
+// Splice takes its buffers only while bytes move (socket: after readability; other streams:
+// a small read first, a pooled buffer while reads fill it). Trickles and bursts in both
+// directions, over a pipe (no readability wait) and a socket, with the default buffer size and
+// with one smaller than the small read, must arrive whole and in order.
+TEST(SpliceTest, TricklesAndBurstsBetweenPipeAndSocket) {
+  for (std::size_t buffer_size : {std::size_t{64 * 1024}, std::size_t{1000}}) {
+    SCOPED_TRACE(buffer_size);
+    asio::io_context io;
+    auto [c2, s2] = test::TcpPair(io);
+    TcpStream right(std::move(c2)), server(std::move(s2));
+    auto [client, left] = MakeStreamPair(io.get_executor(), 16 * 1024);
+    std::string burst = RandomBytes(3 * 1024 * 1024, 2);
+    SpliceResult result;
+    std::size_t a_to_b_expected = 0;
+    RunFor(io, [&]() -> awaitable<void> {
+      auto ex = co_await asio::this_coro::executor;
+      bool spliced = false;
+      asio::co_spawn(
+          ex,
+          [&]() -> awaitable<void> {
+            result = co_await Splice(*left, right, buffer_size);
+            spliced = true;
+          },
+          asio::detached);
+      asio::steady_timer t(ex);
+      // Trickle: small writes with pauses, so that every read comes back short.
+      std::string trickle;
+      for (int i = 0; i < 20; ++i) {
+        const std::string piece = "piece " + std::to_string(i) + ";";
+        trickle += piece;
+        co_await client->Write(asio::buffer(piece));
+        t.expires_after(std::chrono::milliseconds(2));
+        co_await t.async_wait(asio::use_awaitable);
+      }
+      std::string got(trickle.size(), '\0');
+      std::size_t have = 0;
+      while (have < got.size()) {
+        IoResult r = co_await server.ReadSome(asio::buffer(got.data() + have, got.size() - have));
+        EXPECT_FALSE(r.ec) << r.ec.message();
+        if (r.ec) co_return;
+        have += r.bytes;
+      }
+      EXPECT_EQ(got, trickle);
+      // A burst from the socket side (read back whole), then one from the pipe side with
+      // half-close both ways.
+      asio::co_spawn(
+          ex, [&]() -> awaitable<void> { co_await server.Write(asio::buffer(burst)); },
+          asio::detached);
+      std::string back(burst.size(), '\0');
+      have = 0;
+      while (have < back.size()) {
+        IoResult r =
+            co_await client->ReadSome(asio::buffer(back.data() + have, back.size() - have));
+        EXPECT_FALSE(r.ec) << r.ec.message();
+        if (r.ec) co_return;
+        have += r.bytes;
+      }
+      EXPECT_EQ(test::Sha256Hex(back), test::Sha256Hex(burst));
+      co_await HalfCloseExchange(*client, server, burst);
+      a_to_b_expected = trickle.size() + burst.size();
+      for (int i = 0; i < 400 && !spliced; ++i) {
+        t.expires_after(std::chrono::milliseconds(5));
+        co_await t.async_wait(asio::use_awaitable);
+      }
+      EXPECT_TRUE(spliced);
+    }());
+    EXPECT_FALSE(result.ec) << result.ec.message();
+    EXPECT_EQ(result.a_to_b, a_to_b_expected);
+    EXPECT_EQ(result.b_to_a, burst.size() + 64u + 1 + std::to_string(burst.size()).size());
+  }
+}
+
 TEST(SpliceTest, ErrorOnOneSideResetsTheOther) {
   asio::io_context io;
   auto [c1, s1] = test::TcpPair(io);
