@@ -63,7 +63,7 @@ asio::awaitable<IoResult> MuxStream::ReadSome(asio::mutable_buffer buffer) {
       std::memcpy(buffer.data(), inbound_.data() + inbound_start_, n);
       inbound_start_ += n;
       if (inbound_start_ == inbound_.size()) {
-        inbound_.clear();
+        Bytes().swap(inbound_);  // an idle stream keeps no buffer
         inbound_start_ = 0;
       }
       drained_.Notify();
@@ -85,6 +85,11 @@ asio::awaitable<IoResult> MuxStream::ReadSome(asio::mutable_buffer buffer) {
     if (buffer.size() == 0) co_return IoResult{};
     co_await readable_.Wait();
   }
+}
+
+asio::awaitable<void> MuxStream::WaitReadable() {
+  auto self = shared_from_this();
+  while (buffered() == 0 && !reset_ && !remote_finished_) co_await readable_.Wait();
 }
 
 asio::awaitable<IoResult> MuxStream::Write(asio::const_buffer buffer) {

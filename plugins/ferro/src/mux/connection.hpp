@@ -48,6 +48,10 @@ class MuxStream final : public Stream, public std::enable_shared_from_this<MuxSt
   void Reset() override;
   std::string Describe() const override;
 
+  // Completes once ReadSome would not wait: bytes are buffered, or the stream has ended or
+  // failed. Lets a reader take a buffer only when there is something to put in it.
+  boost::asio::awaitable<void> WaitReadable();
+
   std::uint32_t id() const { return id_; }
   Protocol protocol() const { return protocol_; }
 
