@@ -209,11 +209,38 @@ class TunnelFixture : public ::testing::Test {
   std::string HttpRequest(const std::string& host, const std::string& path,
                           const std::string& body = "") {
     tcp::socket s = Connect(http_port_);
+    // "Connection: close": the server keeps bodiless requests' connections open otherwise.
     std::string request = (body.empty() ? "GET " : "POST ") + path + " HTTP/1.1\r\nHost: " + host +
-                          "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+                          "\r\nContent-Length: " + std::to_string(body.size()) +
+                          "\r\nConnection: close\r\n\r\n";
     asio::write(s, asio::buffer(request));
     asio::write(s, asio::buffer(body));
     return ReadAll(s);
+  }
+
+  // Reads one response with a Content-Length body from a kept-alive connection; `rest` holds
+  // bytes read past it (the next pipelined response).
+  static std::string ReadOneResponse(tcp::socket& s, std::string& rest) {
+    std::string data = std::move(rest);
+    rest.clear();
+    char buf[4096];
+    boost::system::error_code ec;
+    std::size_t head_end;
+    while ((head_end = data.find("\r\n\r\n")) == std::string::npos) {
+      std::size_t n = s.read_some(asio::buffer(buf), ec);
+      if (ec) return data;
+      data.append(buf, n);
+    }
+    std::size_t length = 0;
+    const auto cl = data.find("Content-Length: ");
+    if (cl != std::string::npos && cl < head_end) length = std::stoul(data.substr(cl + 16));
+    while (data.size() < head_end + 4 + length) {
+      std::size_t n = s.read_some(asio::buffer(buf), ec);
+      if (ec) return data;
+      data.append(buf, n);
+    }
+    rest = data.substr(head_end + 4 + length);
+    return data.substr(0, head_end + 4 + length);
   }
 
   std::ostringstream log_;
@@ -247,6 +274,38 @@ TEST_F(TunnelFixture, HttpThroughTheTunnelByHostAndDomain) {
   EXPECT_NE(r.find("Tunnel not found"), std::string::npos) << r;
   r = HttpRequest("whatever", "/health");
   EXPECT_NE(r.find("200 OK"), std::string::npos) << r;
+}
+
+// One stream per request (the stream carries "Connection: close" to the client), but the
+// public connection stays open between bodiless HTTP/1.1 requests, pipelined ones included.
+TEST_F(TunnelFixture, PublicHttpConnectionIsKeptAliveAcrossRequests) {
+  StartServer(DefaultServer());
+  StartClient(DefaultClient());
+  ASSERT_TRUE(WaitForLog("tunnel registered: app"));
+  ASSERT_TRUE(WaitForLog("connected to"));
+  tcp::socket s = Connect(http_port_);
+  std::string rest;
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE(i);
+    const std::string get = "GET /k" + std::to_string(i) + " HTTP/1.1\r\nHost: app\r\n\r\n";
+    asio::write(s, asio::buffer(get));
+    const std::string r = ReadOneResponse(s, rest);
+    EXPECT_NE(r.find("HTTP/1.1 200 OK"), std::string::npos) << r;
+    EXPECT_NE(r.find("hello from origin 0 " + test::Sha256Hex("") + " close"), std::string::npos)
+        << r;
+    EXPECT_EQ(r.find("Connection:"), std::string::npos) << r;  // the stream's close is dropped
+  }
+  // Two pipelined requests in one write, the second one asking to close.
+  const std::string two =
+      "GET /p1 HTTP/1.1\r\nHost: app\r\n\r\nGET /p2 HTTP/1.1\r\nHost: app\r\n"
+      "Connection: close\r\n\r\n";
+  asio::write(s, asio::buffer(two));
+  const std::string first = ReadOneResponse(s, rest);
+  EXPECT_NE(first.find("hello from origin 0"), std::string::npos) << first;
+  const std::string second = rest + ReadAll(s);  // the server closes after it
+  EXPECT_NE(second.find("HTTP/1.1 200 OK"), std::string::npos) << second;
+  EXPECT_NE(second.find("hello from origin 0"), std::string::npos) << second;
+  EXPECT_EQ(second.find("HTTP/1.1", 1), std::string::npos) << second;
 }
 
 TEST_F(TunnelFixture, LargePostWithAndWithoutFlowControl) {
