@@ -33,8 +33,8 @@ struct SpliceState {
 // moves to a pooled one only while reads fill the small one (bulk). A pooled buffer goes back
 // once a read comes back short (the source is drained for now). With thousands of idle
 // connections this is the difference between ~0 and 2 x buffer_size bytes each.
-constexpr std::size_t kSmallRead = 4 * 1024;
-constexpr std::size_t kPoolFreeChunks = 64;
+constexpr std::size_t kSmallRead = 2 * 1024;
+constexpr std::size_t kPoolFreeChunks = 16;
 
 BufferPool& PumpPool(std::size_t buffer_size) {
   thread_local std::vector<std::shared_ptr<BufferPool>> pools;
