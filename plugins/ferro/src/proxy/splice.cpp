@@ -27,7 +27,7 @@ struct SpliceState {
 };
 
 constexpr std::size_t kPumpChunk = 64 * 1024;
-constexpr std::size_t kPumpFreeChunks = 64;
+constexpr std::size_t kPumpFreeChunks = 16;
 
 // The io thread's pool of pump buffers: a direction takes one only while it moves bytes, so
 // idle connections (most of them, with 1000s open) hold none.
