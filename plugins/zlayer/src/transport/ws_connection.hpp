@@ -97,6 +97,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   bool opened_ = false;
   bool closed_ = false;
   bool close_sent_ = false;
+  std::uint64_t bytes_moved_ = 0;  // both ways; a bulk connection's close triggers a heap trim
   std::string close_reason_;
   std::string peer_;
   std::string path_;
