@@ -95,6 +95,7 @@ void WsConnection::Close() {
 
 void WsConnection::OnOpen(std::string peer, std::string path) {
   opened_ = true;
+  util::NoteOpened(io_.get_executor());
   peer_ = std::move(peer);
   path_ = std::move(path);
   state_timer_.cancel();

@@ -12,7 +12,7 @@ namespace tunnelkit::zlayer::util {
 namespace {
 
 constexpr std::uint64_t kBulkBytes = 4 * 1024 * 1024;
-constexpr int kClosesPerTrim = 64;
+constexpr int kChurnPerTrim = 64;
 
 }  // namespace
 
@@ -20,11 +20,10 @@ void TuneAllocator() {
   mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
 }
 
-void NoteClosed(const boost::asio::any_io_executor& executor, std::uint64_t bytes) {
-  thread_local int closes = 0;
+namespace {
+
+void ScheduleTrim(const boost::asio::any_io_executor& executor) {
   thread_local bool pending = false;
-  if (bytes < kBulkBytes && ++closes < kClosesPerTrim) return;
-  closes = 0;
   if (pending) return;
   pending = true;
   auto timer =
@@ -33,6 +32,22 @@ void NoteClosed(const boost::asio::any_io_executor& executor, std::uint64_t byte
     pending = false;
     malloc_trim(0);
   });
+}
+
+}  // namespace
+
+void NoteClosed(const boost::asio::any_io_executor& executor, std::uint64_t bytes) {
+  thread_local int closes = 0;
+  if (bytes < kBulkBytes && ++closes < kChurnPerTrim) return;
+  closes = 0;
+  ScheduleTrim(executor);
+}
+
+void NoteOpened(const boost::asio::any_io_executor& executor) {
+  thread_local int opens = 0;
+  if (++opens < kChurnPerTrim) return;
+  opens = 0;
+  ScheduleTrim(executor);
 }
 
 }  // namespace tunnelkit::zlayer::util

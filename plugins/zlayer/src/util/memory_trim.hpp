@@ -12,11 +12,15 @@
 namespace tunnelkit::zlayer::util {
 
 // Once at start: glibc's automatic top-of-heap trim (at 128 KiB free) is raised so that
-// connection churn does not fault pages in and out; NoteClosed does the giving back.
+// connection churn does not fault pages in and out; NoteClosed/NoteOpened do the giving back.
 void TuneAllocator();
 
 // A data connection that carried `bytes` (both ways) closed: after a bulk one, or every
 // 64 closes, malloc_trim(0) runs on `executor` 200 ms later (once however often asked).
 void NoteClosed(const boost::asio::any_io_executor& executor, std::uint64_t bytes);
+
+// A connection opened: every 64 opens, the same trim (the WebSocket handshakes of a crowd of
+// new connections leave freed header buffers behind, mostly in libwebsockets' thread heap).
+void NoteOpened(const boost::asio::any_io_executor& executor);
 
 }  // namespace tunnelkit::zlayer::util
