@@ -1,12 +1,17 @@
 #include "tunnelkit/stream/splice.hpp"
 
+#include <algorithm>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+
+#include "tunnelkit/buffer_pool.hpp"
+#include "tunnelkit/stream/socket_stream.hpp"
 
 namespace tunnelkit {
 
@@ -23,12 +28,59 @@ struct SpliceState {
   error_code ec;
 };
 
+// A direction that is idle holds no big buffer: on a socket it waits for readability before
+// taking one from the thread's pool; on other streams it reads into a small buffer first and
+// moves to a pooled one only while reads fill the small one (bulk). A pooled buffer goes back
+// once a read comes back short (the source is drained for now). With thousands of idle
+// connections this is the difference between ~0 and 2 x buffer_size bytes each.
+constexpr std::size_t kSmallRead = 2 * 1024;
+constexpr std::size_t kPoolFreeChunks = 16;
+
+BufferPool& PumpPool(std::size_t buffer_size) {
+  thread_local std::vector<std::shared_ptr<BufferPool>> pools;
+  for (auto& pool : pools) {
+    if (pool->chunk_size() == buffer_size) return *pool;
+  }
+  pools.push_back(BufferPool::Create(buffer_size, kPoolFreeChunks));
+  return *pools.back();
+}
+
+// Waits until a socket stream is readable (bytes, eof or an error); false for streams that
+// cannot be waited on this way.
+asio::awaitable<bool> WaitReadable(Stream& stream) {
+  error_code ec;
+  if (auto* tcp = dynamic_cast<TcpStream*>(&stream)) {
+    co_await tcp->socket().async_wait(asio::socket_base::wait_read,
+                                      asio::redirect_error(asio::use_awaitable, ec));
+    co_return true;
+  }
+  if (auto* unix_stream = dynamic_cast<UnixStream*>(&stream)) {
+    co_await unix_stream->socket().async_wait(asio::socket_base::wait_read,
+                                              asio::redirect_error(asio::use_awaitable, ec));
+    co_return true;
+  }
+  co_return false;
+}
+
 asio::awaitable<std::uint64_t> Pump(Stream& from, Stream& to, std::size_t buffer_size,
                                     std::shared_ptr<SpliceState> state) {
-  std::vector<char> buffer(buffer_size);
+  buffer_size = std::max<std::size_t>(buffer_size, 1);
+  const std::size_t small_size = std::min(kSmallRead, buffer_size);
+  std::unique_ptr<char[]> small;  // allocated on first use
+  Chunk big;
   std::uint64_t total = 0;
   for (;;) {
-    IoResult r = co_await from.ReadSome(asio::buffer(buffer));
+    bool waited = false;
+    if (!big) waited = co_await WaitReadable(from);
+    asio::mutable_buffer target;
+    if (big || waited || small_size == buffer_size) {
+      if (!big) big = PumpPool(buffer_size).Acquire();
+      target = asio::buffer(big.writable().data(), buffer_size);
+    } else {
+      if (!small) small.reset(new char[small_size]);
+      target = asio::buffer(small.get(), small_size);
+    }
+    IoResult r = co_await from.ReadSome(target);
     if (r.ec == asio::error::eof) {
       error_code ec = co_await to.ShutdownWrite();
       if (ec && !state->ec) state->ec = ec;
@@ -38,11 +90,16 @@ asio::awaitable<std::uint64_t> Pump(Stream& from, Stream& to, std::size_t buffer
       if (!state->ec) state->ec = r.ec;
       break;
     }
-    IoResult w = co_await to.Write(asio::buffer(buffer.data(), r.bytes));
+    IoResult w = co_await to.Write(asio::buffer(target.data(), r.bytes));
     total += w.bytes;
     if (w.ec) {
       if (!state->ec) state->ec = w.ec;
       break;
+    }
+    if (big && r.bytes < buffer_size) {
+      big = Chunk();  // drained: give the buffer back until the next burst
+    } else if (!big && r.bytes == target.size()) {
+      big = PumpPool(buffer_size).Acquire();  // a full small read: bulk data, read more at once
     }
   }
   if (state->ec) {

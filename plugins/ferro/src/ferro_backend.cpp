@@ -7,6 +7,7 @@
 
 #include "client/client.hpp"
 #include "mux/connection.hpp"
+#include "mux/memory_trim.hpp"
 #include "server/server.hpp"
 #include "tunnelkit/origin/origin_proxy.hpp"
 #include "tunnelkit/origin/router.hpp"
@@ -138,6 +139,7 @@ class FerroBackend final : public Backend {
   }
 
   int Run(Runtime& runtime) override {
+    TuneAllocator();
     const auto& config = runtime.config();
     std::vector<ConfigIssue> issues;
     Validate(config, issues);

@@ -16,6 +16,7 @@
 #include "tunnelkit/session/backoff.hpp"
 #include "tunnelkit/session/link_report.hpp"
 #include "tunnelkit/session/supervisor.hpp"
+#include "util/memory_trim.hpp"
 
 namespace tunnelkit::zlayer {
 
@@ -130,6 +131,7 @@ class ZlayerBackend final : public Backend {
   }
 
   int Run(Runtime& runtime) override {
+    util::TuneAllocator();
     std::vector<ConfigIssue> issues;
     Validate(runtime.config(), issues);
     if (!issues.empty()) {

@@ -1,6 +1,9 @@
 // TcpStream, UnixStream, TlsStream, MakeStreamPair and Splice over real sockets on 127.0.0.1.
+#include <malloc.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -323,6 +326,145 @@ TEST(SpliceTest, CopiesBothWaysAndPropagatesHalfClose) {
   EXPECT_FALSE(result.ec) << result.ec.message();
   EXPECT_EQ(result.a_to_b, request.size());
   EXPECT_EQ(result.b_to_a, 64u + 1 + std::to_string(request.size()).size());
+}
+
+// Splice takes its buffers only while bytes move (socket: after readability; other streams:
+// a small read first, a pooled buffer while reads fill it). Trickles and bursts in both
+// directions, over a pipe (no readability wait) and a socket, with the default buffer size and
+// with one smaller than the small read, must arrive whole and in order.
+TEST(SpliceTest, TricklesAndBurstsBetweenPipeAndSocket) {
+  for (std::size_t buffer_size : {std::size_t{64 * 1024}, std::size_t{1000}}) {
+    SCOPED_TRACE(buffer_size);
+    asio::io_context io;
+    auto [c2, s2] = test::TcpPair(io);
+    TcpStream right(std::move(c2)), server(std::move(s2));
+    auto [client, left] = MakeStreamPair(io.get_executor(), 16 * 1024);
+    std::string burst = RandomBytes(3 * 1024 * 1024, 2);
+    SpliceResult result;
+    std::size_t a_to_b_expected = 0;
+    RunFor(io, [&]() -> awaitable<void> {
+      auto ex = co_await asio::this_coro::executor;
+      bool spliced = false;
+      asio::co_spawn(
+          ex,
+          [&]() -> awaitable<void> {
+            result = co_await Splice(*left, right, buffer_size);
+            spliced = true;
+          },
+          asio::detached);
+      asio::steady_timer t(ex);
+      // Trickle: small writes with pauses, so that every read comes back short.
+      std::string trickle;
+      for (int i = 0; i < 20; ++i) {
+        const std::string piece = "piece " + std::to_string(i) + ";";
+        trickle += piece;
+        co_await client->Write(asio::buffer(piece));
+        t.expires_after(std::chrono::milliseconds(2));
+        co_await t.async_wait(asio::use_awaitable);
+      }
+      std::string got(trickle.size(), '\0');
+      std::size_t have = 0;
+      while (have < got.size()) {
+        IoResult r = co_await server.ReadSome(asio::buffer(got.data() + have, got.size() - have));
+        EXPECT_FALSE(r.ec) << r.ec.message();
+        if (r.ec) co_return;
+        have += r.bytes;
+      }
+      EXPECT_EQ(got, trickle);
+      // A burst from the socket side (read back whole), then one from the pipe side with
+      // half-close both ways.
+      asio::co_spawn(
+          ex, [&]() -> awaitable<void> { co_await server.Write(asio::buffer(burst)); },
+          asio::detached);
+      std::string back(burst.size(), '\0');
+      have = 0;
+      while (have < back.size()) {
+        IoResult r =
+            co_await client->ReadSome(asio::buffer(back.data() + have, back.size() - have));
+        EXPECT_FALSE(r.ec) << r.ec.message();
+        if (r.ec) co_return;
+        have += r.bytes;
+      }
+      EXPECT_EQ(test::Sha256Hex(back), test::Sha256Hex(burst));
+      co_await HalfCloseExchange(*client, server, burst);
+      a_to_b_expected = trickle.size() + burst.size();
+      for (int i = 0; i < 400 && !spliced; ++i) {
+        t.expires_after(std::chrono::milliseconds(5));
+        co_await t.async_wait(asio::use_awaitable);
+      }
+      EXPECT_TRUE(spliced);
+    }());
+    EXPECT_FALSE(result.ec) << result.ec.message();
+    EXPECT_EQ(result.a_to_b, a_to_b_expected);
+    EXPECT_EQ(result.b_to_a, burst.size() + 64u + 1 + std::to_string(burst.size()).size());
+  }
+}
+
+long ResidentKib() {
+  malloc_trim(0);  // free heap pages do not count
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+// Idle splices hold no data buffers (they used to own buffer_size bytes per direction, 128 KiB
+// per splice): 200 splices between sockets, each having carried a few bytes both ways, must
+// cost well under 32 KiB apiece. Half of them splice a pipe (no readability wait: a small
+// first read) to a socket.
+TEST(SpliceTest, IdleSplicesHoldNoBuffers) {
+  constexpr int kSplices = 200;
+  asio::io_context io;
+  struct Held {
+    std::unique_ptr<Stream> client, left, right, server;
+  };
+  std::vector<Held> held;
+  const long before = ResidentKib();
+  ASSERT_GT(before, 0);
+  for (int i = 0; i < kSplices; ++i) {
+    Held h;
+    auto [c2, s2] = test::TcpPair(io);
+    h.right = std::make_unique<TcpStream>(std::move(c2));
+    h.server = std::make_unique<TcpStream>(std::move(s2));
+    if (i % 2 == 0) {
+      auto [c1, s1] = test::TcpPair(io);
+      h.client = std::make_unique<TcpStream>(std::move(c1));
+      h.left = std::make_unique<TcpStream>(std::move(s1));
+    } else {
+      std::tie(h.client, h.left) = MakeStreamPair(io.get_executor(), 16 * 1024);
+    }
+    held.push_back(std::move(h));
+  }
+  int done = 0;
+  RunFor(io, [&]() -> awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    for (auto& h : held) {
+      asio::co_spawn(
+          ex, [&h]() -> awaitable<void> { co_await Splice(*h.left, *h.right); }, asio::detached);
+    }
+    for (auto& h : held) {
+      static const std::string ping = "ping", pong = "pong!";
+      co_await h.client->Write(asio::buffer(ping));
+      char buf[8];
+      IoResult r = co_await h.server->ReadSome(asio::buffer(buf));
+      EXPECT_EQ(std::string(buf, r.bytes), ping);
+      co_await h.server->Write(asio::buffer(pong));
+      r = co_await h.client->ReadSome(asio::buffer(buf));
+      EXPECT_EQ(std::string(buf, r.bytes), pong);
+      ++done;
+    }
+  }());
+  ASSERT_EQ(done, kSplices);
+  const long after = ResidentKib();
+  EXPECT_LT((after - before) / kSplices, 32)
+      << "KiB per idle splice (" << before << " -> " << after << " KiB)";
+  for (auto& h : held) {
+    h.client->Reset();
+    h.server->Reset();
+  }
+  io.run_for(std::chrono::milliseconds(200));
 }
 
 TEST(SpliceTest, ErrorOnOneSideResetsTheOther) {

@@ -4,9 +4,13 @@
 #include <cstring>
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/error.hpp>
+
+#include "mux/memory_trim.hpp"
+#include "transport/socket_stream.hpp"
 
 namespace tunnelkit::ferro {
 
@@ -29,6 +33,7 @@ int PriorityRank(StreamPriority p) {
 }
 
 constexpr std::size_t kMaxBatchFrames = 256;
+constexpr std::size_t kMaxBatchBytes = 512 * 1024;  // bounds the joined buffer (TLS)
 constexpr std::size_t kReadChunk = 64 * 1024;
 
 }  // namespace
@@ -43,6 +48,7 @@ MuxStream::MuxStream(std::shared_ptr<Connection> connection, std::uint32_t id, P
       protocol_(protocol),
       priority_(priority),
       send_credit_(window),
+      recv_window_(window),
       readable_(connection_->get_executor()),
       drained_(connection_->get_executor()),
       credit_(connection_->get_executor()) {}
@@ -63,15 +69,25 @@ asio::awaitable<IoResult> MuxStream::ReadSome(asio::mutable_buffer buffer) {
       std::memcpy(buffer.data(), inbound_.data() + inbound_start_, n);
       inbound_start_ += n;
       if (inbound_start_ == inbound_.size()) {
-        inbound_.clear();
+        Bytes().swap(inbound_);  // an idle stream keeps no buffer
         inbound_start_ = 0;
       }
       drained_.Notify();
       if (connection_->options_.flow_control && !remote_finished_ && !reset_) {
         consumed_unannounced_ += n;
-        if (consumed_unannounced_ >= connection_->options_.stream_window / 2) {
-          connection_->Send(WindowUpdate{id_, static_cast<std::uint32_t>(consumed_unannounced_)},
-                            StreamPriority::kCritical);
+        if (consumed_unannounced_ >= recv_window_ / 2) {
+          // The reader keeps up (little left buffered): the sender is held back by credit, so
+          // grant more than was consumed, doubling the window up to the connection's maximum.
+          // Credit in flight is what bounds one stream's throughput (window / loop delay).
+          std::uint64_t extra = 0;
+          const auto max_window = connection_->options_.max_stream_window;
+          if (recv_window_ < max_window && buffered() < recv_window_ / 4) {
+            extra = std::min<std::uint64_t>(recv_window_, max_window - recv_window_);
+            recv_window_ += extra;
+          }
+          connection_->Send(
+              WindowUpdate{id_, static_cast<std::uint32_t>(consumed_unannounced_ + extra)},
+              StreamPriority::kCritical);
           consumed_unannounced_ = 0;
         }
       }
@@ -85,6 +101,11 @@ asio::awaitable<IoResult> MuxStream::ReadSome(asio::mutable_buffer buffer) {
     if (buffer.size() == 0) co_return IoResult{};
     co_await readable_.Wait();
   }
+}
+
+asio::awaitable<void> MuxStream::WaitReadable() {
+  auto self = shared_from_this();
+  while (buffered() == 0 && !reset_ && !remote_finished_) co_await readable_.Wait();
 }
 
 asio::awaitable<IoResult> MuxStream::Write(asio::const_buffer buffer) {
@@ -105,6 +126,7 @@ asio::awaitable<IoResult> MuxStream::Write(asio::const_buffer buffer) {
       send_credit_ -= chunk;
     }
     connection_->EnqueueData(id_, priority_, data, chunk);
+    bytes_moved_ += chunk;
     data += chunk;
     left -= chunk;
     written += chunk;
@@ -140,6 +162,7 @@ void MuxStream::Reset() {
 
 void MuxStream::OnData(Bytes&& data) {
   if (remote_finished_ || reset_) return;
+  bytes_moved_ += data.size();
   if (inbound_.empty()) {
     inbound_ = std::move(data);
     inbound_start_ = 0;
@@ -213,6 +236,7 @@ std::shared_ptr<MuxStream> Connection::Open(Protocol protocol, StreamPriority pr
     return stream;
   }
   streams_[id] = stream;
+  stream_peak_ = std::max(stream_peak_, streams_.size());
   Send(OpenStream{id, protocol, {}, std::nullopt, priority}, priority);
   return stream;
 }
@@ -246,7 +270,15 @@ void Connection::Enqueue(StreamPriority priority, Bytes&& bytes) {
 }
 
 void Connection::Forget(std::uint32_t id) {
-  streams_.erase(id);
+  auto it = streams_.find(id);
+  if (it == streams_.end()) return;
+  const bool bulk = it->second->bytes_moved_ >= kTrimAfterBytes;
+  streams_.erase(it);
+  // After a bulk stream, or once most of a crowd of streams is gone, hand the freed heap back.
+  if (bulk || (stream_peak_ >= kTrimAfterStreams && streams_.size() <= stream_peak_ / 2)) {
+    stream_peak_ = streams_.size();
+    ScheduleMemoryTrim(executor_);
+  }
 }
 
 void Connection::Close(const std::string& reason) {
@@ -273,25 +305,39 @@ void Connection::Close(const std::string& reason) {
 asio::awaitable<void> Connection::WriteLoop() {
   auto self = shared_from_this();
   std::vector<Outbound> batch;
+  std::vector<asio::const_buffer> gather;
   Bytes joined;
+  // Plain TCP: one gathered write of the frames as they are. TLS: joined into one buffer so
+  // that records are full-sized (a record per small frame would cost more than the copy).
+  auto* tcp = dynamic_cast<TcpSocketStream*>(transport_.get());
   while (!closed_) {
     if (queue_.empty()) {
       co_await writer_wake_.Wait();
       continue;
     }
     batch.clear();
-    while (!queue_.empty() && batch.size() < kMaxBatchFrames) {
+    std::size_t size = 0;
+    while (!queue_.empty() && batch.size() < kMaxBatchFrames &&
+           (batch.empty() || size + queue_.front().bytes.size() <= kMaxBatchBytes)) {
+      size += queue_.front().bytes.size();
       batch.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
     std::stable_sort(batch.begin(), batch.end(), [](const Outbound& a, const Outbound& b) {
       return PriorityRank(a.priority) < PriorityRank(b.priority);
     });
-    joined.clear();
-    for (auto& frame : batch) joined.insert(joined.end(), frame.bytes.begin(), frame.bytes.end());
-    const std::size_t size = joined.size();
-    IoResult r = co_await transport_->Write(asio::buffer(joined));
+    IoResult r;
+    if (tcp) {
+      gather.clear();
+      for (auto& frame : batch) gather.push_back(asio::buffer(frame.bytes));
+      r = co_await tcp->WriteGather(gather);
+    } else {
+      joined.clear();
+      for (auto& frame : batch) joined.insert(joined.end(), frame.bytes.begin(), frame.bytes.end());
+      r = co_await transport_->Write(asio::buffer(joined));
+    }
     if (closed_) break;
+    batch.clear();  // frees the frames' memory now, not at the next batch
     queued_bytes_ -= std::min(queued_bytes_, size);
     space_.Notify();
     if (r.ec) {
@@ -333,7 +379,7 @@ asio::awaitable<void> Connection::Dispatch(Frame&& frame) {
     auto it = streams_.find(data->stream_id);
     if (it == streams_.end()) co_return;  // unknown or finished stream: dropped, as upstream
     auto stream = it->second;
-    if (options_.flow_control && stream->buffered() + data->data.size() > options_.stream_window) {
+    if (options_.flow_control && stream->buffered() + data->data.size() > stream->recv_window_) {
       Close("protocol violation: stream " + std::to_string(data->stream_id) +
             " exceeded its flow-control window");
       co_return;
@@ -367,6 +413,7 @@ asio::awaitable<void> Connection::Dispatch(Frame&& frame) {
       co_return;
     }
     streams_[open->stream_id] = stream;
+    stream_peak_ = std::max(stream_peak_, streams_.size());
     on_stream_(stream);
     co_return;
   }

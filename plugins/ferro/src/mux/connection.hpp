@@ -48,6 +48,10 @@ class MuxStream final : public Stream, public std::enable_shared_from_this<MuxSt
   void Reset() override;
   std::string Describe() const override;
 
+  // Completes once ReadSome would not wait: bytes are buffered, or the stream has ended or
+  // failed. Lets a reader take a buffer only when there is something to put in it.
+  boost::asio::awaitable<void> WaitReadable();
+
   std::uint32_t id() const { return id_; }
   Protocol protocol() const { return protocol_; }
 
@@ -72,6 +76,9 @@ class MuxStream final : public Stream, public std::enable_shared_from_this<MuxSt
   bool reset_ = false;
   std::uint64_t send_credit_;
   std::uint64_t consumed_unannounced_ = 0;
+  std::uint64_t recv_window_;
+  std::uint64_t bytes_moved_ = 0;  // both directions: a bulk stream's end triggers a heap trim  //
+                                   // tk-flow: bytes the peer may have sent and we not yet read
   Notifier readable_;
   Notifier drained_;
   Notifier credit_;
@@ -83,8 +90,11 @@ class Connection final : public std::enable_shared_from_this<Connection> {
     bool is_server = false;
     bool flow_control = false;  // "tk-flow" advertised by both ends
     std::uint32_t max_frame_size = kDefaultMaxFrameSize;
-    std::uint32_t stream_window = 256 * 1024;  // tk-flow credit per stream and direction
-    std::size_t max_streams = 1024;            // streams the peer may have open at once
+    std::uint32_t stream_window = 256 * 1024;  // tk-flow initial credit per stream and direction
+    // A receiver whose reader keeps up grants extra credit up to this (both ends start from
+    // stream_window; the peer only ever sends what was granted, so older peers interoperate).
+    std::uint32_t max_stream_window = 4 * 1024 * 1024;
+    std::size_t max_streams = 1024;  // streams the peer may have open at once
   };
   using StreamHandler = std::function<void(std::shared_ptr<MuxStream>)>;
   using ControlHandler = std::function<void(const Frame&)>;
@@ -92,6 +102,8 @@ class Connection final : public std::enable_shared_from_this<Connection> {
 
   static constexpr std::size_t kPlainStreamBuffer = 1024 * 1024;
   static constexpr std::size_t kMaxQueuedBytes = 8 * 1024 * 1024;
+  static constexpr std::uint64_t kTrimAfterBytes = 4 * 1024 * 1024;
+  static constexpr std::size_t kTrimAfterStreams = 128;
 
   // `decoder` carries any bytes read past the handshake.
   Connection(std::unique_ptr<Stream> transport, FrameDecoder decoder, Options options,
@@ -137,6 +149,7 @@ class Connection final : public std::enable_shared_from_this<Connection> {
   ControlHandler on_control_;
   ClosedHandler on_closed_;
   std::map<std::uint32_t, std::shared_ptr<MuxStream>> streams_;
+  std::size_t stream_peak_ = 0;  // most streams open at once since the last heap trim
   std::uint32_t next_id_;
   std::deque<Outbound> queue_;
   std::size_t queued_bytes_ = 0;

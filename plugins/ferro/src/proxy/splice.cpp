@@ -1,7 +1,5 @@
 #include "proxy/splice.hpp"
 
-#include <vector>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/error.hpp>
@@ -9,7 +7,10 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "mux/connection.hpp"
 #include "mux/notifier.hpp"
+#include "transport/socket_stream.hpp"
+#include "tunnelkit/buffer_pool.hpp"
 
 namespace tunnelkit::ferro {
 
@@ -25,11 +26,35 @@ struct SpliceState {
   bool failed = false;
 };
 
+constexpr std::size_t kPumpChunk = 64 * 1024;
+constexpr std::size_t kPumpFreeChunks = 16;
+
+// The io thread's pool of pump buffers: a direction takes one only while it moves bytes, so
+// idle connections (most of them, with 1000s open) hold none.
+BufferPool& PumpBuffers() {
+  thread_local std::shared_ptr<BufferPool> pool = BufferPool::Create(kPumpChunk, kPumpFreeChunks);
+  return *pool;
+}
+
+// Suspends until `stream` has something to read (bytes, end of stream or an error) when it can
+// tell; other streams go straight to ReadSome.
+asio::awaitable<void> WaitReadable(Stream& stream) {
+  if (auto* tcp = dynamic_cast<TcpSocketStream*>(&stream)) {
+    boost::system::error_code ec;
+    co_await tcp->socket().async_wait(asio::ip::tcp::socket::wait_read,
+                                      asio::redirect_error(asio::use_awaitable, ec));
+  } else if (auto* mux = dynamic_cast<MuxStream*>(&stream)) {
+    co_await mux->WaitReadable();
+  }
+}
+
 asio::awaitable<void> Pump(std::shared_ptr<Stream> from, std::shared_ptr<Stream> to,
                            std::shared_ptr<SpliceState> state, std::uint64_t* counter) {
-  std::vector<std::uint8_t> buffer(64 * 1024);
   for (;;) {
-    IoResult r = co_await from->ReadSome(asio::buffer(buffer));
+    co_await WaitReadable(*from);
+    Chunk buffer = PumpBuffers().Acquire();
+    const auto space = buffer.writable();
+    IoResult r = co_await from->ReadSome(asio::buffer(space.data(), space.size()));
     if (r.ec == asio::error::eof) {
       co_await to->ShutdownWrite();
       break;
@@ -40,7 +65,7 @@ asio::awaitable<void> Pump(std::shared_ptr<Stream> from, std::shared_ptr<Stream>
       to->Reset();
       break;
     }
-    IoResult w = co_await to->Write(asio::buffer(buffer.data(), r.bytes));
+    IoResult w = co_await to->Write(asio::buffer(space.data(), r.bytes));
     *counter += w.bytes;
     if (w.ec) {
       state->failed = true;

@@ -28,13 +28,79 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && Lower(a) == Lower(b);
 }
 
-}  // namespace
+// The header lines of a head from `pos` to the empty line, into `headers`.
+bool ParseHeaderLines(std::string_view head, std::size_t pos,
+                      std::vector<std::pair<std::string, std::string>>& headers,
+                      std::string& error) {
+  while (pos < head.size()) {
+    const std::size_t line_end = head.find("\r\n", pos);
+    if (line_end == std::string_view::npos) {
+      error = "unterminated header line";
+      return false;
+    }
+    if (line_end == pos) break;  // the empty line ending the head
+    const std::string_view field = head.substr(pos, line_end - pos);
+    const std::size_t colon = field.find(':');
+    if (colon == std::string_view::npos || colon == 0 ||
+        !std::all_of(field.begin(), field.begin() + static_cast<std::ptrdiff_t>(colon),
+                     IsTokenChar)) {
+      error = "malformed header line";
+      return false;
+    }
+    if (headers.size() >= kMaxRequestHeaders) {
+      error = "too many headers";
+      return false;
+    }
+    headers.emplace_back(std::string(field.substr(0, colon)),
+                         std::string(Trim(field.substr(colon + 1))));
+    pos = line_end + 2;
+  }
+  return true;
+}
 
-std::string RequestHead::Header(std::string_view name) const {
+std::string FirstHeader(const std::vector<std::pair<std::string, std::string>>& headers,
+                        std::string_view name) {
   for (const auto& [key, value] : headers) {
     if (EqualsIgnoreCase(key, name)) return value;
   }
   return {};
+}
+
+bool HasHeader(const std::vector<std::pair<std::string, std::string>>& headers,
+               std::string_view name) {
+  for (const auto& [key, value] : headers) {
+    if (EqualsIgnoreCase(key, name)) return true;
+  }
+  return false;
+}
+
+// Content-Length as a number: nullopt when absent; -1 when malformed or repeated with
+// different values.
+std::optional<long long> ContentLength(
+    const std::vector<std::pair<std::string, std::string>>& headers) {
+  std::optional<long long> length;
+  for (const auto& [key, value] : headers) {
+    if (!EqualsIgnoreCase(key, "content-length")) continue;
+    if (value.empty() || value.size() > 18 ||
+        !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return -1;
+    }
+    const long long n = std::stoll(value);
+    if (length && *length != n) return -1;
+    length = n;
+  }
+  return length;
+}
+
+bool IsConnectionHeader(std::string_view key) {
+  return EqualsIgnoreCase(key, "connection") || EqualsIgnoreCase(key, "keep-alive") ||
+         EqualsIgnoreCase(key, "proxy-connection");
+}
+
+}  // namespace
+
+std::string RequestHead::Header(std::string_view name) const {
+  return FirstHeader(headers, name);
 }
 
 bool RequestHead::HeaderHasToken(std::string_view name, std::string_view token) const {
@@ -87,30 +153,7 @@ std::optional<RequestHead> ParseRequestHead(std::string_view head, std::string& 
     error = "malformed request line";
     return std::nullopt;
   }
-  std::size_t pos = line_end + 2;
-  while (pos < head.size()) {
-    line_end = head.find("\r\n", pos);
-    if (line_end == std::string_view::npos) {
-      error = "unterminated header line";
-      return std::nullopt;
-    }
-    if (line_end == pos) break;  // the empty line ending the head
-    const std::string_view field = head.substr(pos, line_end - pos);
-    const std::size_t colon = field.find(':');
-    if (colon == std::string_view::npos || colon == 0 ||
-        !std::all_of(field.begin(), field.begin() + static_cast<std::ptrdiff_t>(colon),
-                     IsTokenChar)) {
-      error = "malformed header line";
-      return std::nullopt;
-    }
-    if (out.headers.size() >= kMaxRequestHeaders) {
-      error = "too many headers";
-      return std::nullopt;
-    }
-    out.headers.emplace_back(std::string(field.substr(0, colon)),
-                             std::string(Trim(field.substr(colon + 1))));
-    pos = line_end + 2;
-  }
+  if (!ParseHeaderLines(head, line_end + 2, out.headers, error)) return std::nullopt;
   return out;
 }
 
@@ -132,11 +175,7 @@ std::string SerializeRequestHead(const RequestHead& head, bool close_after,
                                  std::string_view client_address) {
   std::string out = head.method + " " + head.target + " " + head.version + "\r\n";
   for (const auto& [key, value] : head.headers) {
-    if (close_after &&
-        (EqualsIgnoreCase(key, "connection") || EqualsIgnoreCase(key, "keep-alive") ||
-         EqualsIgnoreCase(key, "proxy-connection"))) {
-      continue;
-    }
+    if (close_after && IsConnectionHeader(key)) continue;
     if (EqualsIgnoreCase(key, "x-forwarded-for") && !client_address.empty()) continue;
     out += key + ": " + value + "\r\n";
   }
@@ -148,6 +187,69 @@ std::string SerializeRequestHead(const RequestHead& head, bool close_after,
            "\r\n";
   }
   if (close_after) out += "Connection: close\r\n";
+  out += "\r\n";
+  return out;
+}
+
+bool RequestHead::CanKeepAlive() const {
+  if (version != "HTTP/1.1" || HeaderHasToken("connection", "close")) return false;
+  if (HasHeader(headers, "transfer-encoding")) return false;
+  const auto length = ContentLength(headers);
+  return !length || *length == 0;
+}
+
+std::optional<ResponseHead> ParseResponseHead(std::string_view head, std::string& error) {
+  ResponseHead out;
+  const std::size_t line_end = head.find("\r\n");
+  if (line_end == std::string_view::npos) {
+    error = "no status line";
+    return std::nullopt;
+  }
+  const std::string_view line = head.substr(0, line_end);
+  // "HTTP/1.1 200 OK": the reason phrase may be empty or hold spaces.
+  if (line.size() < 12 || (line.substr(0, 9) != "HTTP/1.1 " && line.substr(0, 9) != "HTTP/1.0 ") ||
+      !std::all_of(line.begin() + 9, line.begin() + 12,
+                   [](char c) { return c >= '0' && c <= '9'; }) ||
+      (line.size() > 12 && line[12] != ' ')) {
+    error = "malformed status line";
+    return std::nullopt;
+  }
+  out.version = std::string(line.substr(0, 8));
+  out.status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+  out.status_line = std::string(line);
+  if (!ParseHeaderLines(head, line_end + 2, out.headers, error)) return std::nullopt;
+  return out;
+}
+
+bool ResponseHead::IsSelfDelimited(std::string_view request_method) const {
+  if (status < 200 || status == 101) return false;  // interim or upgrade: not one exchange
+  if (status == 204 || status == 304 || request_method == "HEAD") return true;
+  for (const auto& [key, value] : headers) {
+    if (!EqualsIgnoreCase(key, "transfer-encoding")) continue;
+    // Chunked must be the last coding for the body to end by itself.
+    std::string_view rest = Trim(value);
+    const std::size_t comma = rest.rfind(',');
+    if (comma != std::string_view::npos) rest = Trim(rest.substr(comma + 1));
+    return EqualsIgnoreCase(rest, "chunked");
+  }
+  const auto length = ContentLength(headers);
+  return length && *length >= 0;
+}
+
+std::optional<long long> ResponseHead::BodyLength(std::string_view request_method) const {
+  if (status == 204 || status == 304 || request_method == "HEAD") return 0;
+  if (HasHeader(headers, "transfer-encoding")) return std::nullopt;
+  const auto length = ContentLength(headers);
+  if (!length || *length < 0) return std::nullopt;
+  return length;
+}
+
+std::string SerializeKeptAliveResponseHead(const ResponseHead& head) {
+  std::string out = head.status_line + "\r\n";
+  for (const auto& [key, value] : head.headers) {
+    if (IsConnectionHeader(key)) continue;
+    out += key + ": " + value + "\r\n";
+  }
   out += "\r\n";
   return out;
 }

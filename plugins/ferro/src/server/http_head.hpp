@@ -26,7 +26,32 @@ struct RequestHead {
   bool HeaderHasToken(std::string_view name, std::string_view token) const;
   bool IsWebSocketUpgrade() const;
   std::string Path() const;  // target without the query
+  // True when the public connection may carry another request after this one: HTTP/1.1, no
+  // "Connection: close", and no body (a request with a body goes through the stream as one
+  // exchange and the public connection closes after the response).
+  bool CanKeepAlive() const;
 };
+
+// The head of a response read back from a tunnel stream.
+struct ResponseHead {
+  std::string version;  // "HTTP/1.1"
+  int status = 0;
+  std::string status_line;  // "HTTP/1.1 200 OK"
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  // True when the body's end is known without the stream ending (Content-Length, chunked, or
+  // no body at all): the public connection can then be kept open after it.
+  bool IsSelfDelimited(std::string_view request_method) const;
+  // The body's length when it is given by Content-Length (or is empty); nullopt otherwise.
+  std::optional<long long> BodyLength(std::string_view request_method) const;
+};
+
+// Parses a complete response head (as delimited by FindHeadEnd).
+std::optional<ResponseHead> ParseResponseHead(std::string_view head, std::string& error);
+
+// The response head for a public connection that stays open: the hop-by-hop connection
+// headers (the stream's "Connection: close") are dropped.
+std::string SerializeKeptAliveResponseHead(const ResponseHead& head);
 
 // Where the head ends ("\r\n\r\n" included) in `data`, or 0 when it is not complete yet.
 std::size_t FindHeadEnd(std::string_view data);

@@ -1,5 +1,7 @@
 #include "server/server.hpp"
 
+#include <algorithm>
+#include <array>
 #include <stdexcept>
 
 #include <spdlog/spdlog.h>
@@ -74,6 +76,119 @@ asio::awaitable<void> RespondAndClose(tcp::socket& socket, int status, std::stri
   }
   timer.cancel();
   socket.close(ec);
+}
+
+// Closes a public connection after its last response without losing that response: half-close,
+// then drain what the client still sends (bounded) before closing.
+asio::awaitable<void> CloseGracefully(tcp::socket& socket) {
+  boost::system::error_code ec;
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+  asio::steady_timer timer(socket.get_executor());
+  timer.expires_after(std::chrono::seconds(2));
+  timer.async_wait([&socket](const boost::system::error_code& e) {
+    if (!e) {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+    }
+  });
+  char sink[1024];
+  for (int i = 0; i < 256 && !ec; ++i) {
+    co_await socket.async_read_some(asio::buffer(sink),
+                                    asio::redirect_error(asio::use_awaitable, ec));
+  }
+  timer.cancel();
+  socket.close(ec);
+}
+
+// Appends what the public client has sent to `buffer`. Waits for readability first, so a
+// keep-alive connection waiting for its next request holds no read buffer.
+asio::awaitable<boost::system::error_code> ReadMore(tcp::socket& socket, std::string& buffer) {
+  boost::system::error_code ec;
+  co_await socket.async_wait(tcp::socket::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return ec;
+  std::size_t want = socket.available(ec);
+  if (ec) co_return ec;
+  want = std::clamp<std::size_t>(want, 1024, 16 * 1024);
+  const std::size_t old = buffer.size();
+  buffer.resize(old + want);
+  // Readable: this returns at once (bytes, eof or an error).
+  const std::size_t n = socket.read_some(asio::buffer(buffer.data() + old, want), ec);
+  buffer.resize(old + n);
+  co_return ec;
+}
+
+constexpr std::size_t kMaxResponseHead = 64 * 1024;
+constexpr std::size_t kRelayChunk = 64 * 1024;
+
+// Forwards one response from `stream` (which carries exactly one exchange and ends after the
+// response) to the public client. Returns true when the public connection can carry the next
+// request: the response's end is known from its head (Content-Length, chunked, no body), it
+// arrived whole, and the stream ended cleanly. Otherwise the connection is closed (after the
+// response, or at once when the stream failed).
+asio::awaitable<bool> RelayResponse(tcp::socket& socket, Stream& stream, std::string_view method) {
+  std::unique_ptr<std::uint8_t[]> chunk(new std::uint8_t[kRelayChunk]);
+  std::string head_bytes;
+  std::size_t head_end = 0;
+  IoResult r;
+  while ((head_end = FindHeadEnd(head_bytes)) == 0 && head_bytes.size() <= kMaxResponseHead) {
+    r = co_await stream.ReadSome(asio::buffer(chunk.get(), kRelayChunk));
+    if (r.ec) break;
+    head_bytes.append(reinterpret_cast<const char*>(chunk.get()), r.bytes);
+  }
+  boost::system::error_code ec;
+  if (head_end == 0) {
+    // No complete head: pass on what came (the stream's own error page, if any) and close.
+    if (!head_bytes.empty()) {
+      co_await asio::async_write(socket, asio::buffer(head_bytes),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    }
+    stream.Reset();
+    if (r.ec == asio::error::eof) {
+      co_await CloseGracefully(socket);
+    } else {
+      socket.close(ec);
+    }
+    co_return false;
+  }
+  std::string error;
+  const auto head = ParseResponseHead(std::string_view(head_bytes).substr(0, head_end), error);
+  bool keep = head && head->IsSelfDelimited(method);
+  const std::optional<long long> expected = keep ? head->BodyLength(method) : std::nullopt;
+  const std::string out = keep ? SerializeKeptAliveResponseHead(*head) : std::string();
+  const std::string_view first_head =
+      keep ? std::string_view(out) : std::string_view(head_bytes).substr(0, head_end);
+  const std::string_view first_body = std::string_view(head_bytes).substr(head_end);
+  const std::array<asio::const_buffer, 2> first{asio::buffer(first_head), asio::buffer(first_body)};
+  co_await asio::async_write(socket, first, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
+    stream.Reset();
+    socket.close(ec);
+    co_return false;
+  }
+  long long forwarded = static_cast<long long>(first_body.size());
+  head_bytes = std::string();
+  for (;;) {
+    r = co_await stream.ReadSome(asio::buffer(chunk.get(), kRelayChunk));
+    if (r.ec == asio::error::eof) break;
+    if (r.ec) {
+      stream.Reset();
+      socket.close(ec);
+      co_return false;
+    }
+    co_await asio::async_write(socket, asio::buffer(chunk.get(), r.bytes),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      stream.Reset();
+      socket.close(ec);
+      co_return false;
+    }
+    forwarded += static_cast<long long>(r.bytes);
+  }
+  chunk.reset();
+  co_await stream.ShutdownWrite();  // the exchange is over: the stream leaves the table
+  if (keep && expected && forwarded != *expected) keep = false;  // truncated or overlong
+  if (!keep) co_await CloseGracefully(socket);
+  co_return keep;
 }
 
 }  // namespace
@@ -356,67 +471,84 @@ asio::awaitable<void> FerroServer::HandleHttp(tcp::socket socket) {
   auto self = shared_from_this();
   boost::system::error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
+  // Bytes from the public client not sent on yet (a pipelined next request, say).
   std::string buffer;
-  std::size_t head_end = 0;
-  {
-    // A client that does not finish its request head in time is dropped.
-    asio::steady_timer timer(io_);
-    timer.expires_after(std::chrono::seconds(30));
-    timer.async_wait([&socket](const boost::system::error_code& e) {
-      if (!e) {
-        boost::system::error_code ignored;
-        socket.close(ignored);
+  // One stream per request (specs/ferrotunnel.md); the public connection stays open between
+  // requests when the request and response allow it.
+  for (;;) {
+    std::size_t head_end = 0;
+    {
+      // A client that does not finish its request head in time (or stays idle that long
+      // between requests) is dropped.
+      asio::steady_timer timer(io_);
+      timer.expires_after(std::chrono::seconds(30));
+      timer.async_wait([&socket](const boost::system::error_code& e) {
+        if (!e) {
+          boost::system::error_code ignored;
+          socket.close(ignored);
+        }
+      });
+      while ((head_end = FindHeadEnd(buffer)) == 0 && buffer.size() <= kMaxRequestHead) {
+        ec = co_await ReadMore(socket, buffer);
+        if (ec) break;
       }
-    });
-    char chunk[16 * 1024];
-    while ((head_end = FindHeadEnd(buffer)) == 0 && buffer.size() <= kMaxRequestHead) {
-      const std::size_t n = co_await socket.async_read_some(
-          asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) break;
-      buffer.append(chunk, n);
+      timer.cancel();
     }
-    timer.cancel();
+    if (ec) co_return;
+    if (head_end == 0) {
+      co_await RespondAndClose(socket, 431, "Request Header Fields Too Large",
+                               "Request header too large");
+      co_return;
+    }
+    std::string error;
+    auto head = ParseRequestHead(std::string_view(buffer).substr(0, head_end), error);
+    if (!head) {
+      const std::string body = "Bad request: " + error;
+      co_await RespondAndClose(socket, 400, "Bad Request", body);
+      co_return;
+    }
+    if (head->Path() == "/health") {
+      co_await RespondAndClose(socket, 200, "OK", "OK");
+      co_return;
+    }
+    const std::string host = NormalizeHost(head->Header("host"));
+    auto session = FindByHost(host);
+    if (!session || !session->connection || session->connection->closed()) {
+      co_await RespondAndClose(socket, 404, "Not Found", "Tunnel not found");
+      co_return;
+    }
+    const bool websocket = head->IsWebSocketUpgrade();
+    const bool keep_alive = !websocket && head->CanKeepAlive();
+    boost::system::error_code ignored;
+    const auto remote = socket.remote_endpoint(ignored);
+    auto stream = session->connection->Open(websocket ? Protocol::kWebSocket : Protocol::kHttp,
+                                            StreamPriority::kNormal);
+    std::string request =
+        SerializeRequestHead(*head, !websocket, ignored ? "" : remote.address().to_string());
+    if (keep_alive) {
+      buffer.erase(0, head_end);  // no body: what follows is the next request
+    } else {
+      request.append(buffer, head_end, std::string::npos);
+      buffer = std::string();
+    }
+    IoResult w = co_await stream->Write(asio::buffer(request));
+    if (w.ec) {
+      stream->Reset();
+      co_await RespondAndClose(socket, 502, "Bad Gateway", "Tunnel handshake failed");
+      co_return;
+    }
+    if (!keep_alive) {
+      // A body, an upgrade or the client's "Connection: close": bytes flow both ways until
+      // the exchange ends, and the public connection with it.
+      auto public_side = std::make_shared<TcpSocketStream>(std::move(socket));
+      co_await Splice(public_side, stream,
+                      websocket ? std::chrono::milliseconds::max() : std::chrono::seconds(5));
+      co_return;
+    }
+    const std::string method = head->method;
+    head.reset();
+    if (!co_await RelayResponse(socket, *stream, method)) co_return;
   }
-  if (ec) co_return;
-  if (head_end == 0) {
-    co_await RespondAndClose(socket, 431, "Request Header Fields Too Large",
-                             "Request header too large");
-    co_return;
-  }
-  std::string error;
-  auto head = ParseRequestHead(std::string_view(buffer).substr(0, head_end), error);
-  if (!head) {
-    const std::string body = "Bad request: " + error;
-    co_await RespondAndClose(socket, 400, "Bad Request", body);
-    co_return;
-  }
-  if (head->Path() == "/health") {
-    co_await RespondAndClose(socket, 200, "OK", "OK");
-    co_return;
-  }
-  const std::string host = NormalizeHost(head->Header("host"));
-  auto session = FindByHost(host);
-  if (!session || !session->connection || session->connection->closed()) {
-    co_await RespondAndClose(socket, 404, "Not Found", "Tunnel not found");
-    co_return;
-  }
-  const bool websocket = head->IsWebSocketUpgrade();
-  boost::system::error_code ignored;
-  const auto remote = socket.remote_endpoint(ignored);
-  auto stream = session->connection->Open(websocket ? Protocol::kWebSocket : Protocol::kHttp,
-                                          StreamPriority::kNormal);
-  std::string request =
-      SerializeRequestHead(*head, !websocket, ignored ? "" : remote.address().to_string());
-  request.append(buffer, head_end, std::string::npos);
-  IoResult w = co_await stream->Write(asio::buffer(request));
-  if (w.ec) {
-    stream->Reset();
-    co_await RespondAndClose(socket, 502, "Bad Gateway", "Tunnel handshake failed");
-    co_return;
-  }
-  auto public_side = std::make_shared<TcpSocketStream>(std::move(socket));
-  co_await Splice(public_side, stream,
-                  websocket ? std::chrono::milliseconds::max() : std::chrono::seconds(5));
 }
 
 asio::awaitable<void> FerroServer::AcceptTcp() {

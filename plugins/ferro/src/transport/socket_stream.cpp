@@ -33,6 +33,14 @@ asio::awaitable<IoResult> TcpSocketStream::Write(asio::const_buffer buffer) {
   co_return r;
 }
 
+asio::awaitable<IoResult> TcpSocketStream::WriteGather(
+    std::span<const asio::const_buffer> buffers) {
+  IoResult r;
+  r.bytes =
+      co_await asio::async_write(socket_, buffers, asio::redirect_error(asio::use_awaitable, r.ec));
+  co_return r;
+}
+
 asio::awaitable<boost::system::error_code> TcpSocketStream::ShutdownWrite() {
   boost::system::error_code ec;
   socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);

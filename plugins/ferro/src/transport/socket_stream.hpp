@@ -2,6 +2,7 @@
 // public ingress connections and origin connections.
 #pragma once
 
+#include <span>
 #include <string>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -24,6 +25,9 @@ class TcpSocketStream final : public Stream {
   boost::asio::awaitable<boost::system::error_code> ShutdownWrite() override;
   void Reset() override;
   std::string Describe() const override { return "tcp " + DescribeEndpoints(socket_); }
+
+  // Writes every buffer, in order, with gathered writes (no joining copy).
+  boost::asio::awaitable<IoResult> WriteGather(std::span<const boost::asio::const_buffer> buffers);
 
   boost::asio::ip::tcp::socket& socket() { return socket_; }
 

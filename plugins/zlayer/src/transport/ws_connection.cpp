@@ -6,6 +6,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "transport/ws_loop.hpp"
+#include "util/memory_trim.hpp"
 
 namespace tunnelkit::zlayer::transport {
 
@@ -56,6 +57,7 @@ bool WsConnection::Queue(std::span<const std::uint8_t> head, std::span<const std
   std::copy(head.begin(), head.end(), message.begin() + LWS_PRE);
   std::copy(body.begin(), body.end(), message.begin() + LWS_PRE + head.size());
   const std::size_t size = head.size() + body.size();
+  bytes_moved_ += size;
   {
     std::lock_guard lock(shared_->mu);
     shared_->outbox.push_back(std::move(message));
@@ -93,12 +95,14 @@ void WsConnection::Close() {
 
 void WsConnection::OnOpen(std::string peer, std::string path) {
   opened_ = true;
+  util::NoteOpened(io_.get_executor());
   peer_ = std::move(peer);
   path_ = std::move(path);
   state_timer_.cancel();
 }
 
 void WsConnection::OnMessage(std::vector<std::uint8_t> message) {
+  bytes_moved_ += message.size();
   inbox_.push_back(std::move(message));
   recv_wake_.cancel();
 }
@@ -107,6 +111,7 @@ void WsConnection::OnClosed(std::string reason) {
   if (closed_) return;
   closed_ = true;
   close_reason_ = std::move(reason);
+  util::NoteClosed(io_.get_executor(), bytes_moved_);
   recv_wake_.cancel();
   send_wake_.cancel();
   state_timer_.cancel();

@@ -32,6 +32,9 @@ struct WsShared {
   std::atomic<std::size_t> outbox_bytes{0};
   std::atomic<std::size_t> inbox_bytes{0};  // delivered to asio, not yet consumed
   std::atomic<bool> sender_waiting{false};
+  // Set while the connection sits in the loop's doorbell list: one ring (and one wake-up of
+  // the lws thread) covers any number of messages queued meanwhile.
+  std::atomic<bool> rung{false};
 
   // lws thread only.
   struct lws* wsi = nullptr;
@@ -94,6 +97,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   bool opened_ = false;
   bool closed_ = false;
   bool close_sent_ = false;
+  std::uint64_t bytes_moved_ = 0;  // both ways; a bulk connection's close triggers a heap trim
   std::string close_reason_;
   std::string peer_;
   std::string path_;

@@ -24,9 +24,17 @@ int LwsCallback(struct lws* wsi, enum lws_callback_reasons reason, void* user, v
   return self->Handle(wsi, reason, user, in, len);
 }
 
+constexpr std::size_t kRxBufferSize = 16 * 1024;
+constexpr std::size_t kTxPacketSize = 256 * 1024;
+// The per-thread buffer lws reads sockets into (default 4 KiB: one read() per 4 KiB).
+constexpr unsigned kServiceBufferSize = 64 * 1024;
+
 // lws keeps raw pointers into this table for the context's lifetime.
 const lws_protocols kProtocols[] = {
-    {"zlayer", &LwsCallback, 0, 65536 + 64, 0, nullptr, 0},
+    // rx_buffer_size: what lws holds per connection for received payload (a larger message
+    // arrives in several RECEIVE callbacks); tx_packet_size: one send() may carry a whole
+    // data message (WsStream::kChunk).
+    {"zlayer", &LwsCallback, 0, kRxBufferSize, 0, nullptr, kTxPacketSize},
     {nullptr, nullptr, 0, 0, 0, nullptr, 0},
 };
 
@@ -83,6 +91,7 @@ bool WsLoop::Start(const std::optional<WsServerOptions>& server, AcceptHandler o
   info.port = CONTEXT_PORT_NO_LISTEN;
   info.user = this;
   info.protocols = kProtocols;
+  info.pt_serv_buf_size = kServiceBufferSize;
   context_ = lws_create_context(&info);
   if (context_ == nullptr) {
     error = "libwebsockets: could not create a context";
@@ -157,6 +166,7 @@ void WsLoop::Stop() {
 }
 
 void WsLoop::Ring(const std::shared_ptr<WsShared>& shared) {
+  if (shared->rung.exchange(true)) return;  // already queued, not yet looked at
   {
     std::lock_guard lock(doorbell_mu_);
     rung_.push_back(shared);
@@ -205,6 +215,7 @@ void WsLoop::DrainDoorbell() {
     requests.swap(connect_requests_);
   }
   for (const auto& shared : rung) {
+    shared->rung = false;  // before acting: a later ring must not be lost
     if (shared->finished || shared->wsi == nullptr) continue;
     if (shared->rx_paused && shared->inbox_bytes.load() < WsConnection::kLowWater) {
       shared->rx_paused = false;
@@ -345,39 +356,46 @@ int WsLoop::Handle(struct lws* wsi, int reason, void* user, void* in, std::size_
     case LWS_CALLBACK_CLIENT_WRITEABLE: {
       auto shared = find();
       if (!shared) return -1;
-      std::vector<std::uint8_t> message;
-      bool more = false;
-      bool close = false;
-      {
-        std::lock_guard lock(shared->mu);
-        if (!shared->outbox.empty()) {
-          message = std::move(shared->outbox.front());
-          shared->outbox.pop_front();
+      // Write queued messages until the socket pushes back (or the queue is empty), not one
+      // per callback: each trip through the service loop costs far more than a write.
+      bool wrote = false;
+      for (;;) {
+        std::vector<std::uint8_t> message;
+        bool close = false;
+        {
+          std::lock_guard lock(shared->mu);
+          if (!shared->outbox.empty()) {
+            message = std::move(shared->outbox.front());
+            shared->outbox.pop_front();
+          }
+          close = shared->close_requested && shared->outbox.empty() && message.empty();
         }
-        more = !shared->outbox.empty();
-        close = shared->close_requested && shared->outbox.empty() && message.empty();
-      }
-      if (!message.empty()) {
+        if (message.empty()) {
+          if (close) {
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, nullptr, 0);
+            Finish(shared, "closed");
+            return -1;
+          }
+          break;
+        }
         const std::size_t size = message.size() - LWS_PRE;
         const int written = lws_write(wsi, message.data() + LWS_PRE, size, LWS_WRITE_BINARY);
         shared->outbox_bytes -= size;
+        wrote = true;
         if (written < static_cast<int>(size)) {
           Finish(shared, "write failed");
           return -1;
         }
-        if (shared->sender_waiting.load() &&
-            shared->outbox_bytes.load() < WsConnection::kLowWater) {
-          asio::post(io_, [shared] {
-            if (auto conn = shared->owner.lock()) conn->OnDrained();
-          });
+        if (lws_send_pipe_choked(wsi)) {
+          lws_callback_on_writable(wsi);  // the rest when the socket takes more
+          break;
         }
-        if (more || shared->close_requested) lws_callback_on_writable(wsi);
-        return 0;
       }
-      if (close) {
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, nullptr, 0);
-        Finish(shared, "closed");
-        return -1;
+      if (wrote && shared->sender_waiting.load() &&
+          shared->outbox_bytes.load() < WsConnection::kLowWater) {
+        asio::post(io_, [shared] {
+          if (auto conn = shared->owner.lock()) conn->OnDrained();
+        });
       }
       return 0;
     }

@@ -46,6 +46,10 @@ asio::awaitable<IoResult> WsStream::ReadSome(asio::mutable_buffer buffer) {
   const std::size_t n = std::min(buffer.size(), pending_.size() - pending_offset_);
   std::memcpy(buffer.data(), pending_.data() + pending_offset_, n);
   pending_offset_ += n;
+  if (pending_offset_ >= pending_.size()) {
+    std::vector<std::uint8_t>().swap(pending_);  // an idle stream keeps no message
+    pending_offset_ = 0;
+  }
   co_return IoResult{{}, n};
 }
 

@@ -13,7 +13,7 @@ namespace tunnelkit::zlayer::transport {
 class WsStream final : public Stream {
  public:
   // Largest payload put in one message by Write.
-  static constexpr std::size_t kChunk = 16 * 1024;
+  static constexpr std::size_t kChunk = 64 * 1024;
 
   WsStream(boost::asio::any_io_executor executor, std::shared_ptr<WsConnection> connection,
            std::string description);

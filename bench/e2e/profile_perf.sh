@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Samples the tunnel processes with `perf record -g` while one workload runs through them
+# (docs/benchmarks.md, "Profiles and fixes"). Loopback only, ephemeral ports, bounded in time.
+#   bench/e2e/profile_perf.sh [BUILD_DIR] [ferro-plain|ferro-tls|zlayer-ws] [iperf|http] [SECONDS]
+# iperf: one iperf3 stream through the TCP ingress; http: wrk, 50 connections, GET / of a small
+# page from a private nginx (as the e2e harness).
+# Writes perf.data.<role> and prints the top of `perf report --no-children` for each process.
+set -euo pipefail
+build="$(cd "${1:-build}" && pwd)"
+path="${2:-ferro-plain}"
+load="${3:-iperf}"
+seconds="${4:-3}"
+out="$(mktemp -d /tmp/tunnelkit-perf-XXXXXX)"
+tunnelctl=("$build/bin/tunnelctl")
+plugins="$build/plugins"
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+wait_log() { for _ in $(seq 200); do grep -q "$2" "$1" && return 0; sleep 0.1; done; echo "timeout: $1" >&2; cat "$1" >&2; exit 1; }
+
+origin=$(port)
+http_origin=$(port)
+iperf3 -s -p "$origin" >"$out/iperf3-server.log" 2>&1 &
+pids+=($!)
+mkdir -p "$out/www"
+echo "hello from the benchmark origin" >"$out/www/index.html"
+cat >"$out/nginx.conf" <<EOF
+$([[ $(id -u) == 0 ]] && echo "user $(id -un);")
+worker_processes 1; daemon off; pid $out/nginx.pid; error_log $out/nginx-error.log warn;
+events { worker_connections 4096; }
+http { access_log off; client_body_temp_path $out/b; proxy_temp_path $out/p;
+  fastcgi_temp_path $out/f; uwsgi_temp_path $out/u; scgi_temp_path $out/s;
+  keepalive_requests 1000000; keepalive_timeout 120s;
+  server { listen 127.0.0.1:$http_origin; root $out/www; location / { index index.html; } } }
+EOF
+nginx -c "$out/nginx.conf" -p "$out" &
+pids+=($!)
+
+common=(--plugin-dir "$plugins" --log-level info)
+roles=()
+case "$path" in
+  ferro-*)
+    listen=$(port) tcp=$(port) http=$(port)
+    server_tls=() client_tls=()
+    if [[ $path == ferro-tls ]]; then
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$out/key.pem" \
+        -out "$out/cert.pem" -days 1 -subj /CN=localhost \
+        -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
+      server_tls=(--tls-cert "$out/cert.pem" --tls-key "$out/key.pem")
+      client_tls=(--tls --tls-ca "$out/cert.pem" --tls-server-name localhost)
+    fi
+    "${tunnelctl[@]}" serve --backend ferro --listen "127.0.0.1:$listen" --tcp "127.0.0.1:$tcp" \
+      --http "127.0.0.1:$http" --token profile-token-0123 "${common[@]}" "${server_tls[@]}" \
+      >"$out/server.log" 2>&1 &
+    pids+=($!) && roles+=("server:$!")
+    wait_log "$out/server.log" 'listening for tunnel clients'
+    "${tunnelctl[@]}" --backend ferro --server "127.0.0.1:$listen" --token profile-token-0123 \
+      --url "tcp://127.0.0.1:$origin" --tunnel-id bulk "${common[@]}" "${client_tls[@]}" \
+      >"$out/client-bulk.log" 2>&1 &
+    pids+=($!) && roles+=("client-bulk:$!")
+    wait_log "$out/client-bulk.log" 'connected to'
+    "${tunnelctl[@]}" --backend ferro --server "127.0.0.1:$listen" --token profile-token-0123 \
+      --url "http://127.0.0.1:$http_origin" --tunnel-id web "${common[@]}" "${client_tls[@]}" \
+      >"$out/client-web.log" 2>&1 &
+    pids+=($!) && roles+=("client-web:$!")
+    wait_log "$out/client-web.log" 'connected to'
+    host=web
+    ;;
+  zlayer-ws)
+    listen=$(port) base=$(port)
+    tcp=$base http=$((base + 1))
+    token=profile-zlayer-token
+    printf '%s\n' "$(printf %s "$token" | sha256sum | cut -d' ' -f1)" >"$out/tokens"
+    "${tunnelctl[@]}" serve --backend zlayer --listen "127.0.0.1:$listen" \
+      --ports "$base-$((base + 3))" --tokens "$out/tokens" "${common[@]}" >"$out/server.log" 2>&1 &
+    pids+=($!) && roles+=("server:$!")
+    wait_log "$out/server.log" 'zlayer server listening'
+    "${tunnelctl[@]}" link --backend zlayer --server "ws://127.0.0.1:$listen/tunnel/v1" \
+      --token "$token" --service "bulk:$origin:$tcp" --service "web:$http_origin:$http" \
+      "${common[@]}" >"$out/agent.log" 2>&1 &
+    pids+=($!) && roles+=("agent:$!")
+    for _ in $(seq 200); do curl -sf "http://127.0.0.1:$http/" >/dev/null && break; sleep 0.1; done
+    host=origin
+    ;;
+  *) echo "unknown path $path" >&2; exit 2 ;;
+esac
+sleep 0.5
+
+perf_pids=()
+for role in "${roles[@]}"; do
+  perf record -F 999 -g -p "${role#*:}" -o "$out/perf.data.${role%%:*}" -- sleep $((seconds + 1)) \
+    >"$out/perf-${role%%:*}.log" 2>&1 &
+  perf_pids+=($!)
+done
+sleep 0.3
+if [[ $load == iperf ]]; then
+  timeout $((seconds + 30)) iperf3 -c 127.0.0.1 -p "$tcp" -t "$seconds" --connect-timeout 20000 |
+    tail -n 4
+else
+  timeout $((seconds + 30)) wrk -t 2 -c 50 -d "${seconds}s" --latency -H "Host: $host" \
+    "http://127.0.0.1:$http/" | grep -E 'Requests/sec|  50%|  99%'
+fi
+for p in "${perf_pids[@]}"; do wait "$p" || true; done
+for role in "${roles[@]}"; do
+  r=${role%%:*}
+  echo "== $r (self, top 30)"
+  perf report -i "$out/perf.data.$r" --no-children --percent-limit 0.7 --stdio -g none \
+    2>/dev/null | grep -E '^ +[0-9]' | head -n 30 | cut -c1-160
+done
+echo "profiles in $out"
