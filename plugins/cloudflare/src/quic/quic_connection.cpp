@@ -7,6 +7,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <sys/socket.h>
+
 #include <gnutls/crypto.h>
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
 #include <spdlog/spdlog.h>
@@ -31,6 +35,10 @@ constexpr std::size_t kClientCidLen = 18;
 constexpr std::size_t kMaxPacketsPerFlush = 64;
 constexpr std::size_t kMaxDatagramsPerRead = 64;
 constexpr std::size_t kTxBufferSize = 1500;
+// Generic segmentation offload: consecutive packets of one flush leave in one sendmsg of up to
+// kMaxGsoSegments equal-sized datagrams (the last may be shorter), cutting the syscalls per
+// packet on the bulk path. Falls back to one send per packet where the kernel refuses it.
+constexpr std::size_t kMaxGsoSegments = 44;  // 44 * 1452 < 65507, the largest UDP payload
 
 ngtcp2_tstamp Now() {
   return static_cast<ngtcp2_tstamp>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -268,7 +276,7 @@ QuicConnection::QuicConnection(Role role, const asio::any_io_executor& ex,
       accept_wait_(ex),
       open_wait_(ex),
       closed_wait_(ex),
-      tx_(kTxBufferSize) {
+      tx_(kTxBufferSize * kMaxGsoSegments) {
   InitSignal(handshake_wait_);
   InitSignal(accept_wait_);
   InitSignal(open_wait_);
@@ -499,7 +507,21 @@ void QuicConnection::Flush() {
   }
   std::size_t packets = 0;
   std::array<ngtcp2_vec, 16> vec;
+  // The batch of packets waiting to be sent: tx_[0, batch_bytes), `batch_count` segments of
+  // `segment` bytes (the last may be shorter).
+  std::size_t batch_bytes = 0;
+  std::size_t batch_count = 0;
+  std::size_t segment = 0;
+  ngtcp2_path_storage batch_path;
+  ngtcp2_path_storage_zero(&batch_path);
+  auto send_batch = [&] {
+    if (batch_count > 0) SendBatch(tx_.data(), batch_bytes, segment, batch_count, batch_path.path);
+    batch_bytes = 0;
+    batch_count = 0;
+  };
   while (packets < max_packets) {
+    if (tx_.size() - batch_bytes < max_payload || batch_count == kMaxGsoSegments) send_batch();
+    std::uint8_t* out = tx_.data() + batch_bytes;
     // The stream at the front of the queue, skipping ones with nothing left to send.
     detail::StreamState* st = nullptr;
     while (!send_queue_.empty()) {
@@ -531,8 +553,8 @@ void QuicConnection::Flush() {
     }
 
     ngtcp2_ssize accepted = -1;
-    ngtcp2_ssize n = ngtcp2_conn_writev_stream(conn_, &ps.path, &pi, tx_.data(), max_payload,
-                                               &accepted, flags, stream_id, vec.data(), vcnt, ts);
+    ngtcp2_ssize n = ngtcp2_conn_writev_stream(conn_, &ps.path, &pi, out, max_payload, &accepted,
+                                               flags, stream_id, vec.data(), vcnt, ts);
     if (n < 0) {
       if (n == NGTCP2_ERR_WRITE_MORE && st != nullptr) {
         // Room left in the packet: account for the data and fill it with the next stream.
@@ -565,6 +587,7 @@ void QuicConnection::Flush() {
         send_queue_.pop_front();
         continue;
       }
+      send_batch();
       HandleLibError(static_cast<int>(n), false);
       return;
     }
@@ -585,12 +608,66 @@ void QuicConnection::Flush() {
       }
     }
     if (n == 0) break;  // congestion or flow control limited, or nothing to send
-    SendPacket(tx_.data(), static_cast<std::size_t>(n), ps.path);
+    const auto size = static_cast<std::size_t>(n);
+    const bool same_path =
+        batch_count > 0 && ps.path.remote.addrlen == batch_path.path.remote.addrlen &&
+        std::memcmp(ps.path.remote.addr, batch_path.path.remote.addr, ps.path.remote.addrlen) == 0;
+    if (batch_count > 0 && (!same_path || size > segment)) {
+      // Cannot join the batch: send the batch, then start a new one with this packet.
+      SendBatch(tx_.data(), batch_bytes, segment, batch_count, batch_path.path);
+      std::memmove(tx_.data(), out, size);
+      batch_bytes = 0;
+      batch_count = 0;
+    }
+    if (batch_count == 0) {
+      segment = size;
+      ngtcp2_path_copy(&batch_path.path, &ps.path);
+    }
+    batch_bytes += size;
+    ++batch_count;
     ++packets;
+    // A shorter packet ends a GSO batch.
+    if (size < segment) send_batch();
   }
+  send_batch();
   ngtcp2_conn_update_pkt_tx_time(conn_, ts);
   if (packets == max_packets) ScheduleFlush();  // more may be ready; let reads interleave
   ArmTimer();
+}
+
+void QuicConnection::SendBatch(const std::uint8_t* data, std::size_t len, std::size_t segment,
+                               std::size_t count, const ngtcp2_path& path) {
+  if (count > 1 && link_->gso) {
+    iovec iov{const_cast<std::uint8_t*>(data), len};
+    msghdr msg{};
+    if (!link_->connected) {
+      msg.msg_name = const_cast<sockaddr*>(path.remote.addr);
+      msg.msg_namelen = static_cast<socklen_t>(path.remote.addrlen);
+    }
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(std::uint16_t))] = {};
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(std::uint16_t));
+    const auto segment_size = static_cast<std::uint16_t>(segment);
+    std::memcpy(CMSG_DATA(cm), &segment_size, sizeof(segment_size));
+    ssize_t sent;
+    do {
+      sent = ::sendmsg(link_->socket.native_handle(), &msg, MSG_DONTWAIT);
+    } while (sent < 0 && errno == EINTR);
+    if (sent >= 0) return;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return;  // loss
+    if (errno != EIO && errno != EINVAL && errno != EOPNOTSUPP) return;
+    // The kernel or the device cannot segment: one send per packet from now on.
+    link_->gso = false;
+  }
+  for (std::size_t offset = 0; offset < len; offset += segment) {
+    SendPacket(data + offset, std::min(segment, len - offset), path);
+  }
 }
 
 void QuicConnection::SendPacket(const std::uint8_t* data, std::size_t len,

@@ -72,6 +72,7 @@ struct UdpLink {
   explicit UdpLink(const boost::asio::any_io_executor& ex) : socket(ex) {}
   boost::asio::ip::udp::socket socket;
   bool connected = false;  // client sockets are connected to the server
+  bool gso = true;         // UDP_SEGMENT works on this socket (cleared on the first refusal)
   std::vector<std::uint8_t> rx = std::vector<std::uint8_t>(65536);
   boost::asio::ip::udp::endpoint rx_from;
 };
@@ -197,6 +198,9 @@ class QuicConnection : public std::enable_shared_from_this<QuicConnection> {
   void SendConnectionClose(const ngtcp2_connection_close_error& ccerr);
   void Terminate(QuicCloseInfo info);
   void SendPacket(const std::uint8_t* data, std::size_t len, const ngtcp2_path& path);
+  // `count` packets of `segment` bytes (the last may be shorter) back to back in `data`.
+  void SendBatch(const std::uint8_t* data, std::size_t len, std::size_t segment, std::size_t count,
+                 const ngtcp2_path& path);
 
   // Streams.
   std::shared_ptr<detail::StreamState> AddStream(std::int64_t id);
