@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The main job, end to end on loopback: install, build, then run a real ferro tunnel —
-# hello-world origin, tunnel server, tunnel client — and send requests through the public side.
+# The main job, end to end on loopback: install, build, then run real tunnels and send requests
+# through their public side: a ferro tunnel (hello-world origin, tunnel server, tunnel client),
+# then a Cloudflare quick tunnel against tools/cfedge, our local emulator of Cloudflare's API and
+# edge (Cloudflare itself cannot be reached from here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup-debian.sh
 cmake -S . -B build -G Ninja >/dev/null
-cmake --build build -j "$(nproc)" --target tunnelctl tunnelkit_plugins
+cmake --build build -j "$(nproc)" --target tunnelctl tunnelkit_plugins cfedge
 
 bin=build/bin/tunnelctl
 work=$(mktemp -d)
@@ -57,3 +59,39 @@ echo "== unknown host"
 curl -sS --max-time 10 -o /dev/null -w "%{http_code}\n" -H "Host: nope" "http://127.0.0.1:$public_port/"
 echo "== client log"
 cat "$work/client.log"
+
+echo
+echo "== Cloudflare quick tunnel: cfedge (quick-tunnel API, QUIC edge, public HTTP) on loopback"
+build/bin/cfedge --api-listen 127.0.0.1:0 --quic-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
+  --write-ca "$work/edge-ca.pem" >"$work/cfedge.log" 2>&1 & pids+=($!)
+wait_for "$work/cfedge.log" "ready"
+api=$(sed -n 's/^api //p' "$work/cfedge.log")
+edge=$(sed -n 's/^edge quic //p' "$work/cfedge.log" | head -1)
+public=$(sed -n 's/^http //p' "$work/cfedge.log")
+
+echo "== tunnelctl --backend cloudflare --url http://127.0.0.1:$origin_port (edge $edge)"
+$bin --backend cloudflare --url "http://127.0.0.1:$origin_port" --quick-service "$api" \
+  --edge "$edge" --edge-ca "$work/edge-ca.pem" --metrics 127.0.0.1:0 \
+  --url-file "$work/url.txt" >"$work/cf.log" 2>&1 & cf_pid=$!; pids+=($cf_pid)
+wait_for "$work/cf.log" "connection 0 registered"
+grep -v '^\[' "$work/cf.log"
+host=$(sed 's|https://||' "$work/url.txt")
+admin=$(sed -n 's/.*admin listening on //p' "$work/cf.log")
+
+echo "== GET https://$host/ (sent to cfedge's public listener $public with Host: $host)"
+curl -sS --max-time 10 -H "Host: $host" "http://$public/" | head -5
+echo
+echo "== 10 MB from /bytes through the quick tunnel vs. direct (SHA-256)"
+curl -sS --max-time 30 -H "Host: $host" "http://$public/bytes/10485760" | sha256sum
+curl -sS --max-time 30 "http://127.0.0.1:$origin_port/bytes/10485760" | sha256sum
+echo "== server-sent events arrive one by one (timestamps)"
+curl -sSN --max-time 10 -H "Host: $host" "http://$public/sse?n=3&interval_ms=500" |
+  while IFS= read -r line; do
+    if [ -n "$line" ]; then echo "$(date +%T.%N | cut -c1-12) $line"; fi
+  done
+echo "== /ready and /quicktunnel on the metrics address $admin"
+curl -sS --max-time 5 "http://$admin/ready"; echo
+curl -sS --max-time 5 "http://$admin/quicktunnel"; echo
+echo "== SIGTERM: unregister, drain, exit"
+kill -TERM "$cf_pid"; wait "$cf_pid" && echo "exit status 0"
+grep -E "unregistered" "$work/cf.log"

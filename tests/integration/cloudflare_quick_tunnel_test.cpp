@@ -136,7 +136,8 @@ TEST_F(CloudflareQuickTunnel, DuplicateConnectionIndexIsRefused) {
   ChildProcess first(Client(edge));
   ASSERT_TRUE(first.WaitForOutput("connection 0 registered", 20s)) << first.Output();
   ProcessResult second = RunProcess(Client(edge), 30s);
-  EXPECT_EQ(second.exit_status, 1) << second.out << second.err;
+  // The edge says not to retry: a permanent failure.
+  EXPECT_EQ(second.exit_status, 3) << second.out << second.err;
   EXPECT_NE(second.err.find("the edge refused connection 0: EDUPCONN"), std::string::npos)
       << second.err;
   EXPECT_EQ(first.Stop(SIGINT, 15s), 0);
@@ -146,7 +147,7 @@ TEST_F(CloudflareQuickTunnel, DuplicateConnectionIndexIsRefused) {
 TEST_F(CloudflareQuickTunnel, BadSecretIsRefused) {
   Edge edge = StartEdge({"--issue-bad-secret"});
   ProcessResult result = RunProcess(Client(edge), 30s);
-  EXPECT_EQ(result.exit_status, 1) << result.out << result.err;
+  EXPECT_EQ(result.exit_status, 3) << result.out << result.err;
   EXPECT_NE(result.err.find("the edge refused connection 0: Unauthorized: invalid tunnel secret"),
             std::string::npos)
       << result.err;
@@ -189,7 +190,7 @@ TEST_F(CloudflareQuickTunnel, UntrustedEdgeCertificate) {
       RunProcess({TUNNELCTL_PATH, "--backend", "cloudflare", "--url", "http://localhost:8080",
                   "--quick-service", edge.api, "--edge", edge.edge, "--edge-ca", other.ca},
                  30s);
-  EXPECT_EQ(result.exit_status, 1) << result.out << result.err;
+  EXPECT_EQ(result.exit_status, 3) << result.out << result.err;
   EXPECT_NE(
       result.err.find("cannot connect to the edge at " + edge.edge + ": TLS verification failed"),
       std::string::npos)
@@ -199,7 +200,7 @@ TEST_F(CloudflareQuickTunnel, UntrustedEdgeCertificate) {
       RunProcess({TUNNELCTL_PATH, "--backend", "cloudflare", "--url", "http://localhost:8080",
                   "--quick-service", edge.api, "--edge", edge.edge},
                  30s);
-  EXPECT_EQ(builtin.exit_status, 1) << builtin.err;
+  EXPECT_EQ(builtin.exit_status, 3) << builtin.err;
   EXPECT_NE(builtin.err.find("TLS verification failed"), std::string::npos) << builtin.err;
   edge.process.Stop(SIGTERM);
   other.process.Stop(SIGTERM);

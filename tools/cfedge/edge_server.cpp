@@ -12,6 +12,7 @@
 #include <boost/beast/http.hpp>
 
 #include "api/quick_tunnel.hpp"
+#include "emulator/tunnel_state.hpp"
 #include "tunnelkit/stream/asio_adapter.hpp"
 #include "tunnelkit/stream/socket_stream.hpp"
 #include "tunnelkit/stream/tls_context.hpp"
@@ -71,12 +72,19 @@ std::string Where(const tcp::acceptor& acceptor) {
   return host + ":" + std::to_string(endpoint.port());
 }
 
+// The plain-TCP test transport: the control stream only (OpenDataStream keeps the base class's
+// error). Drop resets the socket.
 class TcpConnection final : public emulator::EdgeConnection {
  public:
-  explicit TcpConnection(std::string description) : description_(std::move(description)) {}
+  explicit TcpConnection(const std::shared_ptr<Stream>& stream)
+      : stream_(stream), description_(stream->Describe()) {}
   std::string Describe() const override { return description_; }
+  void Drop() override {
+    if (auto stream = stream_.lock()) stream->Reset();
+  }
 
  private:
+  std::weak_ptr<Stream> stream_;
   std::string description_;
 };
 
@@ -102,6 +110,13 @@ EdgeServer::EdgeServer(asio::io_context& io, EdgeServerOptions options)
       registry_(emulator::TunnelRegistry::Options{options_.domain, options_.locations,
                                                   options_.reuse_tunnel}) {
   registry_.on_event = [](const std::string& line) { Print(line); };
+  if (!options_.state_file.empty()) {
+    for (const auto& tunnel : emulator::LoadTunnels(options_.state_file)) registry_.Add(tunnel);
+  }
+  emulator::PublicIngressOptions ingress;
+  ingress.response_timeout = options_.response_timeout;
+  ingress.on_event = [](const std::string& line) { Print(line); };
+  ingress_ = std::make_unique<emulator::PublicIngress>(registry_, std::move(ingress));
   kj_loop_->SetTaskErrorHandler([](const kj::Exception& e) {
     std::fprintf(stderr, "cfedge: rpc task failed: %s\n", e.getDescription().cStr());
   });
@@ -135,7 +150,11 @@ EdgeServer::EdgeServer(asio::io_context& io, EdgeServerOptions options)
     tcp_acceptor_ = Listen(io_, options_.tcp_listen, "--tcp-listen");
   if (!options_.http_listen.empty())
     http_acceptor_ = Listen(io_, options_.http_listen, "--http-listen");
-  if (!options_.quic_listen.empty()) quic_ = StartQuicListener(*this, io_, options_.quic_listen);
+  if (!options_.tcp_ingress.empty())
+    tcp_ingress_acceptor_ = Listen(io_, options_.tcp_ingress, "--tcp-ingress");
+  for (const auto& listen : options_.quic_listen) {
+    quic_.push_back(StartQuicListener(*this, io_, listen));
+  }
 }
 
 EdgeServer::~EdgeServer() {
@@ -156,6 +175,13 @@ void EdgeServer::Start() {
     Print("http " + Where(*http_acceptor_));
     asio::co_spawn(io_, AcceptHttp(), asio::detached);
   }
+  if (tcp_ingress_acceptor_) {
+    Print("tcp ingress " + Where(*tcp_ingress_acceptor_));
+    asio::co_spawn(io_, AcceptTcpIngress(), asio::detached);
+  }
+  if (!options_.state_file.empty()) {
+    Print("state " + options_.state_file + " tunnels=" + std::to_string(registry_.issued()));
+  }
   Print("ready");
 }
 
@@ -166,7 +192,8 @@ void EdgeServer::Close() {
   if (api_acceptor_) api_acceptor_->close(ec);
   if (tcp_acceptor_) tcp_acceptor_->close(ec);
   if (http_acceptor_) http_acceptor_->close(ec);
-  if (quic_) CloseQuicListener(*quic_);
+  if (tcp_ingress_acceptor_) tcp_ingress_acceptor_->close(ec);
+  for (auto& listener : quic_) CloseQuicListener(*listener);
 }
 
 void EdgeServer::ServeControlStream(std::shared_ptr<Stream> stream,
@@ -181,7 +208,10 @@ void EdgeServer::ServeControlStream(std::shared_ptr<Stream> stream,
     // Destroying the session from inside its own continuation is not allowed: defer it.
     asio::post(io_, [this, id] { sessions_.erase(id); });
   };
-  kj_loop_->AddTask(disconnected.then(finish, [finish](kj::Exception&&) { finish(); }));
+  // Both by value: then() takes its functor by forwarding reference, so a named lambda passed as
+  // an lvalue would be kept as a reference to this stack frame.
+  auto on_error = [finish](kj::Exception&&) { finish(); };
+  kj_loop_->AddTask(disconnected.then(std::move(finish), std::move(on_error)));
 }
 
 asio::awaitable<void> EdgeServer::AcceptApi() {
@@ -222,7 +252,16 @@ asio::awaitable<void> EdgeServer::ServeApi(tcp::socket socket) {
   http::response<http::string_body> response;
   response.set(http::field::content_type, "application/json");
   std::string target(request.target());
-  if (target != "/tunnel") {
+  if (target.rfind("/cfedge/drop", 0) == 0) {
+    unsigned status = 200;
+    if (request.method() != http::verb::post) {
+      status = 405;
+      response.body() = R"({"success":false,"errors":[{"code":405,"message":"use POST"}]})";
+    } else {
+      response.body() = DropConnections(target, status);
+    }
+    response.result(status);
+  } else if (target != "/tunnel") {
     response.result(http::status::not_found);
     response.body() = R"({"success":false,"errors":[{"code":404,"message":"not found"}]})";
   } else if (request.method() != http::verb::post) {
@@ -237,6 +276,13 @@ asio::awaitable<void> EdgeServer::ServeApi(tcp::socket socket) {
     Print("api rate-limited POST /tunnel");
   } else {
     QuickTunnel tunnel = registry_.Issue();
+    if (!options_.state_file.empty()) {
+      try {
+        emulator::SaveTunnels(options_.state_file, registry_.tunnels());
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "cfedge: %s\n", e.what());
+      }
+    }
     QuickTunnel reply = tunnel;
     if (options_.issue_bad_secret) reply.credentials.secret[0] ^= 0xff;
     response.result(http::status::ok);
@@ -257,8 +303,8 @@ asio::awaitable<void> EdgeServer::AcceptTcpControl() {
       if (closed_) break;
       continue;
     }
-    auto stream = std::make_shared<TcpStream>(std::move(socket));
-    auto connection = std::make_shared<TcpConnection>(stream->Describe());
+    std::shared_ptr<Stream> stream = std::make_shared<TcpStream>(std::move(socket));
+    auto connection = std::make_shared<TcpConnection>(stream);
     ServeControlStream(stream, connection);
   }
 }
@@ -272,36 +318,52 @@ asio::awaitable<void> EdgeServer::AcceptHttp() {
       if (closed_) break;
       continue;
     }
-    asio::co_spawn(io_, ServeHttp(std::move(socket)), asio::detached);
+    std::string visitor_ip = socket.remote_endpoint(ec).address().to_string();
+    asio::co_spawn(
+        io_,
+        ingress_->ServeHttp(std::make_unique<TcpStream>(std::move(socket)), std::move(visitor_ip)),
+        asio::detached);
   }
 }
 
-asio::awaitable<void> EdgeServer::ServeHttp(tcp::socket socket) {
-  TcpStream stream(std::move(socket));
-  boost::beast::flat_buffer buffer;
-  http::request_parser<http::string_body> parser;
-  parser.body_limit(1024 * 1024);
-  boost::system::error_code ec;
-  StreamRef ref(stream);
-  co_await http::async_read(ref, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return;
-  const auto& request = parser.get();
-  std::string host(request[http::field::host]);
-  auto routes = registry_.Route(host);
-  http::response<http::string_body> response;
-  response.set(http::field::content_type, "text/plain; charset=UTF-8");
-  if (routes.empty()) {
-    // Cloudflare's answer for a tunnel host without a live connector.
-    response.result(530);
-    response.body() = "error code: 1033";
-  } else {
-    // Part 2 forwards the request over a data stream of one of these connections.
-    response.result(http::status::bad_gateway);
-    response.body() = "tunnel " + FormatUuid(routes.front().tunnel_id) + " has " +
-                      std::to_string(routes.size()) +
-                      " connection(s); request forwarding is not part of this cfedge build\n";
+asio::awaitable<void> EdgeServer::AcceptTcpIngress() {
+  const unsigned port = tcp_ingress_acceptor_->local_endpoint().port();
+  while (!closed_) {
+    boost::system::error_code ec;
+    tcp::socket socket =
+        co_await tcp_ingress_acceptor_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (closed_) break;
+      continue;
+    }
+    asio::co_spawn(io_, ingress_->ServeTcp(std::make_unique<TcpStream>(std::move(socket)), port),
+                   asio::detached);
   }
-  co_await Respond(stream, request, response);
+}
+
+std::string EdgeServer::DropConnections(const std::string& target, unsigned& status) {
+  auto query = target.find("conn_index=");
+  std::string digits = query == std::string::npos ? "" : target.substr(query + 11);
+  digits = digits.substr(0, digits.find('&'));
+  if (digits.empty() || digits.size() > 3 ||
+      digits.find_first_not_of("0123456789") != std::string::npos || std::stoi(digits) > 255) {
+    status = 400;
+    return R"({"success":false,"errors":[{"code":400,"message":"conn_index=N (0-255) needed"}]})";
+  }
+  const int index = std::stoi(digits);
+  int dropped = 0;
+  std::string tunnels;
+  for (const auto& registration : registry_.registrations()) {
+    if (registration.conn_index != index) continue;
+    auto connection = registration.connection.lock();
+    if (!connection) continue;
+    connection->Drop();
+    ++dropped;
+    tunnels += " tunnel=" + FormatUuid(registration.tunnel_id);
+  }
+  Print("dropped conn_index=" + digits + " count=" + std::to_string(dropped) + tunnels);
+  status = 200;
+  return R"({"success":true,"dropped":)" + std::to_string(dropped) + "}";
 }
 
 }  // namespace tunnelkit::cloudflare::cfedge

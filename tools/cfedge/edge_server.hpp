@@ -1,6 +1,7 @@
 // The processes's parts wired together on one io_context (KJ runs on it too).
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include "emulator/certificates.hpp"
 #include "emulator/edge_rpc_session.hpp"
+#include "emulator/public_ingress.hpp"
 #include "emulator/tunnel_registry.hpp"
 #include "kjasio/asio_kj_loop.hpp"
 
@@ -22,10 +24,13 @@ struct EdgeServerOptions {
   bool api_tls = false;
   bool rate_limit = false;
   bool reuse_tunnel = false;
-  bool issue_bad_secret = false;  // the API reply carries a secret the edge will refuse
-  std::string quic_listen;
+  bool issue_bad_secret = false;         // the API reply carries a secret the edge will refuse
+  std::vector<std::string> quic_listen;  // several: one process, distinct edge addresses
   std::string tcp_listen;
   std::string http_listen;
+  std::string tcp_ingress;  // raw TCP -> type=tcp data streams
+  std::string state_file;   // issued tunnels, kept across restarts
+  std::chrono::milliseconds response_timeout{100'000};
   std::string write_ca;
   std::string ca_cert;
   std::string ca_key;
@@ -57,8 +62,10 @@ class EdgeServer {
   boost::asio::awaitable<void> AcceptApi();
   boost::asio::awaitable<void> AcceptTcpControl();
   boost::asio::awaitable<void> AcceptHttp();
+  boost::asio::awaitable<void> AcceptTcpIngress();
+  // POST /cfedge/drop?conn_index=N: closes that connection of every tunnel.
+  std::string DropConnections(const std::string& target, unsigned& status);
   boost::asio::awaitable<void> ServeApi(boost::asio::ip::tcp::socket socket);
-  boost::asio::awaitable<void> ServeHttp(boost::asio::ip::tcp::socket socket);
 
   boost::asio::io_context& io_;
   EdgeServerOptions options_;
@@ -72,7 +79,10 @@ class EdgeServer {
   std::unique_ptr<boost::asio::ip::tcp::acceptor> api_acceptor_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> tcp_acceptor_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> http_acceptor_;
-  std::shared_ptr<QuicListener> quic_;  // shared_ptr: complete only in quic_listener.cpp
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> tcp_ingress_acceptor_;
+  std::unique_ptr<emulator::PublicIngress> ingress_;
+  // shared_ptr: complete only in quic_listener.cpp
+  std::vector<std::shared_ptr<QuicListener>> quic_;
   std::map<std::uint64_t, std::unique_ptr<emulator::EdgeRpcSession>> sessions_;
   std::uint64_t next_session_ = 0;
   bool closed_ = false;

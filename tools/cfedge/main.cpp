@@ -4,8 +4,12 @@
 //   - the edge: QUIC with ALPN argotunnel and a certificate for quic.cftunnel.com from its own
 //     CA (--write-ca FILE writes it out; --ca-cert/--ca-key supply one), and --tcp-listen for the
 //     plain-TCP test transport; the first stream carries RegistrationServer;
-//   - the public HTTP ingress: routes by Host to a registered tunnel.
+//   - the public HTTP ingress: routes by Host to a registered tunnel and forwards each request
+//     over a data stream (--tcp-ingress: raw TCP as type=tcp streams);
+//   - POST /cfedge/drop?conn_index=N on the API listener closes that connection of every tunnel
+//     (HA tests); --state FILE keeps issued tunnels across restarts.
 // Events go to stdout, one line each ("registered ...", "unregistered ...", "refused ...").
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -28,10 +32,21 @@ int main(int argc, char** argv) {
                "every POST /tunnel returns the same tunnel (to provoke EDUPCONN)");
   app.add_flag("--issue-bad-secret", options.issue_bad_secret,
                "the API hands out a wrong secret (registration is then refused)");
-  app.add_option("--quic-listen", options.quic_listen, "QUIC edge HOST:PORT (UDP)");
+  app.add_option("--quic-listen", options.quic_listen,
+                 "QUIC edge HOST:PORT (UDP); repeat for several edge addresses");
   app.add_option("--tcp-listen", options.tcp_listen,
                  "plain-TCP test transport for the control stream HOST:PORT");
   app.add_option("--http-listen", options.http_listen, "public HTTP ingress HOST:PORT");
+  app.add_option("--tcp-ingress", options.tcp_ingress,
+                 "raw TCP ingress HOST:PORT: each connection becomes a type=tcp data stream to "
+                 "the most recently registered tunnel");
+  double response_timeout = 100;
+  app.add_option("--response-timeout", response_timeout,
+                 "seconds to wait for a response head before answering 524")
+      ->check(CLI::Range(0.001, 86400.0))
+      ->capture_default_str();
+  app.add_option("--state", options.state_file,
+                 "keep issued tunnels in this JSON file (loaded at start)");
   app.add_option("--write-ca", options.write_ca, "write the generated CA certificate (PEM) here");
   app.add_option("--ca-cert", options.ca_cert,
                  "use this CA certificate (PEM) instead of generating one");
@@ -40,6 +55,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--domain", options.domain, "domain of issued host names")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  options.response_timeout =
+      std::chrono::milliseconds(static_cast<long long>(response_timeout * 1000));
   if (options.ca_cert.empty() != options.ca_key.empty()) {
     std::fprintf(stderr, "cfedge: --ca-cert and --ca-key go together\n");
     return 2;

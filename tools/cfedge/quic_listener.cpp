@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "edge_server.hpp"
+#include "emulator/quic_edge_connection.hpp"
 #include "quic/quic_error.hpp"
 #include "quic/quic_server.hpp"
 #include "quic/quic_stream.hpp"
@@ -16,23 +17,11 @@ namespace asio = boost::asio;
 
 namespace {
 
-class QuicEdgeConnection final : public emulator::EdgeConnection {
- public:
-  explicit QuicEdgeConnection(std::shared_ptr<quic::QuicConnection> connection)
-      : connection_(std::move(connection)), description_(connection_->Describe()) {}
-  ~QuicEdgeConnection() override { connection_->Close(0); }
-  std::string Describe() const override { return description_; }
-
- private:
-  std::shared_ptr<quic::QuicConnection> connection_;
-  std::string description_;
-};
-
 asio::awaitable<void> ServeConnection(EdgeServer& server,
                                       std::shared_ptr<quic::QuicConnection> connection) {
   auto control = co_await connection->AcceptStream();
   if (!control) co_return;
-  server.ServeControlStream(control, std::make_shared<QuicEdgeConnection>(connection));
+  server.ServeControlStream(control, std::make_shared<emulator::QuicEdgeConnection>(connection));
 }
 
 asio::ip::udp::endpoint ParseUdp(const std::string& text) {

@@ -606,6 +606,10 @@ class WriterSink final : public Sink {
     rh.reason = std::string(View(http::obsolete_reason(status)));
     rh.headers = {{"Content-Type", "text/plain; charset=utf-8"},
                   {"Content-Length", std::to_string(text.size())}};
+    if (status == http::status::bad_gateway || status == http::status::gateway_timeout) {
+      rh.proxy_error = text;
+      while (!rh.proxy_error.empty() && rh.proxy_error.back() == '\n') rh.proxy_error.pop_back();
+    }
     error_code ec = co_await out_.WriteHead(rh);
     if (ec) co_return ec;
     if (!text.empty()) {

@@ -6,7 +6,11 @@
 #include <boost/asio/co_spawn.hpp>
 
 #include "client/quick_tunnel_client.hpp"
+#include "tunnelkit/admin/admin_server.hpp"
+#include "tunnelkit/logging.hpp"
+#include "tunnelkit/origin/origin_proxy.hpp"
 #include "tunnelkit/runtime.hpp"
+#include "tunnelkit/session/backoff.hpp"
 
 namespace tunnelkit::cloudflare {
 
@@ -21,6 +25,26 @@ std::chrono::milliseconds GracePeriod(const config::v1::Tunnel& config) {
   if (!config.has_grace_period()) return std::chrono::seconds(30);
   const auto& d = config.grace_period();
   return std::chrono::milliseconds(d.seconds() * 1000 + d.nanos() / 1000000);
+}
+
+// cloudflared's default origin when neither --url nor ingress rules are given.
+config::v1::Tunnel WithDefaultUrl(const config::v1::Tunnel& config) {
+  config::v1::Tunnel copy = config;
+  if (copy.url().empty() && copy.ingress_size() == 0) copy.set_url("http://localhost:8080");
+  return copy;
+}
+
+// The spec's policy, with whatever the user set in `reconnect` on top.
+session::BackoffPolicy EdgeBackoff(const config::v1::Tunnel& config) {
+  session::BackoffPolicy policy = DefaultEdgeBackoff();
+  if (!config.has_reconnect()) return policy;
+  const auto& r = config.reconnect();
+  session::BackoffPolicy user = session::BackoffPolicyFromConfig(r);
+  if (r.has_base()) policy.base = user.base;
+  if (r.factor() != 0) policy.factor = user.factor;
+  if (r.has_cap()) policy.cap = user.cap;
+  if (r.jitter() != 0) policy.jitter = user.jitter;
+  return policy;
 }
 
 class CloudflareBackend final : public Backend {
@@ -45,6 +69,11 @@ class CloudflareBackend final : public Backend {
     if (cf.ha_connections() > kMaxHaConnections) {
       issues.push_back({"cloudflare.ha_connections", "at most 4 connections"});
     }
+    if (cf.retries() > 1000) issues.push_back({"cloudflare.retries", "at most 1000"});
+    // Ingress rules are refused here, before anything starts, not when a request arrives.
+    origin::Router::Compile(WithDefaultUrl(config), issues);
+    if (config.has_reconnect())
+      session::ValidateBackoffConfig(config.reconnect(), "reconnect", issues);
     if (!cf.quick_service().empty()) {
       try {
         ParseServiceUrl(cf.quick_service());
@@ -83,12 +112,35 @@ class CloudflareBackend final : public Backend {
     options.ha_connections = cf.ha_connections() == 0 ? 1 : static_cast<int>(cf.ha_connections());
     options.grace_period = GracePeriod(config);
     options.url_file = cf.url_file();
-    options.origin_url = config.url().empty() ? "http://localhost:8080" : config.url();
+    options.retries = cf.retries() == 0 ? 5 : static_cast<int>(cf.retries());
+    options.backoff = EdgeBackoff(config);
+    options.tunnel_label = config.id().empty() ? "cloudflare" : config.id();
+    auto effective = WithDefaultUrl(config);
+    options.origin_url = effective.url().empty() ? effective.ingress(0).service() : effective.url();
+    std::vector<ConfigIssue> router_issues;
+    auto router = origin::Router::Compile(effective, router_issues);
+    if (!router) return 2;  // Validate reported it
+    origin::OriginProxy proxy(runtime.io().get_executor(), std::move(*router),
+                              runtime.MakeLogger("origin"));
     auto print = [](const std::string& line) {
       std::fprintf(stdout, "%s\n", line.c_str());
       std::fflush(stdout);
     };
-    QuickTunnelClient client(runtime.io(), options, runtime.logger(), print);
+    QuickTunnelClient client(runtime.io(), options, proxy, &runtime.metrics(), runtime.logger(),
+                             print);
+    runtime.SetReadiness([&client] {
+      int n = client.ready_connections();
+      return admin::Readiness{n > 0, static_cast<std::uint32_t>(n)};
+    });
+    // Shaped as cloudflared's: the host name without a scheme.
+    runtime.AddAdminRoute("/quicktunnel", [&client] {
+      return "{\"hostname\":" + logging::JsonString(client.hostname()) + "}";
+    });
+    runtime.SetDetails([&client] {
+      return "{\"hostname\":" + logging::JsonString(client.hostname()) +
+             ",\"readyConnections\":" + std::to_string(client.ready_connections()) +
+             ",\"connectorId\":" + logging::JsonString(client.connector_id()) + "}";
+    });
     runtime.OnStop([&client] { client.Stop(); });
     int status = 1;
     boost::asio::co_spawn(runtime.io(), client.Run(), [&](std::exception_ptr e, int result) {

@@ -50,6 +50,10 @@ struct ResponseHead {
   int status = 0;
   std::string reason;
   HeaderList headers;  // hop-by-hop fields removed; Content-Length kept when known
+  // Set when the proxy made this response because the origin failed (502 unreachable, 504
+  // timeout): the reason in one line. Backends whose protocol carries origin errors apart from
+  // responses (cloudflare's ConnectResponse.error) use it instead of the generated page.
+  std::string proxy_error;
 };
 
 // Where ForwardRequest delivers the response: the head first, then the body bytes written to

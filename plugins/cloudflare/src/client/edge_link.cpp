@@ -65,6 +65,7 @@ class TcpEdgeLink final : public EdgeLink {
     opened_ = true;
     co_return stream_;
   }
+  void SetStreamHandler(std::function<void(std::shared_ptr<Stream>)>) override {}
   void Close() override { stream_->Reset(); }
   std::string RemoteIp() const override { return remote_ip_; }
   std::string Describe() const override { return description_; }

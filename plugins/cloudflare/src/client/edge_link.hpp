@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -36,6 +37,9 @@ class EdgeLink {
   virtual ~EdgeLink() = default;
   // The control stream: the first bidirectional stream the client opens.
   virtual boost::asio::awaitable<std::shared_ptr<Stream>> OpenControlStream() = 0;
+  // Streams the edge opens (data and RPC streams) go to `handler`. The TCP test transport
+  // carries the control stream only, so it never calls it.
+  virtual void SetStreamHandler(std::function<void(std::shared_ptr<Stream>)> handler) = 0;
   // Closes the connection (application code 0 on QUIC).
   virtual void Close() = 0;
   // The edge's IP address as text (registerConnection's originLocalIp, as cloudflared sends).

@@ -26,6 +26,12 @@ class QuicEdgeLink final : public EdgeLink {
   asio::awaitable<std::shared_ptr<Stream>> OpenControlStream() override {
     co_return co_await connection_->OpenStream();
   }
+  void SetStreamHandler(std::function<void(std::shared_ptr<Stream>)> handler) override {
+    connection_->SetStreamHandler(
+        [handler = std::move(handler)](std::shared_ptr<quic::QuicStream> stream) {
+          handler(std::move(stream));
+        });
+  }
   void Close() override { connection_->Close(0); }
   std::string RemoteIp() const override {
     return connection_->remote_endpoint().address().to_string();

@@ -1,8 +1,11 @@
 #include "client/quick_tunnel_client.hpp"
 
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
@@ -12,8 +15,11 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
+#include "client/edge_stream_server.hpp"
 #include "kjasio/asio_kj_loop.hpp"
 #include "rpc/registration_client.hpp"
+#include "tunnelkit/metrics/registry.hpp"
+#include "tunnelkit/session/drain.hpp"
 
 namespace tunnelkit::cloudflare {
 
@@ -78,28 +84,99 @@ std::string Box(const std::vector<std::string>& lines) {
 
 }  // namespace
 
+session::BackoffPolicy DefaultEdgeBackoff() {
+  session::BackoffPolicy policy;
+  policy.base = std::chrono::seconds(1);
+  policy.factor = 2;
+  policy.cap = std::chrono::seconds(32);
+  policy.jitter = 1.0;      // full jitter: uniform in (0, 2^k s]
+  policy.max_attempts = 0;  // counted by the client against `retries`
+  return policy;
+}
+
 struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient::Impl> {
-  Impl(asio::io_context& io, QuickTunnelClientOptions options,
-       std::shared_ptr<spdlog::logger> logger, std::function<void(const std::string&)> print)
+  Impl(asio::io_context& io, QuickTunnelClientOptions options, origin::OriginProxy& proxy,
+       metrics::Registry* registry, std::shared_ptr<spdlog::logger> logger,
+       std::function<void(const std::string&)> print)
       : io(io),
         options(std::move(options)),
+        proxy(proxy),
         log(std::move(logger)),
         print(std::move(print)),
-        stop(io) {}
+        stop(io),
+        unregistered(io),
+        drained(io),
+        drain(io.get_executor()) {
+    if (registry != nullptr) {
+      const std::string& t = this->options.tunnel_label;
+      connections_gauge = registry
+                              ->AddGauge("tunnelkit_edge_connections",
+                                         "Connections registered with the edge", {"tunnel"})
+                              .With({t});
+      reconnects =
+          &registry->AddCounter("tunnelkit_edge_reconnects_total",
+                                "Reconnect attempts per HA connection", {"tunnel", "conn_index"});
+      register_failures = registry
+                              ->AddCounter("tunnelkit_edge_register_failures_total",
+                                           "Failed dials and refused registrations", {"tunnel"})
+                              .With({t});
+      stream_metrics.tunnel = t;
+      stream_metrics.streams = &registry->AddCounter(
+          "tunnelkit_streams_total", "Streams opened by the edge", {"tunnel", "type"});
+      stream_metrics.responses = &registry->AddCounter(
+          "tunnelkit_responses_total", "Origin responses by status code", {"tunnel", "code"});
+      stream_metrics.stream_errors =
+          registry
+              ->AddCounter("tunnelkit_stream_errors_total", "Streams refused, failed or cut short",
+                           {"tunnel"})
+              .With({t});
+      stream_metrics.active_streams =
+          registry->AddGauge("tunnelkit_active_streams", "Streams in flight", {"tunnel"}).With({t});
+      stream_metrics.bytes_in = registry
+                                    ->AddCounter("tunnelkit_received_bytes_total",
+                                                 "Bytes from the edge to the origin", {"tunnel"})
+                                    .With({t});
+      stream_metrics.bytes_out = registry
+                                     ->AddCounter("tunnelkit_sent_bytes_total",
+                                                  "Bytes from the origin to the edge", {"tunnel"})
+                                     .With({t});
+      stream_metrics.latency =
+          registry
+              ->AddHistogram("tunnelkit_request_duration_seconds",
+                             "From the edge's stream to the origin's response head", {"tunnel"},
+                             metrics::DefaultLatencyBuckets())
+              .With({t});
+    }
+  }
 
   asio::io_context& io;
   QuickTunnelClientOptions options;
+  origin::OriginProxy& proxy;
   std::shared_ptr<spdlog::logger> log;
   std::function<void(const std::string&)> print;
-  Event stop;
+  Event stop;          // Stop() or a fatal error
+  Event unregistered;  // after stop: no connection is registered any more
+  Event drained;       // after stop: in-flight streams finished (or were cut off)
+  session::DrainTracker drain;
   std::unique_ptr<AsioKjLoop> kj_loop;
+  std::unique_ptr<EdgeStreamServer> streams;
   QuickTunnel tunnel;
-  Uuid connector_id = RandomUuid();
+  bool have_tunnel = false;
+  Uuid connector_uuid = RandomUuid();
   std::string fatal;  // the first fatal error (one line)
-  int running = 0;    // connection coroutines still running
+  int fatal_status = 1;
+  int running = 0;  // connection coroutines still running
+  int ready = 0;    // connections registered right now
   std::unique_ptr<Event> all_done;
   bool first_registered = false;
   std::unique_ptr<Event> first_outcome;
+  bool url_file_written = false;
+  std::vector<std::size_t> address_of;  // per connection index: index into options.edges
+  // Metrics (default handles ignore updates).
+  metrics::Gauge connections_gauge;
+  metrics::CounterFamily* reconnects = nullptr;
+  metrics::Counter register_failures;
+  EdgeStreamMetrics stream_metrics;
 
   std::string LocalConfiguration() const {
     nlohmann::json config = {
@@ -110,48 +187,111 @@ struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient:
     return config.dump();
   }
 
+  // Written to a temporary file first and renamed, so a reader never sees half a URL.
   void WriteUrlFile() {
-    std::FILE* file = std::fopen(options.url_file.c_str(), "w");
-    if (file == nullptr) {
-      log->warn("cannot write the URL to {}", options.url_file);
+    std::string temp = options.url_file + ".tmp" + std::to_string(::getpid());
+    {
+      std::ofstream file(temp, std::ios::trunc);
+      file << tunnel.PublicUrl() << "\n";
+      file.flush();
+      if (!file) {
+        log->warn("cannot write the URL to {}", options.url_file);
+        return;
+      }
+    }
+    std::error_code ec;
+    std::filesystem::rename(temp, options.url_file, ec);
+    if (ec) {
+      log->warn("cannot write the URL to {}: {}", options.url_file, ec.message());
+      std::filesystem::remove(temp, ec);
       return;
     }
-    std::fprintf(file, "%s\n", tunnel.PublicUrl().c_str());
-    std::fclose(file);
+    url_file_written = true;
   }
 
-  void Fatal(const std::string& line) {
-    if (fatal.empty()) fatal = line;
+  void RemoveUrlFile() {
+    if (!url_file_written) return;
+    std::error_code ec;
+    std::filesystem::remove(options.url_file, ec);
+    url_file_written = false;
+  }
+
+  void Fatal(const std::string& line, int status) {
+    if (fatal.empty()) {
+      fatal = line;
+      fatal_status = status;
+    }
     stop.Fire();
+    stop_or_loss_wake();
   }
 
-  // One HA connection: dial, register, hold until stop or loss (then redial with backoff).
+  void SetReady(int delta) {
+    ready += delta;
+    connections_gauge.Set(ready);
+    if (stop.fired() && ready == 0) unregistered.Fire();
+  }
+
+  // The edge address for a connection's next attempt: the next one in the list that no other
+  // connection uses, so HA connections stay on distinct edges when there are enough.
+  void RotateAddress(int index) {
+    std::size_t n = options.edges.size();
+    std::size_t current = address_of[static_cast<std::size_t>(index)];
+    for (std::size_t k = 1; k < n; ++k) {
+      std::size_t candidate = (current + k) % n;
+      bool used = false;
+      for (std::size_t i = 0; i < address_of.size(); ++i) {
+        if (static_cast<int>(i) != index && address_of[i] == candidate) used = true;
+      }
+      if (!used) {
+        address_of[static_cast<std::size_t>(index)] = candidate;
+        return;
+      }
+    }
+  }
+
+  void AcceptStreams(EdgeLink& link, int index) {
+    std::weak_ptr<Impl> weak = shared_from_this();
+    link.SetStreamHandler([weak, index](std::shared_ptr<Stream> stream) {
+      auto impl = weak.lock();
+      if (!impl || !impl->streams) {
+        stream->Reset();
+        return;
+      }
+      asio::co_spawn(impl->io, impl->streams->Serve(std::move(stream), index), asio::detached);
+    });
+  }
+
+  // One HA connection: dial, register, serve, hold until stop or loss; redial with backoff.
   asio::awaitable<void> Connection(int index) {
     auto self = shared_from_this();
-    const EdgeAddress& address =
-        options.edges[static_cast<std::size_t>(index) % options.edges.size()];
-    std::chrono::milliseconds backoff{1000};
+    session::Backoff backoff(options.backoff);
     int attempts = 0;
+    std::string index_text = std::to_string(index);
     while (!stop.fired()) {
+      const EdgeAddress address = options.edges[address_of[static_cast<std::size_t>(index)]];
       std::unique_ptr<EdgeLink> link;
       std::string failure;
       bool permanent = false;
+      bool rotate = false;
+      std::optional<std::chrono::milliseconds> retry_after;
       try {
         link = co_await DialEdge(io.get_executor(), address, options.dial);
       } catch (const std::exception& e) {
         failure = "cannot connect to the edge at " + address.Describe() + ": " + e.what();
         // A certificate the client does not trust will not become trusted by retrying.
         permanent = std::string(e.what()).find("TLS") != std::string::npos;
+        rotate = true;
       }
       if (link) {
         bool registered = false;
+        AcceptStreams(*link, index);
         try {
           auto control = co_await link->OpenControlStream();
           RegistrationClient rpc(*kj_loop, control, options.rpc_timeout);
           RegistrationRequest request;
           request.credentials = tunnel.credentials;
           request.conn_index = static_cast<std::uint8_t>(index);
-          request.options.client.client_id = connector_id;
+          request.options.client.client_id = connector_uuid;
           request.options.client.features = DefaultClientFeatures();
           request.options.client.version = TUNNELKIT_VERSION_STRING;
           request.options.client.arch = Arch();
@@ -161,25 +301,24 @@ struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient:
               static_cast<std::uint8_t>(std::min(attempts, 255));
           RegistrationResult result = co_await rpc.Register(request);
           if (!result.registered) {
-            failure =
-                "the edge refused connection " + std::to_string(index) + ": " + result.error.cause;
+            failure = "the edge refused connection " + index_text + ": " + result.error.cause;
             permanent = !result.error.should_retry;
             if (result.error.should_retry && result.error.retry_after_ns > 0) {
-              backoff = std::chrono::milliseconds(result.error.retry_after_ns / 1000000);
+              retry_after = std::chrono::milliseconds(result.error.retry_after_ns / 1000000);
             }
           } else {
             registered = true;
             attempts = 0;
-            backoff = std::chrono::milliseconds(1000);
-            print("connection " + std::to_string(index) +
-                  " registered: location=" + result.details.location +
+            backoff.Reset();
+            SetReady(+1);
+            print("connection " + index_text + " registered: location=" + result.details.location +
                   " connection=" + FormatUuid(result.details.uuid) + " edge=" + address.Describe());
             log->info(
                 "registered tunnel connection conn_index={} connection={} location={} edge={}",
                 index, FormatUuid(result.details.uuid), result.details.location,
                 address.Describe());
-            if (index == 0) {
-              if (!first_registered && !options.url_file.empty()) WriteUrlFile();
+            if (index == 0 && !first_registered) {
+              if (!options.url_file.empty()) WriteUrlFile();
               first_registered = true;
               first_outcome->Fire();
               try {
@@ -199,37 +338,49 @@ struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient:
                 rpc.OnDisconnect().then(on_lost, [on_lost](kj::Exception&&) { on_lost(); }));
             while (!stop.fired() && !*lost) co_await WaitWake();
             if (stop.fired() && !*lost) {
+              // Unregistering first makes the edge stop sending new requests here; the
+              // requests in flight keep the connection until they are drained.
               try {
-                co_await rpc.Unregister(options.grace_period);
-                print("connection " + std::to_string(index) + " unregistered");
+                co_await rpc.Unregister(options.rpc_timeout);
+                print("connection " + index_text + " unregistered");
                 log->info("unregistered tunnel connection conn_index={}", index);
               } catch (const std::exception& e) {
                 log->warn("unregisterConnection failed on connection {}: {}", index, e.what());
               }
+              SetReady(-1);
+              co_await drained.Wait();
             } else {
-              failure = "connection " + std::to_string(index) + " to the edge was lost";
+              SetReady(-1);
+              failure = "connection " + index_text + " to the edge was lost";
+              if (link) failure += " (" + link->Describe() + ")";
+              rotate = true;
             }
           }
         } catch (const std::exception& e) {
-          failure = "connection " + std::to_string(index) + " failed: " + e.what();
+          failure = "connection " + index_text + " failed: " + e.what();
+          rotate = true;
         }
         link->Close();
         if (registered && stop.fired()) break;
       }
       if (stop.fired()) break;
-      ++attempts;
-      if (permanent || attempts >= options.max_register_attempts) {
-        if (index == 0 && !first_registered) {
-          first_outcome->Fire();
-          Fatal(failure);
-        } else {
-          log->error("{} (giving up on this connection)", failure);
-        }
+      register_failures.Inc();
+      if (permanent) {
+        Fatal(failure, kExitPermanent);
         break;
       }
-      log->warn("{}; retrying in {} ms", failure, backoff.count());
-      if (co_await stop.WaitFor(backoff)) break;
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(30000));
+      if (attempts >= options.retries) {
+        Fatal(failure + " (gave up after " + std::to_string(attempts) + " retries)",
+              kExitAttemptsExhausted);
+        break;
+      }
+      ++attempts;
+      if (reconnects) reconnects->With({options.tunnel_label, index_text}).Inc();
+      if (rotate) RotateAddress(index);
+      auto delay = retry_after ? *retry_after : backoff.Next().value_or(options.backoff.cap);
+      log->warn("{}; retrying connection {} in {} ms (retry {} of {})", failure, index,
+                delay.count(), attempts, options.retries);
+      if (co_await stop.WaitFor(delay)) break;
     }
     if (index == 0) first_outcome->Fire();
     if (--running == 0) all_done->Fire();
@@ -252,10 +403,15 @@ struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient:
     kj_loop->SetTaskErrorHandler([this](const kj::Exception& e) {
       log->debug("rpc task failed: {}", e.getDescription().cStr());
     });
+    EdgeStreamServer::Options stream_options;
+    stream_options.rpc_timeout = options.rpc_timeout;
+    streams = std::make_unique<EdgeStreamServer>(proxy, *kj_loop, drain, stream_metrics, log,
+                                                 stream_options);
     wake = std::make_unique<asio::steady_timer>(io, asio::steady_timer::time_point::max());
     all_done = std::make_unique<Event>(io);
     first_outcome = std::make_unique<Event>(io);
     int status = co_await RunInner();
+    RemoveUrlFile();
     wake.reset();
     co_return status;
   }
@@ -284,6 +440,7 @@ struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient:
     }
     try {
       tunnel = co_await RequestQuickTunnel(io.get_executor(), options.api);
+      have_tunnel = true;
     } catch (const std::exception& e) {
       log->error("{}", e.what());
       co_return 1;
@@ -295,6 +452,8 @@ struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient:
         {"Your quick tunnel has been created! Visit it at (it may take some time to be reachable):",
          tunnel.PublicUrl()}));
     int count = std::max(1, options.ha_connections);
+    for (int i = 0; i < count; ++i)
+      address_of.push_back(static_cast<std::size_t>(i) % options.edges.size());
     running = count;
     asio::co_spawn(io, Connection(0), asio::detached);
     co_await first_outcome->Wait();
@@ -311,19 +470,37 @@ struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient:
       asio::co_spawn(io, Connection(i), asio::detached);
     }
     if (running == 0) all_done->Fire();
+    co_await stop.Wait();
+    if (fatal.empty()) {
+      // Graceful: the edge learns first (unregistration), then in-flight requests finish.
+      if (ready > 0) co_await unregistered.WaitFor(options.rpc_timeout + std::chrono::seconds(1));
+      auto started = std::chrono::steady_clock::now();
+      std::size_t in_flight = drain.in_flight();
+      auto result = co_await drain.Drain(options.grace_period);
+      if (in_flight > 0 || result.cut_off > 0) {
+        log->info("drained {} request(s) in {} ms; {} cut off at the grace period", in_flight,
+                  std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - started)
+                      .count(),
+                  result.cut_off);
+      }
+    }
+    drained.Fire();
     co_await all_done->Wait();
     if (!fatal.empty()) {
       log->error("{}", fatal);
-      co_return 1;
+      co_return fatal_status;
     }
     co_return 0;
   }
 };
 
 QuickTunnelClient::QuickTunnelClient(asio::io_context& io, QuickTunnelClientOptions options,
+                                     origin::OriginProxy& proxy, metrics::Registry* metrics,
                                      std::shared_ptr<spdlog::logger> logger,
                                      std::function<void(const std::string&)> print)
-    : impl_(std::make_shared<Impl>(io, std::move(options), std::move(logger), std::move(print))) {}
+    : impl_(std::make_shared<Impl>(io, std::move(options), proxy, metrics, std::move(logger),
+                                   std::move(print))) {}
 
 QuickTunnelClient::~QuickTunnelClient() = default;
 
@@ -334,6 +511,18 @@ asio::awaitable<int> QuickTunnelClient::Run() {
 void QuickTunnelClient::Stop() {
   impl_->stop.Fire();
   impl_->stop_or_loss_wake();
+}
+
+int QuickTunnelClient::ready_connections() const {
+  return impl_->ready;
+}
+
+std::string QuickTunnelClient::hostname() const {
+  return impl_->have_tunnel ? impl_->tunnel.hostname : std::string();
+}
+
+std::string QuickTunnelClient::connector_id() const {
+  return FormatUuid(impl_->connector_uuid);
 }
 
 }  // namespace tunnelkit::cloudflare

@@ -10,6 +10,8 @@
 
 namespace tunnelkit::cloudflare::emulator {
 
+namespace asio = boost::asio;
+
 namespace {
 
 constexpr std::array<const char*, 64> kWords = {
@@ -114,6 +116,7 @@ RegistrationResult TunnelRegistry::Register(const RegistrationRequest& request,
   registration.location = options_.locations[next_location_++ % options_.locations.size()];
   registration.client = request.options.client;
   registration.connection = std::move(connection);
+  registration.sequence = next_sequence_++;
   registrations_[key] = registration;
   Emit("registered " + who + " hostname=" + registration.hostname +
        " connection=" + FormatUuid(registration.connection_id) +
@@ -155,6 +158,32 @@ std::vector<Registration> TunnelRegistry::registrations() const {
   std::vector<Registration> out;
   for (const auto& [key, registration] : registrations_) out.push_back(registration);
   return out;
+}
+
+std::vector<Registration> TunnelRegistry::MostRecentTunnel() const {
+  const Registration* latest = nullptr;
+  for (const auto& [key, registration] : registrations_) {
+    if (registration.connection.expired()) continue;
+    if (!latest || registration.sequence > latest->sequence) latest = &registration;
+  }
+  std::vector<Registration> out;
+  if (!latest) return out;
+  for (const auto& [key, registration] : registrations_) {
+    if (key.first == latest->tunnel_id && !registration.connection.expired())
+      out.push_back(registration);
+  }
+  return out;
+}
+
+std::vector<QuickTunnel> TunnelRegistry::tunnels() const {
+  std::vector<QuickTunnel> out;
+  for (const auto& [id, tunnel] : tunnels_) out.push_back(tunnel);
+  return out;
+}
+
+asio::awaitable<std::shared_ptr<Stream>> EdgeConnection::OpenDataStream() {
+  throw std::runtime_error(Describe() + " carries no data streams (plain-TCP test transport)");
+  co_return nullptr;
 }
 
 void TunnelRegistry::Emit(const std::string& line) const {

@@ -13,17 +13,25 @@
 #include <string>
 #include <vector>
 
+#include <boost/asio/awaitable.hpp>
+
 #include "api/quick_tunnel.hpp"
 #include "rpc/registration_types.hpp"
+#include "tunnelkit/stream.hpp"
 
 namespace tunnelkit::cloudflare::emulator {
 
 // One client connection to the edge (a QUIC connection, or any transport carrying the control
-// stream). Part 2 of the emulator opens data streams through it.
+// stream). The public ingress opens data streams through it.
 class EdgeConnection {
  public:
   virtual ~EdgeConnection() = default;
   virtual std::string Describe() const = 0;
+  // A new edge-opened bidirectional stream for one visitor request. Throws std::runtime_error
+  // (or QuicError) when the connection cannot carry one; the default transport cannot.
+  virtual boost::asio::awaitable<std::shared_ptr<Stream>> OpenDataStream();
+  // Closes the connection (QUIC: CONNECTION_CLOSE); its registrations end with it.
+  virtual void Drop() {}
 };
 
 struct Registration {
@@ -34,6 +42,7 @@ struct Registration {
   std::string location;
   ClientInfo client;
   std::weak_ptr<EdgeConnection> connection;
+  std::uint64_t sequence = 0;  // order of registration (larger: more recent)
 };
 
 class TunnelRegistry {
@@ -61,6 +70,10 @@ class TunnelRegistry {
   // the host is unknown or has no connection.
   std::vector<Registration> Route(const std::string& host) const;
   std::vector<Registration> registrations() const;
+  // Live registrations of the tunnel that registered a connection most recently (tcp ingress).
+  std::vector<Registration> MostRecentTunnel() const;
+  // Every issued or added tunnel (for --state).
+  std::vector<QuickTunnel> tunnels() const;
 
   // Called with one line per event ("registered ...", "unregistered ...", "refused ...").
   std::function<void(const std::string&)> on_event;
@@ -73,6 +86,7 @@ class TunnelRegistry {
   std::map<std::string, Uuid> hosts_;  // lower-case host name -> tunnel id
   std::map<std::pair<Uuid, std::uint8_t>, Registration> registrations_;
   std::size_t next_location_ = 0;
+  std::uint64_t next_sequence_ = 1;
 };
 
 }  // namespace tunnelkit::cloudflare::emulator

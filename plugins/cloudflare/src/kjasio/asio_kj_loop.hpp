@@ -71,6 +71,10 @@ class AsioKjLoop {
   void SetTaskErrorHandler(std::function<void(const kj::Exception&)> handler);
   // A KJ promise resolved by an asio timer (KJ has no timer of its own in this setup).
   kj::Promise<void> Delay(std::chrono::milliseconds delay);
+  // Expires when the loop is destroyed. Coroutine frames that hold KJ objects and may be
+  // destroyed late (with the io_context, after the loop) check it and leak instead of touching
+  // a dead loop.
+  std::weak_ptr<const void> lifetime() const { return lifetime_; }
   // `promise`, or an OVERLOADED exception "<what> timed out" after `timeout`.
   template <typename T>
   kj::Promise<T> WithTimeout(kj::Promise<T> promise, std::chrono::milliseconds timeout,
@@ -89,6 +93,7 @@ class AsioKjLoop {
   kj::WaitScope wait_scope_;
   std::unique_ptr<ErrorHandler> error_handler_;
   kj::Own<kj::TaskSet> tasks_;
+  std::shared_ptr<const void> lifetime_ = std::make_shared<int>(0);
 };
 
 // Awaits a KJ promise from an asio coroutine on the same io_context. The value is moved out
