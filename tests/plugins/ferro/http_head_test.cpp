@@ -28,6 +28,9 @@ TEST(HttpHead, BodilessHttp11RequestsKeepTheConnection) {
   EXPECT_FALSE(Request("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n").CanKeepAlive());
   EXPECT_FALSE(Request("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").CanKeepAlive());
   EXPECT_FALSE(Request("GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n").CanKeepAlive());
+  EXPECT_FALSE(
+      Request("GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n").CanKeepAlive());
+  EXPECT_FALSE(Request("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n").CanKeepAlive());
 }
 
 TEST(HttpHead, ParsesResponseHeads) {

@@ -65,12 +65,34 @@ asio::awaitable<IoResult> MuxStream::ReadSome(asio::mutable_buffer buffer) {
   auto self = shared_from_this();
   for (;;) {
     if (buffered() > 0) {
+      // Copies from the queued frames' payloads (kept as received: no joining copy).
       const std::size_t n = std::min(buffer.size(), buffered());
-      std::memcpy(buffer.data(), inbound_.data() + inbound_start_, n);
-      inbound_start_ += n;
-      if (inbound_start_ == inbound_.size()) {
-        Bytes().swap(inbound_);  // an idle stream keeps no buffer
-        inbound_start_ = 0;
+      auto* out = static_cast<std::uint8_t*>(buffer.data());
+      std::size_t copied = 0;
+      while (copied < n) {
+        const Bytes& front = inbound_[inbound_head_];
+        const std::size_t take = std::min(n - copied, front.size() - inbound_offset_);
+        std::memcpy(out + copied, front.data() + inbound_offset_, take);
+        copied += take;
+        inbound_offset_ += take;
+        if (inbound_offset_ == front.size()) {
+          Bytes().swap(inbound_[inbound_head_]);
+          ++inbound_head_;
+          inbound_offset_ = 0;
+        }
+      }
+      inbound_bytes_ -= n;
+      if (inbound_head_ == inbound_.size()) {
+        if (inbound_.capacity() > 16) {
+          std::vector<Bytes>().swap(inbound_);  // an idle stream keeps next to nothing
+        } else {
+          inbound_.clear();
+        }
+        inbound_head_ = 0;
+      } else if (inbound_head_ >= 64) {
+        inbound_.erase(inbound_.begin(),
+                       inbound_.begin() + static_cast<std::ptrdiff_t>(inbound_head_));
+        inbound_head_ = 0;
       }
       drained_.Notify();
       if (connection_->options_.flow_control && !remote_finished_ && !reset_) {
@@ -163,12 +185,9 @@ void MuxStream::Reset() {
 void MuxStream::OnData(Bytes&& data) {
   if (remote_finished_ || reset_) return;
   bytes_moved_ += data.size();
-  if (inbound_.empty()) {
-    inbound_ = std::move(data);
-    inbound_start_ = 0;
-  } else {
-    inbound_.insert(inbound_.end(), data.begin(), data.end());
-  }
+  if (data.empty()) return;
+  inbound_bytes_ += data.size();
+  inbound_.push_back(std::move(data));
   readable_.Notify();
 }
 

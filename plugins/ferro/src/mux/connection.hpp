@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -62,14 +63,19 @@ class MuxStream final : public Stream, public std::enable_shared_from_this<MuxSt
   void OnClose(const CloseReason& reason);
   void OnWindowUpdate(std::uint32_t increment);
   void OnConnectionClosed();
-  std::size_t buffered() const { return inbound_.size() - inbound_start_; }
+  std::size_t buffered() const { return inbound_bytes_; }
 
   std::shared_ptr<Connection> connection_;
   std::uint32_t id_;
   Protocol protocol_;
   StreamPriority priority_;
-  Bytes inbound_;
-  std::size_t inbound_start_ = 0;
+  // Received payloads not read yet, in order: frames from inbound_head_ on, the first one from
+  // inbound_offset_. (Appending to one growing buffer copied every byte again and, while the
+  // reader never quite caught up, grew without bound.)
+  std::vector<Bytes> inbound_;
+  std::size_t inbound_head_ = 0;
+  std::size_t inbound_offset_ = 0;
+  std::size_t inbound_bytes_ = 0;
   bool remote_finished_ = false;
   std::string remote_error_;  // CloseStream with a reason other than Normal
   bool local_finished_ = false;

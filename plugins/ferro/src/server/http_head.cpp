@@ -193,6 +193,9 @@ std::string SerializeRequestHead(const RequestHead& head, bool close_after,
 
 bool RequestHead::CanKeepAlive() const {
   if (version != "HTTP/1.1" || HeaderHasToken("connection", "close")) return false;
+  // An upgrade (h2c, anything but the WebSocket path) or CONNECT may turn the connection into
+  // a two-way byte stream: those keep the splice.
+  if (HasHeader(headers, "upgrade") || method == "CONNECT") return false;
   if (HasHeader(headers, "transfer-encoding")) return false;
   const auto length = ContentLength(headers);
   return !length || *length == 0;

@@ -27,8 +27,8 @@ struct RequestHead {
   bool IsWebSocketUpgrade() const;
   std::string Path() const;  // target without the query
   // True when the public connection may carry another request after this one: HTTP/1.1, no
-  // "Connection: close", and no body (a request with a body goes through the stream as one
-  // exchange and the public connection closes after the response).
+  // "Connection: close", no Upgrade, not CONNECT, and no body (such a request goes through
+  // the stream as one exchange and the public connection closes after the response).
   bool CanKeepAlive() const;
 };
 
