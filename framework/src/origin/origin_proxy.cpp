@@ -38,6 +38,14 @@ using boost::system::error_code;
 namespace {
 
 constexpr std::size_t kChunk = 64 * 1024;
+
+// A body buffer that is not zero-filled: a std::vector<char> of 64 KiB cost a memset on every
+// response (5-8 % of a busy tunnel client in perf profiles).
+struct BodyBuffer {
+  std::unique_ptr<char[]> bytes = std::make_unique_for_overwrite<char[]>(kChunk);
+  char* data() { return bytes.get(); }
+  static constexpr std::size_t size() { return kChunk; }
+};
 constexpr std::size_t kHeaderLimit = 64 * 1024;
 
 std::string_view View(beast::string_view s) {
@@ -311,9 +319,9 @@ struct ProxyInternals {
               co_return;
             }
             co_await http::async_write_header(oref, sr, redirect_error(use_awaitable, write_ec));
-            std::vector<char> chunk(kChunk);
+            BodyBuffer chunk;
             while (!write_ec) {
-              IoResult r = co_await reader(asio::buffer(chunk));
+              IoResult r = co_await reader(asio::buffer(chunk.data(), chunk.size()));
               if (r.ec == asio::error::eof) {
                 body_complete = true;
                 out_req.body().data = nullptr;
@@ -426,7 +434,7 @@ struct ProxyInternals {
       error_code client_ec = co_await sink.Head(res.base(), length, body_expected);
       bool origin_ok = true;
       if (!client_ec && body_expected) {
-        std::vector<char> chunk(kChunk);
+        BodyBuffer chunk;
         while (!parser.is_done()) {
           res.body().data = chunk.data();
           res.body().size = chunk.size();
@@ -719,8 +727,8 @@ awaitable<void> OriginProxy::ServeHttpStream(Stream& stream, const ClientInfo& c
     if (!reusable || !keep_alive) break;
     // Whatever the origin did not read of the request body is read off here.
     while (!parser.is_done()) {
-      std::vector<char> sink_buffer(kChunk);
-      IoResult r = co_await reader(asio::buffer(sink_buffer));
+      BodyBuffer sink_buffer;
+      IoResult r = co_await reader(asio::buffer(sink_buffer.data(), sink_buffer.size()));
       if (r.ec) co_return;
     }
   }

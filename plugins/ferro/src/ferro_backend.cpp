@@ -7,8 +7,8 @@
 
 #include "client/client.hpp"
 #include "mux/connection.hpp"
-#include "mux/memory_trim.hpp"
 #include "server/server.hpp"
+#include "tunnelkit/memory_trim.hpp"
 #include "tunnelkit/origin/origin_proxy.hpp"
 #include "tunnelkit/origin/router.hpp"
 #include "tunnelkit/runtime.hpp"

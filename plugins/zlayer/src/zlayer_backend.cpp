@@ -11,6 +11,7 @@
 #include "agent/tunnel_agent.hpp"
 #include "server/tunnel_server.hpp"
 #include "tunnelkit/config/v1/tunnel.pb.h"
+#include "tunnelkit/memory_trim.hpp"
 #include "tunnelkit/plugin.hpp"
 #include "tunnelkit/runtime.hpp"
 #include "tunnelkit/session/backoff.hpp"
@@ -131,7 +132,7 @@ class ZlayerBackend final : public Backend {
   }
 
   int Run(Runtime& runtime) override {
-    util::TuneAllocator();
+    tunnelkit::TuneAllocator();
     std::vector<ConfigIssue> issues;
     Validate(runtime.config(), issues);
     if (!issues.empty()) {

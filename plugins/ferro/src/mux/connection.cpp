@@ -9,8 +9,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/error.hpp>
 
-#include "mux/memory_trim.hpp"
 #include "transport/socket_stream.hpp"
+#include "tunnelkit/memory_trim.hpp"
 
 namespace tunnelkit::ferro {
 

@@ -11,9 +11,7 @@
 
 namespace tunnelkit::zlayer::util {
 
-// Once at start: glibc's automatic top-of-heap trim (at 128 KiB free) is raised so that
-// connection churn does not fault pages in and out; NoteClosed/NoteOpened do the giving back.
-void TuneAllocator();
+// (Once at start, the backend calls tunnelkit::TuneAllocator; these decide when to trim.)
 
 // A data connection that carried `bytes` (both ways) closed: after a bulk one, or every
 // 64 closes, malloc_trim(0) runs on `executor` 200 ms later (once however often asked).

@@ -1,4 +1,4 @@
-#include "mux/memory_trim.hpp"
+#include "tunnelkit/memory_trim.hpp"
 
 #include <malloc.h>
 
@@ -7,7 +7,7 @@
 
 #include <boost/asio/steady_timer.hpp>
 
-namespace tunnelkit::ferro {
+namespace tunnelkit {
 
 void TuneAllocator() {
   mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
@@ -25,4 +25,4 @@ void ScheduleMemoryTrim(const boost::asio::any_io_executor& executor) {
   });
 }
 
-}  // namespace tunnelkit::ferro
+}  // namespace tunnelkit
