@@ -310,6 +310,7 @@ std::shared_ptr<QuicConnection> QuicConnection::CreateClient(const asio::any_io_
   error_code ec;
   link->socket.open(remote.protocol(), ec);
   if (!ec) link->socket.connect(remote, ec);
+  if (!ec) link->EnableGro();
   if (!ec) link->socket.non_blocking(true, ec);
   if (ec) {
     throw QuicError(ec, "cannot set up a UDP socket to " + remote.address().to_string() + ":" +
@@ -427,27 +428,65 @@ std::chrono::nanoseconds QuicConnection::SmoothedRtt() const {
 // ---------------------------------------------------------------------------------------------
 // Driver
 
+namespace detail {
+
+void UdpLink::EnableGro() {
+#ifdef UDP_GRO
+  int on = 1;
+  ::setsockopt(socket.native_handle(), SOL_UDP, UDP_GRO, &on, sizeof(on));
+#endif
+}
+
+bool UdpLink::ReceiveOnce(std::size_t& len, std::size_t& segment) {
+  iovec iov{rx.data(), rx.size()};
+  msghdr msg{};
+  msg.msg_name = rx_from.data();
+  msg.msg_namelen = static_cast<socklen_t>(rx_from.capacity());
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t n;
+  do {
+    n = ::recvmsg(socket.native_handle(), &msg, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return false;
+  rx_from.resize(msg.msg_namelen);
+  len = static_cast<std::size_t>(n);
+  segment = len;
+#ifdef UDP_GRO
+  for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
+    if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
+      int size = 0;
+      std::memcpy(&size, CMSG_DATA(cm), sizeof(size));
+      if (size > 0) segment = static_cast<std::size_t>(size);
+    }
+  }
+#endif
+  return true;
+}
+
+}  // namespace detail
+
 void QuicConnection::StartReceive() {
   auto link = link_;
-  link->socket.async_receive_from(
-      asio::buffer(link->rx), link->rx_from,
-      [weak = weak_from_this(), link](const error_code& ec, std::size_t n) {
+  link->socket.async_wait(
+      udp::socket::wait_read, [weak = weak_from_this(), link](const error_code& ec) {
         auto self = weak.lock();
         if (!self || self->closed_ || ec == asio::error::operation_aborted) return;
-        if (!ec) {
-          self->OnDatagram(link->rx.data(), n, link->rx_from);
-          // Drain what else is queued before flushing once.
-          for (std::size_t i = 0; i < kMaxDatagramsPerRead && !self->closed_; ++i) {
-            error_code rec;
-            std::size_t m =
-                link->socket.receive_from(asio::buffer(link->rx), link->rx_from, 0, rec);
-            if (rec) break;
-            self->OnDatagram(link->rx.data(), m, link->rx_from);
+        // Drain what is queued (GRO may hand over many datagrams per read), then flush once.
+        // Errors (an ICMP port unreachable reported on the connected socket) are transient for
+        // QUIC: keep reading; the idle timeout ends a dead path.
+        std::size_t len = 0;
+        std::size_t segment = 0;
+        for (std::size_t i = 0; i < kMaxDatagramsPerRead && !self->closed_; ++i) {
+          if (!link->ReceiveOnce(len, segment)) break;
+          for (std::size_t off = 0; off < len && !self->closed_; off += segment) {
+            self->OnDatagram(link->rx.data() + off, std::min(segment, len - off), link->rx_from);
           }
-          self->Flush();
         }
-        // Other errors (an ICMP port unreachable reported on the connected socket) are
-        // transient for QUIC: keep reading; the idle timeout ends a dead path.
+        if (!self->closed_) self->Flush();
         if (!self->closed_) self->StartReceive();
       });
 }

@@ -75,6 +75,13 @@ struct UdpLink {
   bool gso = true;         // UDP_SEGMENT works on this socket (cleared on the first refusal)
   std::vector<std::uint8_t> rx = std::vector<std::uint8_t>(65536);
   boost::asio::ip::udp::endpoint rx_from;
+
+  // Asks the kernel to coalesce datagrams of one flow (UDP_GRO): one read then returns many
+  // equal-sized datagrams back to back. Best effort: without it each read is one datagram.
+  void EnableGro();
+  // One non-blocking read into `rx` (from `rx_from`): false when nothing is queued or on an
+  // error. `segment` is the size of each datagram in rx[0, len) (the last may be shorter).
+  bool ReceiveOnce(std::size_t& len, std::size_t& segment);
 };
 
 // Per-stream state, owned by the connection while ngtcp2 knows the stream and by the

@@ -41,29 +41,28 @@ struct QuicServer::Core : std::enable_shared_from_this<Core> {
   bool closed = false;
 
   void StartReceive() {
-    link->socket.async_receive_from(
-        asio::buffer(link->rx), link->rx_from,
-        [weak = weak_from_this()](const error_code& ec, std::size_t n) {
+    link->socket.async_wait(
+        udp::socket::wait_read, [weak = weak_from_this()](const error_code& ec) {
           auto self = weak.lock();
           if (!self || self->closed || ec == asio::error::operation_aborted) return;
-          if (!ec) {
-            std::vector<std::shared_ptr<QuicConnection>> touched;
-            self->OnDatagram(n, touched);
-            for (std::size_t i = 0; i < kMaxDatagramsPerRead && !self->closed; ++i) {
-              error_code rec;
-              std::size_t m = self->link->socket.receive_from(asio::buffer(self->link->rx),
-                                                              self->link->rx_from, 0, rec);
-              if (rec) break;
-              self->OnDatagram(m, touched);
+          // Drain what is queued (GRO may hand over many datagrams per read), then flush each
+          // touched connection once.
+          std::vector<std::shared_ptr<QuicConnection>> touched;
+          std::size_t len = 0;
+          std::size_t segment = 0;
+          for (std::size_t i = 0; i < kMaxDatagramsPerRead && !self->closed; ++i) {
+            if (!self->link->ReceiveOnce(len, segment)) break;
+            for (std::size_t off = 0; off < len && !self->closed; off += segment) {
+              self->OnDatagram(self->link->rx.data() + off, std::min(segment, len - off), touched);
             }
-            for (auto& conn : touched) conn->Flush();
           }
+          for (auto& conn : touched) conn->Flush();
           if (!self->closed) self->StartReceive();
         });
   }
 
-  void OnDatagram(std::size_t len, std::vector<std::shared_ptr<QuicConnection>>& touched) {
-    const std::uint8_t* data = link->rx.data();
+  void OnDatagram(const std::uint8_t* data, std::size_t len,
+                  std::vector<std::shared_ptr<QuicConnection>>& touched) {
     ngtcp2_version_cid vc;
     int rv = ngtcp2_pkt_decode_version_cid(&vc, data, len, detail::kServerCidLength);
     if (rv == NGTCP2_ERR_VERSION_NEGOTIATION) {
@@ -182,6 +181,7 @@ QuicServer::QuicServer(asio::any_io_executor executor, udp::endpoint listen,
   socket.open(listen.protocol(), ec);
   if (!ec) socket.bind(listen, ec);
   if (!ec) socket.non_blocking(true, ec);
+  if (!ec) core_->link->EnableGro();
   if (!ec) core_->local = socket.local_endpoint(ec);
   if (ec) {
     throw QuicError(ec, "cannot listen on udp " + listen.address().to_string() + ":" +
