@@ -49,35 +49,6 @@ void Bind(tcp::acceptor& acceptor, const std::string& address, const char* what)
   }
 }
 
-asio::awaitable<void> RespondAndClose(tcp::socket& socket, int status, std::string_view reason,
-                                      std::string_view body) {
-  std::string response = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) +
-                         "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
-                         std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
-                         std::string(body);
-  boost::system::error_code ec;
-  co_await asio::async_write(socket, asio::buffer(response),
-                             asio::redirect_error(asio::use_awaitable, ec));
-  socket.shutdown(tcp::socket::shutdown_send, ec);
-  // Drain what the client still sends (up to a bound), so closing does not reset the
-  // connection before it has read the response.
-  asio::steady_timer timer(socket.get_executor());
-  timer.expires_after(std::chrono::seconds(2));
-  timer.async_wait([&socket](const boost::system::error_code& e) {
-    if (!e) {
-      boost::system::error_code ignored;
-      socket.close(ignored);
-    }
-  });
-  char sink[4096];
-  for (int i = 0; i < 256 && !ec; ++i) {
-    co_await socket.async_read_some(asio::buffer(sink),
-                                    asio::redirect_error(asio::use_awaitable, ec));
-  }
-  timer.cancel();
-  socket.close(ec);
-}
-
 // Closes a public connection after its last response without losing that response: half-close,
 // then drain what the client still sends (bounded) before closing.
 asio::awaitable<void> CloseGracefully(tcp::socket& socket) {
@@ -98,6 +69,18 @@ asio::awaitable<void> CloseGracefully(tcp::socket& socket) {
   }
   timer.cancel();
   socket.close(ec);
+}
+
+asio::awaitable<void> RespondAndClose(tcp::socket& socket, int status, std::string_view reason,
+                                      std::string_view body) {
+  std::string response = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) +
+                         "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
+                         std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
+                         std::string(body);
+  boost::system::error_code ec;
+  co_await asio::async_write(socket, asio::buffer(response),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  co_await CloseGracefully(socket);
 }
 
 // Appends what the public client has sent to `buffer`. Waits for readability first, so a
