@@ -248,7 +248,11 @@ TEST(ZlayerServerAgent, UdpEchoThroughTheTunnel) {
                     TestLogger());
   std::string error;
   ASSERT_TRUE(agent.Start(error)) << error;
-  asio::co_spawn(h.io, agent.Run(), asio::detached);
+  // The agent's run (and its UDP flows) must end before the agent and the echo are destroyed:
+  // frames torn down later by the io_context would touch freed memory.
+  bool agent_done = false;
+  asio::co_spawn(h.io, agent.Run(),
+                 [&](std::exception_ptr, session::SupervisorResult) { agent_done = true; });
   h.Run(
       [&]() -> asio::awaitable<void> {
         EXPECT_TRUE(co_await WaitFor([&] { return !agent.registered().empty(); },
@@ -276,6 +280,7 @@ TEST(ZlayerServerAgent, UdpEchoThroughTheTunnel) {
         }
         EXPECT_EQ(h.server->stats().connections, 1u);  // one flow per client address
         agent.Stop();
+        EXPECT_TRUE(co_await WaitFor([&] { return agent_done; }, std::chrono::seconds(10)));
       },
       std::chrono::seconds(30));
 }
