@@ -12,6 +12,7 @@
 #include <boost/beast/http.hpp>
 
 #include "api/quick_tunnel.hpp"
+#include "discovery/edge_discovery.hpp"
 #include "emulator/tunnel_state.hpp"
 #include "tunnelkit/stream/asio_adapter.hpp"
 #include "tunnelkit/stream/socket_stream.hpp"
@@ -29,27 +30,6 @@ namespace {
 void Print(const std::string& line) {
   std::fprintf(stdout, "%s\n", line.c_str());
   std::fflush(stdout);
-}
-
-tcp::endpoint ParseListen(const std::string& text, const char* flag) {
-  std::string host, port;
-  if (!text.empty() && text.front() == '[') {
-    auto close = text.find(']');
-    if (close != std::string::npos && close + 1 < text.size() && text[close + 1] == ':') {
-      host = text.substr(1, close - 1);
-      port = text.substr(close + 2);
-    }
-  } else if (auto colon = text.rfind(':'); colon != std::string::npos) {
-    host = text.substr(0, colon);
-    port = text.substr(colon + 1);
-  }
-  boost::system::error_code ec;
-  auto address = asio::ip::make_address(host, ec);
-  if (ec || port.empty() || port.find_first_not_of("0123456789") != std::string::npos ||
-      port.size() > 5 || std::stoi(port) > 65535) {
-    throw std::runtime_error(std::string(flag) + " " + text + ": expected IP:PORT");
-  }
-  return tcp::endpoint(address, static_cast<unsigned short>(std::stoi(port)));
 }
 
 std::unique_ptr<tcp::acceptor> Listen(asio::io_context& io, const std::string& text,
@@ -102,6 +82,13 @@ asio::awaitable<void> Respond(Stream& stream, const http::request<http::string_b
 }
 
 }  // namespace
+
+tcp::endpoint ParseListen(const std::string& text, const char* flag) {
+  std::string error;
+  auto endpoint = ParseIpPort(text, error, /*allow_port_zero=*/true);
+  if (!error.empty()) throw std::runtime_error(std::string(flag) + ": " + error);
+  return endpoint;
+}
 
 EdgeServer::EdgeServer(asio::io_context& io, EdgeServerOptions options)
     : io_(io),

@@ -88,6 +88,9 @@ class EdgeServer {
   bool closed_ = false;
 };
 
+// "IP:PORT" or "[IPV6]:PORT" (port 0: any) of a listen flag; throws naming the flag.
+boost::asio::ip::tcp::endpoint ParseListen(const std::string& text, const char* flag);
+
 // Starts the QUIC edge listener (quic_listener.cpp); throws when it cannot.
 std::shared_ptr<EdgeServer::QuicListener> StartQuicListener(EdgeServer& server,
                                                             boost::asio::io_context& io,

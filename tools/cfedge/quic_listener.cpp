@@ -25,24 +25,8 @@ asio::awaitable<void> ServeConnection(EdgeServer& server,
 }
 
 asio::ip::udp::endpoint ParseUdp(const std::string& text) {
-  std::string host, port;
-  if (!text.empty() && text.front() == '[') {
-    auto close = text.find(']');
-    if (close != std::string::npos && close + 1 < text.size()) {
-      host = text.substr(1, close - 1);
-      port = text.substr(close + 2);
-    }
-  } else if (auto colon = text.rfind(':'); colon != std::string::npos) {
-    host = text.substr(0, colon);
-    port = text.substr(colon + 1);
-  }
-  boost::system::error_code ec;
-  auto address = asio::ip::make_address(host, ec);
-  if (ec || port.empty() || port.find_first_not_of("0123456789") != std::string::npos ||
-      port.size() > 5) {
-    throw std::runtime_error("--quic-listen " + text + ": expected IP:PORT");
-  }
-  return asio::ip::udp::endpoint(address, static_cast<unsigned short>(std::stoi(port)));
+  auto endpoint = ParseListen(text, "--quic-listen");
+  return asio::ip::udp::endpoint(endpoint.address(), endpoint.port());
 }
 
 }  // namespace

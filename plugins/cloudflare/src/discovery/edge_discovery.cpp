@@ -209,7 +209,7 @@ std::vector<udp::endpoint> ParseResolvConf(const std::string& text) {
   return out;
 }
 
-tcp::endpoint ParseIpPort(const std::string& text, std::string& error) {
+tcp::endpoint ParseIpPort(const std::string& text, std::string& error, bool allow_port_zero) {
   error.clear();
   std::string host, port;
   if (!text.empty() && text.front() == '[') {
@@ -227,7 +227,7 @@ tcp::endpoint ParseIpPort(const std::string& text, std::string& error) {
   int number = 0;
   bool port_ok = !port.empty() && port.size() <= 5 &&
                  port.find_first_not_of("0123456789") == std::string::npos &&
-                 (number = std::stoi(port)) > 0 && number <= 65535;
+                 ((number = std::stoi(port)) > 0 || allow_port_zero) && number <= 65535;
   if (host.empty() || ec || !port_ok) {
     error = "expected IP:PORT or [IPV6]:PORT, got '" + text + "'";
     return {};
