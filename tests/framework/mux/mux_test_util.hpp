@@ -2,7 +2,7 @@
 // 127.0.0.1 as tunnelkit::TcpStreams, deterministic payloads and streaming SHA-256.
 #pragma once
 
-#include <openssl/evp.h>
+#include "sha256.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -28,6 +28,7 @@
 
 namespace tunnelkit::mux::test {
 namespace asio = boost::asio;
+using tunnelkit::test::Sha256;
 
 // Runs `body` on `io` for at most `timeout`; fails the test if it throws or does not finish.
 inline void RunWithDeadline(asio::io_context& io, std::function<asio::awaitable<void>()> body,
@@ -86,30 +87,6 @@ class PatternSource {
   int left_ = 0;
 };
 
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
-  ~Sha256() { EVP_MD_CTX_free(ctx_); }
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
-  void Update(const void* data, std::size_t n) { EVP_DigestUpdate(ctx_, data, n); }
-  std::string HexDigest() {
-    unsigned char digest[32];
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(ctx_, digest, &len);
-    static const char* kHex = "0123456789abcdef";
-    std::string hex;
-    for (unsigned i = 0; i < len; ++i) {
-      hex.push_back(kHex[digest[i] >> 4]);
-      hex.push_back(kHex[digest[i] & 15]);
-    }
-    return hex;
-  }
-
- private:
-  EVP_MD_CTX* ctx_;
-};
-
 // Writes `total` pattern bytes to `stream` in `chunk`-sized writes; returns their SHA-256.
 inline asio::awaitable<std::string> SendPattern(Stream& stream, std::uint64_t seed,
                                                 std::size_t total, std::size_t chunk = 64 * 1024,
@@ -130,7 +107,7 @@ inline asio::awaitable<std::string> SendPattern(Stream& stream, std::uint64_t se
     auto ec = co_await stream.ShutdownWrite();
     if (ec) throw std::runtime_error("SendPattern shutdown: " + ec.message());
   }
-  co_return sha.HexDigest();
+  co_return sha.HexFinal();
 }
 
 struct Received {
@@ -153,7 +130,7 @@ inline asio::awaitable<Received> ReceiveAll(Stream& stream, std::size_t buf_size
     sha.Update(buf.data(), r.bytes);
     out.bytes += r.bytes;
   }
-  out.sha256 = sha.HexDigest();
+  out.sha256 = sha.HexFinal();
   co_return out;
 }
 
@@ -167,7 +144,7 @@ inline std::string PatternSha(std::uint64_t seed, std::size_t total) {
     sha.Update(buf.data(), n);
     done += n;
   }
-  return sha.HexDigest();
+  return sha.HexFinal();
 }
 
 }  // namespace tunnelkit::mux::test

@@ -3,7 +3,7 @@
 // and records when each body piece arrived (SSE tests).
 #pragma once
 
-#include <openssl/evp.h>
+#include "sha256.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -24,30 +24,6 @@
 #include "tunnelkit/stream/asio_adapter.hpp"
 
 namespace tunnelkit::test {
-
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
-  ~Sha256() { EVP_MD_CTX_free(ctx_); }
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
-  void Update(const void* data, std::size_t size) { EVP_DigestUpdate(ctx_, data, size); }
-  std::string HexFinal() {
-    unsigned char md[32];
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(ctx_, md, &len);
-    static const char* digits = "0123456789abcdef";
-    std::string hex;
-    for (unsigned i = 0; i < len; ++i) {
-      hex += digits[md[i] >> 4];
-      hex += digits[md[i] & 15];
-    }
-    return hex;
-  }
-
- private:
-  EVP_MD_CTX* ctx_;
-};
 
 // A request body produced piece by piece: fill(offset, out, size).
 struct BodyGenerator {
