@@ -72,12 +72,9 @@ asio::awaitable<StreamOpening> ReadStreamOpening(Stream& stream, const MetadataL
         opening.leftover.assign(bytes.begin() + kRpcPreambleSize, bytes.end());
         co_return opening;
       }
-      opening.error = co_await ReadMessage(
-          stream, bytes, kDataPreambleSize, limits,
-          [](std::span<const std::uint8_t> b, const MetadataLimits& l) {
-            return DecodeConnectRequest(b, l);
-          },
-          opening.request, opening.leftover);
+      opening.error =
+          co_await ReadMessage(stream, bytes, kDataPreambleSize, limits, &DecodeConnectRequest,
+                               opening.request, opening.leftover);
       co_return opening;
     }
     // Only what the preamble needs: an RPC stream's capnp bytes belong to the RPC system.
@@ -111,12 +108,8 @@ asio::awaitable<ResponseOpening> ReadResponseOpening(Stream& stream, const Metad
                                            : preamble.error;
     co_return opening;
   }
-  opening.error = co_await ReadMessage(
-      stream, bytes, kDataPreambleSize, limits,
-      [](std::span<const std::uint8_t> b, const MetadataLimits& l) {
-        return DecodeConnectResponse(b, l);
-      },
-      opening.response, opening.leftover);
+  opening.error = co_await ReadMessage(stream, bytes, kDataPreambleSize, limits,
+                                       &DecodeConnectResponse, opening.response, opening.leftover);
   co_return opening;
 }
 
