@@ -332,7 +332,7 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
 
   if (tcp) {
     transport::DataStream remote(data, "zlayer data " + connect.connection_id.ToString());
-    const auto result = co_await Splice(*tcp, remote);
+    const auto result = co_await Splice(*tcp, remote, transport::kDataSpliceBuffer);
     if (!result.ec && remote.finished_cleanly()) co_await data->Finish();
     data->Close();
     if (alive.lock()) live_data_.erase(data.get());

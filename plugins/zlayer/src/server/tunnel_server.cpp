@@ -557,7 +557,7 @@ asio::awaitable<void> TunnelServer::RunData(std::shared_ptr<transport::DataSocke
   if (pending->socket) {
     TcpStream public_side(std::move(*pending->socket));
     transport::DataStream agent_side(data, "zlayer data " + attach.connection_id.ToString());
-    const auto result = co_await Splice(public_side, agent_side);
+    const auto result = co_await Splice(public_side, agent_side, transport::kDataSpliceBuffer);
     if (!result.ec && agent_side.finished_cleanly()) co_await data->Finish();
     log_->debug("tunnel {}: connection {} done ({} bytes in, {} out{}{})", tunnel->id.ToString(),
                 attach.connection_id.ToString(), result.a_to_b, result.b_to_a,

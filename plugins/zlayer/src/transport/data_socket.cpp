@@ -27,9 +27,9 @@ using boost::system::error_code;
 namespace {
 
 // The agent masks what it sends: Beast copies each message through a buffer of this size. It
-// is sized to the message (power of two, 1 KiB to 64 KiB): bulk transfers get few, large
+// is sized to the message (power of two, 256 bytes to 64 KiB): bulk transfers get few, large
 // writes, and a connection that last sent a small message keeps a small buffer.
-constexpr std::size_t kMinMaskBuffer = 1024;
+constexpr std::size_t kMinMaskBuffer = 256;
 constexpr std::size_t kMaxMaskBuffer = 64 * 1024;
 
 template <class Next>
@@ -177,6 +177,10 @@ asio::awaitable<std::string> HandshakeOn(Socket& socket, const WsUrl& url,
   co_return std::string();
 }
 
+asio::any_io_executor executor_of(DataSocket& socket) {
+  return socket.get_executor();
+}
+
 }  // namespace
 
 asio::awaitable<std::optional<std::vector<std::uint8_t>>> ReadDataMessage(DataSocket& socket,
@@ -206,11 +210,13 @@ asio::awaitable<std::shared_ptr<DataSocket>> AcceptDataSocket(
     auto data = std::make_shared<TlsDataSocket>(std::move(tls), std::move(peer));
     error = co_await AcceptOn(*data, request, timeout);
     if (!error.empty()) co_return nullptr;
+    util::NoteOpened(executor_of(*data));
     co_return data;
   }
   auto data = std::make_shared<PlainDataSocket>(std::move(socket), std::move(peer));
   error = co_await AcceptOn(*data, request, timeout);
   if (!error.empty()) co_return nullptr;
+  util::NoteOpened(executor_of(*data));
   co_return data;
 }
 
@@ -254,11 +260,13 @@ asio::awaitable<std::shared_ptr<DataSocket>> DialDataSocket(asio::any_io_executo
     auto data = std::make_shared<TlsDataSocket>(std::move(tls), std::move(peer));
     error = co_await HandshakeOn(*data, url, timeout);
     if (!error.empty()) co_return nullptr;
+    util::NoteOpened(executor);
     co_return data;
   }
   auto data = std::make_shared<PlainDataSocket>(std::move(socket), std::move(peer));
   error = co_await HandshakeOn(*data, url, timeout);
   if (!error.empty()) co_return nullptr;
+  util::NoteOpened(executor);
   co_return data;
 }
 

@@ -19,10 +19,17 @@ asio::awaitable<IoResult> DataStream::ReadSome(asio::mutable_buffer buffer) {
     if (reset_) co_return IoResult{asio::error::operation_aborted, 0};
     if (read_eof_) co_return IoResult{asio::error::eof, 0};
     if (in_message_) {
-      const auto r = co_await socket_->ReadSome(buffer);
-      if (r.ec) co_return IoResult{asio::error::connection_reset, 0};
-      if (r.message_done) in_message_ = false;
-      if (r.bytes > 0) co_return IoResult{{}, r.bytes};
+      // The sender wrote the message whole, so its rest is on the way: fill the buffer (or end
+      // the message) rather than hand out the few bytes Beast read along with the header.
+      std::size_t got = 0;
+      auto* out = static_cast<char*>(buffer.data());
+      while (in_message_ && got < buffer.size()) {
+        const auto r = co_await socket_->ReadSome(asio::buffer(out + got, buffer.size() - got));
+        if (r.ec) co_return IoResult{asio::error::connection_reset, 0};
+        if (r.message_done) in_message_ = false;
+        got += r.bytes;
+      }
+      if (got > 0) co_return IoResult{{}, got};
       continue;
     }
     // A message starts: its first byte says what it is.

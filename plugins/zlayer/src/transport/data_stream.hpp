@@ -12,6 +12,10 @@
 
 namespace tunnelkit::zlayer::transport {
 
+// Splice buffer for a public connection <-> data stream: large reads make large messages (one
+// frame header and one extra read per message); pooled, so only while bytes move.
+inline constexpr std::size_t kDataSpliceBuffer = 256 * 1024;
+
 class DataStream final : public Stream {
  public:
   DataStream(std::shared_ptr<DataSocket> socket, std::string description);
