@@ -12,6 +12,7 @@
 
 #include "codec/codec.hpp"
 #include "codec/extension.hpp"
+#include "transport/data_splice.hpp"
 #include "transport/data_stream.hpp"
 #include "tunnelkit/stream/socket_stream.hpp"
 #include "tunnelkit/stream/splice.hpp"
@@ -332,8 +333,8 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
 
   if (tcp) {
     transport::DataStream remote(data, "zlayer data " + connect.connection_id.ToString());
-    const auto result = co_await Splice(*tcp, remote, transport::kDataSpliceBuffer);
-    if (!result.ec && remote.finished_cleanly()) co_await data->Finish();
+    const auto spliced = co_await transport::SpliceData(*tcp, remote, transport::DataSide::kAgent);
+    if (spliced.clean) co_await data->Finish();
     data->Close();
     if (alive.lock()) live_data_.erase(data.get());
     co_return;

@@ -14,6 +14,7 @@
 
 #include "codec/codec.hpp"
 #include "codec/extension.hpp"
+#include "transport/data_splice.hpp"
 #include "transport/data_stream.hpp"
 #include "tunnelkit/session/liveness.hpp"
 #include "tunnelkit/stream/deadline.hpp"
@@ -557,8 +558,10 @@ asio::awaitable<void> TunnelServer::RunData(std::shared_ptr<transport::DataSocke
   if (pending->socket) {
     TcpStream public_side(std::move(*pending->socket));
     transport::DataStream agent_side(data, "zlayer data " + attach.connection_id.ToString());
-    const auto result = co_await Splice(public_side, agent_side, transport::kDataSpliceBuffer);
-    if (!result.ec && agent_side.finished_cleanly()) co_await data->Finish();
+    const auto spliced =
+        co_await transport::SpliceData(public_side, agent_side, transport::DataSide::kServer);
+    const auto& result = spliced.totals;
+    if (spliced.clean) co_await data->Finish();
     log_->debug("tunnel {}: connection {} done ({} bytes in, {} out{}{})", tunnel->id.ToString(),
                 attach.connection_id.ToString(), result.a_to_b, result.b_to_a,
                 result.ec ? ", " : "", result.ec ? result.ec.message() : "");

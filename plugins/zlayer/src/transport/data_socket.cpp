@@ -111,6 +111,14 @@ class BeastDataSocket final : public DataSocket {
 
   void set_client() { client_ = true; }
 
+  tcp::socket* plain_socket() override {
+    if constexpr (std::is_same_v<Next, tcp::socket>) {
+      return closed_ ? nullptr : &ws_.next_layer();
+    } else {
+      return nullptr;
+    }
+  }
+
  private:
   void Configure() {
     ws_.binary(true);

@@ -66,6 +66,8 @@ class DataSocket {
   virtual boost::asio::awaitable<void> Finish() = 0;
   // Abortive close; outstanding operations end with an error. Safe to call more than once.
   virtual void Close() = 0;
+  // Plain ws: the TCP socket under the WebSocket, for splice(2) (data_splice.hpp); null on wss.
+  virtual boost::asio::ip::tcp::socket* plain_socket() { return nullptr; }
 
   const std::string& peer() const { return peer_; }
   // Payload bytes moved both ways (for the heap trim heuristics).

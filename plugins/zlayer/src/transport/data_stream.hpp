@@ -31,6 +31,8 @@ class DataStream final : public Stream {
   const std::shared_ptr<DataSocket>& socket() const { return socket_; }
   // True once both ends of the stream were exchanged cleanly (then Finish, not Reset).
   bool finished_cleanly() const { return read_eof_ && write_closed_ && !reset_; }
+  // The end-of-writes frame was read by someone else (data_splice's zero-copy reader).
+  void MarkReadEof() { read_eof_ = true; }
 
  private:
   std::shared_ptr<DataSocket> socket_;
