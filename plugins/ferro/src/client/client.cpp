@@ -81,6 +81,11 @@ FerroClient::FerroClient(asio::io_context& io, ClientSettings settings,
 
 FerroClient::~FerroClient() = default;
 
+std::uint64_t FerroClient::spliced_bytes() const {
+  const auto connection = connection_.lock();
+  return connection ? connection->spliced_bytes() : 0;
+}
+
 void FerroClient::Stop() {
   stopped_ = true;
   if (supervisor_) supervisor_->Stop();
@@ -217,8 +222,10 @@ asio::awaitable<session::SessionOutcome> FerroClient::ConnectOnce(
   Connection::Options options;
   options.is_server = false;
   options.flow_control = flow;
+  options.kernel_splice = settings_.kernel_splice;
   auto connection =
       std::make_shared<Connection>(std::move(transport), std::move(decoder), options, logger_);
+  connection_ = connection;
   control.OnStop([connection] { connection->Close("client stopping"); });
   auto state = std::make_shared<AttemptState>(io_.get_executor());
   std::weak_ptr<FerroClient> weak = self;

@@ -6,7 +6,12 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "codec/frame.hpp"
 
@@ -76,20 +81,61 @@ bool DecodeControlPayload(const std::uint8_t* data, std::size_t size, Frame& out
 
 // Incremental decoding of a byte stream: feed what the socket delivered, then take frames
 // until kNeedMore. After kError the decoder stays failed.
+// The header of a data frame at the front of a decoder's input, once its 10 bytes are in.
+struct DataFrameStart {
+  std::uint32_t stream_id = 0;
+  std::size_t payload_size = 0;      // the whole payload
+  std::size_t payload_buffered = 0;  // how much of it the decoder holds already
+  const std::uint8_t* payload = nullptr;
+};
+
+// Leaves new elements uninitialised on resize: the decoder grows its buffer by a read's worth
+// before the read fills it, and zeroing 64 KiB for a 200-byte read would cost more than the read.
+template <typename T>
+struct UninitializedAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = UninitializedAllocator<U>;
+  };
+  UninitializedAllocator() = default;
+  template <typename U>
+  UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
 class FrameDecoder {
  public:
   explicit FrameDecoder(std::uint32_t max_frame_size = kDefaultMaxFrameSize)
       : max_frame_size_(max_frame_size) {}
 
   void Feed(const std::uint8_t* data, std::size_t size);
+  // Room for up to `size` more input bytes, to read into directly (no copy through another
+  // buffer); Commit says how many were written.
+  std::span<std::uint8_t> Prepare(std::size_t size);
+  void Commit(std::size_t size);
   DecodeStatus Next(Frame& out);
   const std::string& error() const { return error_; }
   std::size_t buffered() const { return buffer_.size() - start_; }
 
+  // The data frame the input starts with, if its header is complete and valid (otherwise
+  // Next reports what is wrong). Lets a reader move the rest of a large payload itself.
+  std::optional<DataFrameStart> PeekDataFrame() const;
+  // Drops the first `size` input bytes (at most buffered()): the header and buffered payload
+  // of a frame whose remaining bytes the caller takes from the transport directly.
+  void Discard(std::size_t size);
+
  private:
   std::uint32_t max_frame_size_;
-  Bytes buffer_;
+  std::vector<std::uint8_t, UninitializedAllocator<std::uint8_t>> buffer_;
   std::size_t start_ = 0;
+  std::size_t prepared_ = 0;
   std::string error_;
 };
 

@@ -250,6 +250,14 @@ void FerroServer::Start() {
       io_, [self] { return self->SweepLoop(); }, asio::detached);
 }
 
+std::uint64_t FerroServer::spliced_bytes() const {
+  std::uint64_t total = 0;
+  for (const auto& session : sessions_) {
+    if (session->connection) total += session->connection->spliced_bytes();
+  }
+  return total;
+}
+
 void FerroServer::Stop() {
   if (stopped_) return;
   stopped_ = true;
@@ -382,6 +390,7 @@ asio::awaitable<void> FerroServer::HandleControl(tcp::socket socket) {
   Connection::Options options;
   options.is_server = true;
   options.flow_control = flow;
+  options.kernel_splice = settings_.kernel_splice;
   auto connection =
       std::make_shared<Connection>(std::move(transport), std::move(decoder), options, logger_);
   session->connection = connection;
