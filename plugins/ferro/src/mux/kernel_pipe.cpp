@@ -5,11 +5,11 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <csignal>
-#include <mutex>
 
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
+
+#include "tunnelkit/stream/sigpipe.hpp"
 
 namespace tunnelkit::ferro {
 
@@ -27,10 +27,7 @@ KernelPipe::Move Result(ssize_t n) {
 }  // namespace
 
 std::shared_ptr<KernelPipe> KernelPipe::Create(const asio::any_io_executor& executor) {
-  // splice() into a socket whose peer is gone raises SIGPIPE (unlike send with MSG_NOSIGNAL,
-  // which Asio uses); a tunnel must see EPIPE instead of dying.
-  static std::once_flag ignore_sigpipe;
-  std::call_once(ignore_sigpipe, [] { std::signal(SIGPIPE, SIG_IGN); });
+  IgnoreBrokenPipeSignal();  // splice() into a socket whose peer is gone
   int fds[2];
   if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return nullptr;
   int granted = ::fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(kWantedCapacity));
