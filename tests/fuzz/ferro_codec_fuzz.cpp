@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "codec/codec.hpp"
 #include "codec/mux_codec.hpp"
@@ -83,7 +84,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     tunnelkit::mux::DecodeResult r = mux_codec.Decode(input.subspan(pos));
     if (r.status != tunnelkit::mux::DecodeResult::Status::kFrame) break;
     if (r.consumed == 0 || r.consumed > size - pos) std::abort();
-    Bytes encoded;
+    std::vector<std::uint8_t> encoded;
     if (!mux_codec.Encode(r.frame, encoded).empty()) std::abort();
     pos += r.consumed;
   }

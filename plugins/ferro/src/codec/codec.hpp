@@ -6,12 +6,9 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <span>
 #include <string>
-#include <utility>
-#include <vector>
 
 #include "codec/frame.hpp"
 
@@ -89,27 +86,6 @@ struct DataFrameStart {
   const std::uint8_t* payload = nullptr;
 };
 
-// Leaves new elements uninitialised on resize: the decoder grows its buffer by a read's worth
-// before the read fills it, and zeroing 64 KiB for a 200-byte read would cost more than the read.
-template <typename T>
-struct UninitializedAllocator : std::allocator<T> {
-  template <typename U>
-  struct rebind {
-    using other = UninitializedAllocator<U>;
-  };
-  UninitializedAllocator() = default;
-  template <typename U>
-  UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
-  template <typename U>
-  void construct(U* p) noexcept {
-    ::new (static_cast<void*>(p)) U;
-  }
-  template <typename U, typename... Args>
-  void construct(U* p, Args&&... args) {
-    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
-  }
-};
-
 class FrameDecoder {
  public:
   explicit FrameDecoder(std::uint32_t max_frame_size = kDefaultMaxFrameSize)
@@ -133,7 +109,7 @@ class FrameDecoder {
 
  private:
   std::uint32_t max_frame_size_;
-  std::vector<std::uint8_t, UninitializedAllocator<std::uint8_t>> buffer_;
+  Bytes buffer_;  // not zeroed when grown (UninitializedAllocator)
   std::size_t start_ = 0;
   std::size_t prepared_ = 0;
   std::string error_;

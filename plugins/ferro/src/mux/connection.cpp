@@ -38,6 +38,7 @@ int PriorityRank(StreamPriority p) {
 constexpr std::size_t kMaxBatchFrames = 256;
 constexpr std::size_t kMaxBatchBytes = 512 * 1024;  // bounds the joined buffer (TLS)
 constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kTlsRecordPlaintext = 16 * 1024;
 
 }  // namespace
 
@@ -64,12 +65,37 @@ std::string MuxStream::Describe() const {
   return "ferro stream " + std::to_string(id_) + " (" + std::string(ProtocolName(protocol_)) + ")";
 }
 
+void MuxStream::DropFront(std::size_t taken) {
+  inbound_bytes_ -= taken;
+  if (inbound_head_ == inbound_.size()) {
+    if (inbound_.capacity() > 16) {
+      std::vector<Bytes>().swap(inbound_);  // an idle stream keeps next to nothing
+    } else {
+      inbound_.clear();
+    }
+    inbound_head_ = 0;
+  } else if (inbound_head_ >= 64) {
+    inbound_.erase(inbound_.begin(), inbound_.begin() + static_cast<std::ptrdiff_t>(inbound_head_));
+    inbound_head_ = 0;
+  }
+  Consumed(taken);
+}
+
+std::optional<IoResult> MuxStream::EndOfInput() const {
+  if (reset_) return IoResult{asio::error::connection_reset, 0};
+  if (remote_finished_) {
+    if (!remote_error_.empty()) return IoResult{asio::error::connection_reset, 0};
+    return IoResult{asio::error::eof, 0};
+  }
+  return std::nullopt;
+}
+
 asio::awaitable<IoResult> MuxStream::ReadSome(asio::mutable_buffer buffer) {
   auto self = shared_from_this();
   for (;;) {
-    if (buffered() > 0) {
+    if (inbound_bytes_ > 0) {
       // Copies from the queued frames' payloads (kept as received: no joining copy).
-      const std::size_t n = std::min(buffer.size(), buffered());
+      const std::size_t n = std::min(buffer.size(), inbound_bytes_);
       auto* out = static_cast<std::uint8_t*>(buffer.data());
       std::size_t copied = 0;
       while (copied < n) {
@@ -84,30 +110,55 @@ asio::awaitable<IoResult> MuxStream::ReadSome(asio::mutable_buffer buffer) {
           inbound_offset_ = 0;
         }
       }
-      inbound_bytes_ -= n;
-      if (inbound_head_ == inbound_.size()) {
-        if (inbound_.capacity() > 16) {
-          std::vector<Bytes>().swap(inbound_);  // an idle stream keeps next to nothing
-        } else {
-          inbound_.clear();
-        }
-        inbound_head_ = 0;
-      } else if (inbound_head_ >= 64) {
-        inbound_.erase(inbound_.begin(),
-                       inbound_.begin() + static_cast<std::ptrdiff_t>(inbound_head_));
-        inbound_head_ = 0;
-      }
-      Consumed(n);
+      DropFront(n);
       co_return IoResult{{}, n};
     }
-    if (reset_) co_return IoResult{asio::error::connection_reset, 0};
-    if (remote_finished_) {
-      if (!remote_error_.empty()) co_return IoResult{asio::error::connection_reset, 0};
-      co_return IoResult{asio::error::eof, 0};
-    }
+    if (auto end = EndOfInput()) co_return *end;
     if (buffer.size() == 0) co_return IoResult{};
     co_await readable_.Wait();
   }
+}
+
+asio::awaitable<IoResult> MuxStream::ReadPiece(Bytes& piece) {
+  auto self = shared_from_this();
+  for (;;) {
+    if (inbound_bytes_ > 0) {
+      Bytes& front = inbound_[inbound_head_];
+      if (inbound_offset_ == 0) {
+        piece = std::move(front);
+      } else {
+        piece.assign(front.begin() + static_cast<std::ptrdiff_t>(inbound_offset_), front.end());
+      }
+      Bytes().swap(front);
+      ++inbound_head_;
+      inbound_offset_ = 0;
+      DropFront(piece.size());
+      co_return IoResult{{}, piece.size()};
+    }
+    if (auto end = EndOfInput()) co_return *end;
+    co_await readable_.Wait();
+  }
+}
+
+asio::awaitable<IoResult> MuxStream::WriteFrame(Bytes&& frame) {
+  auto self = shared_from_this();
+  const std::size_t size = frame.size() - kDataFrameHeaderSize;
+  const bool flow = connection_->options_.flow_control;
+  if (size > kMaxDataChunk || (flow && send_credit_ < size)) {
+    // Beyond one frame, or more than the credit: split (and wait) as Write does.
+    co_return co_await Write(asio::buffer(frame.data() + kDataFrameHeaderSize, size));
+  }
+  if (reset_ || connection_->closed_) co_return IoResult{asio::error::broken_pipe, 0};
+  if (local_finished_) co_return IoResult{asio::error::shut_down, 0};
+  if (flow) send_credit_ -= size;
+  const auto header = EncodeDataHeader(id_, size);
+  std::memcpy(frame.data(), header.data(), header.size());
+  connection_->Enqueue(priority_, std::move(frame));
+  bytes_moved_ += size;
+  while (connection_->queued_bytes_ > Connection::kMaxQueuedBytes && !connection_->closed_) {
+    co_await connection_->space_.Wait();
+  }
+  co_return IoResult{{}, size};
 }
 
 void MuxStream::Consumed(std::size_t n) {
@@ -196,11 +247,7 @@ asio::awaitable<IoResult> MuxStream::SpliceTo(tcp::socket& socket) {
       if (ec) co_return IoResult{ec, 0};
       continue;
     }
-    if (reset_) co_return IoResult{asio::error::connection_reset, 0};
-    if (remote_finished_) {
-      if (!remote_error_.empty()) co_return IoResult{asio::error::connection_reset, 0};
-      co_return IoResult{asio::error::eof, 0};
-    }
+    if (auto end = EndOfInput()) co_return *end;
     co_await readable_.Wait();
   }
 }
@@ -461,8 +508,8 @@ asio::awaitable<void> Connection::WriteLoop() {
   std::vector<asio::const_buffer> gather;
   Bytes joined;
   // Plain TCP: one gathered write of the frames as they are (a spliced frame's payload follows
-  // its header from the pipe). TLS: joined into one buffer so that records are full-sized (a
-  // record per small frame would cost more than the copy).
+  // its header from the pipe). TLS: small frames joined into one buffer so that records are
+  // full-sized (a record per small frame would cost more than the copy).
   auto* tcp = dynamic_cast<TcpSocketStream*>(transport_.get());
   while (!closed_) {
     if (queue_.empty()) {
@@ -493,9 +540,24 @@ asio::awaitable<void> Connection::WriteLoop() {
       }
       if (!gather.empty() && !ec && !closed_) ec = (co_await tcp->WriteGather(gather)).ec;
     } else {
+      // Small frames joined (one record for many); a frame of a record or more goes as it is.
       joined.clear();
-      for (auto& frame : batch) joined.insert(joined.end(), frame.bytes.begin(), frame.bytes.end());
-      ec = (co_await transport_->Write(asio::buffer(joined))).ec;
+      for (auto& frame : batch) {
+        if (frame.bytes.size() < kTlsRecordPlaintext) {
+          joined.insert(joined.end(), frame.bytes.begin(), frame.bytes.end());
+          continue;
+        }
+        if (!joined.empty()) {
+          ec = (co_await transport_->Write(asio::buffer(joined))).ec;
+          joined.clear();
+          if (ec || closed_) break;
+        }
+        ec = (co_await transport_->Write(asio::buffer(frame.bytes))).ec;
+        if (ec || closed_) break;
+      }
+      if (!joined.empty() && !ec && !closed_) {
+        ec = (co_await transport_->Write(asio::buffer(joined))).ec;
+      }
     }
     for (auto& frame : batch) Finish(frame);
     if (closed_) break;
@@ -516,18 +578,19 @@ asio::awaitable<void> Connection::ReadLoop() {
     Frame frame;
     DecodeStatus status = DecodeStatus::kNeedMore;
     while (!closed_) {
-      if (tcp_) {
-        // Kernel path: the rest of a large payload for a stream with a sink goes from the socket
-        // into its pipe directly.
-        const auto start = decoder_.PeekDataFrame();
-        if (start && start->payload_size - start->payload_buffered >= kMinSpliceBytes) {
-          auto it = streams_.find(start->stream_id);
-          if (it != streams_.end() && it->second->sink_ && !it->second->reset_ &&
-              !it->second->remote_finished_) {
-            last_received_ = std::chrono::steady_clock::now();
+      // The rest of a large payload goes from the transport straight to where it is read, not
+      // through the decoder: into the stream's pipe on the kernel path, else into its own buffer.
+      const auto start = decoder_.PeekDataFrame();
+      if (start && start->payload_size - start->payload_buffered >= kMinDirectPayload) {
+        auto it = streams_.find(start->stream_id);
+        if (it != streams_.end() && !it->second->reset_ && !it->second->remote_finished_) {
+          last_received_ = std::chrono::steady_clock::now();
+          if (tcp_ && it->second->sink_) {
             co_await SpliceInbound(it->second, *start);
-            continue;
+          } else {
+            co_await ReadPayloadDirect(it->second, *start);
           }
+          continue;
         }
       }
       if ((status = decoder_.Next(frame)) != DecodeStatus::kFrame) break;
@@ -558,13 +621,51 @@ asio::awaitable<void> Connection::ReadLoop() {
   }
 }
 
-asio::awaitable<void> Connection::SpliceInbound(std::shared_ptr<MuxStream> stream,
-                                                DataFrameStart start) {
-  if (options_.flow_control && stream->buffered() + start.payload_size > stream->recv_window_) {
-    Close("protocol violation: stream " + std::to_string(start.stream_id) +
-          " exceeded its flow-control window");
+bool Connection::WithinWindow(const MuxStream& stream, std::size_t size) {
+  if (!options_.flow_control || stream.buffered() + size <= stream.recv_window_) return true;
+  Close("protocol violation: stream " + std::to_string(stream.id()) +
+        " exceeded its flow-control window");
+  return false;
+}
+
+asio::awaitable<void> Connection::Deliver(std::shared_ptr<MuxStream> stream, Bytes&& payload) {
+  if (stream->sink_) {
+    if (!stream->remote_finished_) co_await WriteToSink(*stream, payload.data(), payload.size());
     co_return;
   }
+  stream->OnData(std::move(payload));
+  // Plain FerroTunnel backpressure: wait until this stream's reader catches up.
+  while (!options_.flow_control && !closed_ && !stream->reset_ &&
+         stream->buffered() > kPlainStreamBuffer) {
+    co_await stream->drained_.Wait();
+  }
+}
+
+asio::awaitable<void> Connection::ReadPayloadDirect(std::shared_ptr<MuxStream> stream,
+                                                    DataFrameStart start) {
+  if (!WithinWindow(*stream, start.payload_size)) co_return;
+  Bytes payload(start.payload_size);  // not zeroed
+  std::memcpy(payload.data(), start.payload, start.payload_buffered);
+  decoder_.Discard(kDataFrameHeaderSize + start.payload_buffered);
+  std::size_t have = start.payload_buffered;
+  while (have < payload.size()) {
+    IoResult r =
+        co_await transport_->ReadSome(asio::buffer(payload.data() + have, payload.size() - have));
+    if (closed_) co_return;
+    if (r.ec) {
+      Close(r.ec == asio::error::eof ? "peer closed the connection"
+                                     : "read failed: " + r.ec.message());
+      co_return;
+    }
+    have += r.bytes;
+  }
+  header_sized_read_ = true;
+  co_await Deliver(std::move(stream), std::move(payload));
+}
+
+asio::awaitable<void> Connection::SpliceInbound(std::shared_ptr<MuxStream> stream,
+                                                DataFrameStart start) {
+  if (!WithinWindow(*stream, start.payload_size)) co_return;
   // What the decoder holds of the payload goes in from memory, the rest from the socket.
   co_await WriteToSink(*stream, start.payload, start.payload_buffered);
   decoder_.Discard(kDataFrameHeaderSize + start.payload_buffered);
@@ -641,25 +742,9 @@ asio::awaitable<void> Connection::Dispatch(Frame&& frame) {
     auto it = streams_.find(data->stream_id);
     if (it == streams_.end()) co_return;  // unknown or finished stream: dropped, as upstream
     auto stream = it->second;
-    if (options_.flow_control && stream->buffered() + data->data.size() > stream->recv_window_) {
-      Close("protocol violation: stream " + std::to_string(data->stream_id) +
-            " exceeded its flow-control window");
-      co_return;
-    }
-    if (stream->sink_) {
-      if (!stream->remote_finished_) {
-        co_await WriteToSink(*stream, data->data.data(), data->data.size());
-      }
-      co_return;
-    }
-    const bool eos = data->end_of_stream;
-    stream->OnData(std::move(data->data));
-    (void)eos;  // upstream never sets it and ignores it; CloseStream ends a stream
-    // Plain FerroTunnel backpressure: wait until this stream's reader catches up.
-    while (!options_.flow_control && !closed_ && !stream->reset_ &&
-           stream->buffered() > kPlainStreamBuffer) {
-      co_await stream->drained_.Wait();
-    }
+    if (!WithinWindow(*stream, data->data.size())) co_return;
+    // Upstream never sets end_of_stream and ignores it; CloseStream ends a stream.
+    co_await Deliver(std::move(stream), std::move(data->data));
     co_return;
   }
   if (auto* open = std::get_if<OpenStream>(&frame)) {

@@ -22,6 +22,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,13 @@ class MuxStream final : public Stream, public std::enable_shared_from_this<MuxSt
   void Reset() override;
   std::string Describe() const override;
 
+  // The next received payload as it arrived (moved out, not copied), for a reader that
+  // forwards whole pieces; ends as ReadSome does.
+  boost::asio::awaitable<IoResult> ReadPiece(Bytes& piece);
+  // Sends `frame` as one data frame without copying it: its first kDataFrameHeaderSize bytes
+  // are room for the header, the rest the payload (at most kMaxDataChunk).
+  boost::asio::awaitable<IoResult> WriteFrame(Bytes&& frame);
+
   // Completes once ReadSome would not wait: bytes are buffered, or the stream has ended or
   // failed. Lets a reader take a buffer only when there is something to put in it.
   boost::asio::awaitable<void> WaitReadable();
@@ -80,6 +88,10 @@ class MuxStream final : public Stream, public std::enable_shared_from_this<MuxSt
   friend class Connection;
   // The reader took `n` bytes: flow-control credit goes back to the peer.
   void Consumed(std::size_t n);
+  // After taking `taken` bytes from the front of the inbound queue.
+  void DropFront(std::size_t taken);
+  // eof / reset once nothing more will arrive, nullopt otherwise.
+  std::optional<IoResult> EndOfInput() const;
   // Called by the connection's read loop.
   void OnSinkData(std::size_t n);
   void OnData(Bytes&& data);
@@ -135,11 +147,12 @@ class Connection final : public std::enable_shared_from_this<Connection> {
   static constexpr std::size_t kMaxQueuedBytes = 8 * 1024 * 1024;
   static constexpr std::uint64_t kTrimAfterBytes = 4 * 1024 * 1024;
   static constexpr std::size_t kTrimAfterStreams = 128;
-  // Kernel path: payload per spliced frame; the least worth splicing (smaller payloads are
-  // copied); the receive window of a stream with a sink (its pipe must hold what the peer may
+  // Kernel path: payload per spliced frame; the least worth reading around the decoder
+  // (spliced, or read into the payload's own buffer; smaller payloads are decoded); the
+  // receive window of a stream with a sink (its pipe must hold what the peer may
   // send, or the read loop would wait for that stream's reader).
   static constexpr std::size_t kMaxSpliceChunk = 256 * 1024;
-  static constexpr std::size_t kMinSpliceBytes = 16 * 1024;
+  static constexpr std::size_t kMinDirectPayload = 16 * 1024;
   static constexpr std::size_t kSinkWindow = 512 * 1024;
 
   // `decoder` carries any bytes read past the handshake.
@@ -188,6 +201,12 @@ class Connection final : public std::enable_shared_from_this<Connection> {
   boost::asio::awaitable<bool> DrainPipe(KernelPipe& pipe, std::size_t size);
   boost::asio::awaitable<void> SpliceInbound(std::shared_ptr<MuxStream> stream,
                                              DataFrameStart start);
+  boost::asio::awaitable<void> ReadPayloadDirect(std::shared_ptr<MuxStream> stream,
+                                                 DataFrameStart start);
+  // Hands a received payload to its stream (memory or sink), with plain-mode backpressure.
+  boost::asio::awaitable<void> Deliver(std::shared_ptr<MuxStream> stream, Bytes&& payload);
+  // False (and the connection closed) when `size` more bytes would exceed the stream's window.
+  bool WithinWindow(const MuxStream& stream, std::size_t size);
   boost::asio::awaitable<void> WriteToSink(MuxStream& stream, const std::uint8_t* data,
                                            std::size_t size);
   static void Finish(Outbound& frame);

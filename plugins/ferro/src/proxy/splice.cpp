@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "codec/codec.hpp"
 #include "mux/connection.hpp"
 #include "mux/kernel_pipe.hpp"
 #include "mux/notifier.hpp"
@@ -29,6 +30,7 @@ struct SpliceState {
 
 constexpr std::size_t kPumpChunk = 64 * 1024;
 constexpr std::size_t kPumpFreeChunks = 16;
+constexpr std::size_t kFirstRead = 4 * 1024;
 
 // The io thread's pool of pump buffers: a direction takes one only while it moves bytes, so
 // idle connections (most of them, with 1000s open) hold none.
@@ -93,23 +95,46 @@ class KernelRoute {
 };
 
 // Moves one buffer's worth from `from` to `to` through memory. The result's error is the
-// read's eof, or any failure of either side.
-asio::awaitable<IoResult> CopySome(Stream& from, Stream& to, KernelRoute& route) {
+// read's eof, or any failure of either side. A ferro stream's payloads are forwarded as they
+// arrived, and bytes for one are read straight into the frame that carries them (no copy in
+// between); `next_read` grows while reads fill it, so small exchanges take small buffers.
+asio::awaitable<IoResult> CopySome(Stream& from, Stream& to, KernelRoute& route,
+                                   std::size_t& next_read) {
   co_await WaitReadable(from);
+  if (auto* mux = dynamic_cast<MuxStream*>(&from)) {
+    Bytes piece;
+    IoResult r = co_await mux->ReadPiece(piece);
+    if (r.ec) co_return r;
+    IoResult w = co_await to.Write(asio::buffer(piece));
+    route.Consider(r.bytes, kMaxDataChunk);
+    co_return w;
+  }
+  if (auto* mux = dynamic_cast<MuxStream*>(&to)) {
+    Bytes frame(kDataFrameHeaderSize + next_read);  // not zeroed
+    IoResult r =
+        co_await from.ReadSome(asio::buffer(frame.data() + kDataFrameHeaderSize, next_read));
+    if (r.ec) co_return r;
+    const bool filled = r.bytes == next_read;
+    frame.resize(kDataFrameHeaderSize + r.bytes);
+    IoResult w = co_await mux->WriteFrame(std::move(frame));
+    route.Consider(r.bytes, kMaxDataChunk);
+    if (filled) next_read = std::min(next_read * 2, kMaxDataChunk);
+    co_return w;
+  }
   Chunk buffer = PumpBuffers().Acquire();
   const auto space = buffer.writable();
   IoResult r = co_await from.ReadSome(asio::buffer(space.data(), space.size()));
   if (r.ec) co_return r;
-  IoResult w = co_await to.Write(asio::buffer(space.data(), r.bytes));
-  route.Consider(r.bytes, space.size());
-  co_return w;
+  co_return co_await to.Write(asio::buffer(space.data(), r.bytes));
 }
 
 asio::awaitable<void> Pump(std::shared_ptr<Stream> from, std::shared_ptr<Stream> to,
                            std::shared_ptr<SpliceState> state, std::uint64_t* counter) {
   KernelRoute route(*from, *to);
+  std::size_t next_read = kFirstRead;
   for (;;) {
-    IoResult r = route.Active() ? co_await route.Move() : co_await CopySome(*from, *to, route);
+    IoResult r =
+        route.Active() ? co_await route.Move() : co_await CopySome(*from, *to, route, next_read);
     *counter += r.bytes;
     if (r.ec == asio::error::eof) {
       co_await to->ShutdownWrite();
