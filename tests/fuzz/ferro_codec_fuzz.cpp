@@ -2,9 +2,12 @@
 // FerroTunnel codec: arbitrary bytes through the incremental decoder (in two uneven pieces),
 // every decoded frame re-encoded and decoded again to the same value; then through the
 // FerroMuxCodec view, every decoded frame encoded again.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <vector>
 
 #include "codec/codec.hpp"
 #include "codec/mux_codec.hpp"
@@ -36,6 +39,43 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     if (status == DecodeStatus::kError && decoder.error().empty()) std::abort();
   }
+  // The kernel path's reading: data frames' starts peeked and skipped (payload "moved
+  // elsewhere" = dropped from the input), other frames decoded; input written in place.
+  FrameDecoder skipping(max_frame);
+  std::size_t fed = 0;
+  std::size_t skip = 0;  // payload bytes the caller would move past the decoder
+  while (fed < size) {
+    if (skip > 0) {
+      const std::size_t n = std::min(skip, size - fed);
+      fed += n;
+      skip -= n;
+      continue;
+    }
+    const std::size_t n = std::min<std::size_t>(size - fed, 1 + data[fed] % 64);
+    auto room = skipping.Prepare(n);
+    if (room.size() != n) std::abort();
+    std::memcpy(room.data(), data + fed, n);
+    skipping.Commit(n);
+    fed += n;
+    for (;;) {
+      if (auto start = skipping.PeekDataFrame()) {
+        if (start->payload_buffered > start->payload_size ||
+            start->payload_buffered > skipping.buffered()) {
+          std::abort();
+        }
+        const std::size_t before = skipping.buffered();
+        skipping.Discard(kDataFrameHeaderSize + start->payload_buffered);
+        if (skipping.buffered() + kDataFrameHeaderSize + start->payload_buffered != before) {
+          std::abort();
+        }
+        skip = start->payload_size - start->payload_buffered;
+        if (skip > 0) break;
+        continue;
+      }
+      Frame frame;
+      if (skipping.Next(frame) != DecodeStatus::kFrame) break;
+    }
+  }
   // The same bytes through the multiplexer's view: every decoded frame encodes again.
   FerroMuxCodec mux_codec(true, max_frame);
   std::span<const std::uint8_t> input(data, size);
@@ -44,7 +84,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     tunnelkit::mux::DecodeResult r = mux_codec.Decode(input.subspan(pos));
     if (r.status != tunnelkit::mux::DecodeResult::Status::kFrame) break;
     if (r.consumed == 0 || r.consumed > size - pos) std::abort();
-    Bytes encoded;
+    std::vector<std::uint8_t> encoded;
     if (!mux_codec.Encode(r.frame, encoded).empty()) std::abort();
     pos += r.consumed;
   }

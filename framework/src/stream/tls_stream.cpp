@@ -4,7 +4,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include <algorithm>
+#include <cerrno>
 
 #include <fmt/format.h>
 #include <boost/asio/ip/address.hpp>
@@ -13,33 +13,41 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "tunnelkit/stream/sigpipe.hpp"
+
 namespace tunnelkit {
 
 namespace asio = boost::asio;
 using boost::system::error_code;
 
 namespace {
-constexpr std::size_t kRecordChunk = 16 * 1024;  // one TLS record of plaintext per SSL_write
-constexpr std::size_t kNetworkBuffer = 64 * 1024;
+// OpenSSL reads ahead into a buffer this large: one recv() takes several records, rather than
+// one recv() for each record's header and another for its body.
+constexpr std::size_t kReadAhead = 64 * 1024;
 }  // namespace
 
 TlsStream::TlsStream(asio::ip::tcp::socket socket, asio::ssl::context& context, Role role,
                      const std::string& server_name)
-    : socket_(std::move(socket)),
-      write_idle_(socket_.get_executor(), asio::steady_timer::time_point::max()),
-      in_buffer_(kNetworkBuffer),
-      out_buffer_(kNetworkBuffer),
-      server_name_(server_name) {
+    : socket_(std::move(socket)), server_name_(server_name) {
+  IgnoreBrokenPipeSignal();  // OpenSSL writes the socket with write(2), without MSG_NOSIGNAL
   error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  socket_.native_non_blocking(true, ec);
   ssl_ = SSL_new(context.native_handle());
   if (!ssl_) throw std::runtime_error("SSL_new failed");
-  network_in_ = BIO_new(BIO_s_mem());
-  network_out_ = BIO_new(BIO_s_mem());
-  // Empty memory BIOs mean "retry later", not end of file.
-  BIO_set_mem_eof_return(network_in_, -1);
-  BIO_set_mem_eof_return(network_out_, -1);
-  SSL_set_bio(ssl_, network_in_, network_out_);  // ssl_ owns both BIOs now
+  if (SSL_set_fd(ssl_, socket_.native_handle()) != 1) {
+    SSL_free(ssl_);
+    throw std::runtime_error("SSL_set_fd failed");
+  }
+  // Partial writes (Write loops over them); a retried write may come from a moved buffer; idle
+  // connections give their record buffers back (thousands of held tunnels).
+  SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                         SSL_MODE_RELEASE_BUFFERS);
+  // A TCP FIN without close_notify is end of stream too: HTTP framing above us catches
+  // truncated bodies, and many peers close that way.
+  SSL_set_options(ssl_, SSL_OP_IGNORE_UNEXPECTED_EOF);
+  SSL_set_read_ahead(ssl_, 1);
+  SSL_set_default_read_buffer_len(ssl_, kReadAhead);
   if (role == Role::kClient) {
     SSL_set_connect_state(ssl_);
     if (!server_name.empty()) {
@@ -58,7 +66,7 @@ TlsStream::TlsStream(asio::ip::tcp::socket socket, asio::ssl::context& context, 
 }
 
 TlsStream::~TlsStream() {
-  if (ssl_) SSL_free(ssl_);
+  if (ssl_) SSL_free(ssl_);  // the socket (and its descriptor) stays with socket_
 }
 
 error_code TlsStream::SslError(int ret, const char* what) {
@@ -72,6 +80,11 @@ error_code TlsStream::SslError(int ret, const char* what) {
     char buf[256];
     ERR_error_string_n(code, buf, sizeof buf);
     last_error_ = fmt::format("{}: {}", what, buf);
+  } else if (err == SSL_ERROR_SYSCALL && errno != 0) {
+    const error_code sys(errno, boost::system::system_category());
+    last_error_ = fmt::format("{}: {}", what, sys.message());
+    ERR_clear_error();
+    return sys;
   } else {
     last_error_ = fmt::format("{}: SSL error {}", what, err);
   }
@@ -80,59 +93,27 @@ error_code TlsStream::SslError(int ret, const char* what) {
   return asio::error::connection_aborted;
 }
 
-asio::awaitable<error_code> TlsStream::Flush() {
-  while (socket_writing_) {
-    error_code ignored;
-    co_await write_idle_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-  }
-  socket_writing_ = true;
+asio::awaitable<error_code> TlsStream::WaitOrFail(int ret, const char* what) {
+  const int err = SSL_get_error(ssl_, ret);
+  if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) co_return SslError(ret, what);
   error_code ec;
-  while (!ec && BIO_ctrl_pending(network_out_) > 0) {
-    int n = BIO_read(network_out_, out_buffer_.data(), static_cast<int>(out_buffer_.size()));
-    if (n <= 0) break;
-    co_await asio::async_write(socket_,
-                               asio::buffer(out_buffer_.data(), static_cast<std::size_t>(n)),
-                               asio::redirect_error(asio::use_awaitable, ec));
-  }
-  socket_writing_ = false;
-  write_idle_.cancel();
+  co_await socket_.async_wait(err == SSL_ERROR_WANT_READ ? asio::ip::tcp::socket::wait_read
+                                                         : asio::ip::tcp::socket::wait_write,
+                              asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) last_error_ = fmt::format("{}: {}", what, ec.message());
   co_return ec;
-}
-
-asio::awaitable<error_code> TlsStream::FillFromSocket() {
-  error_code ec;
-  std::size_t n = co_await socket_.async_read_some(asio::buffer(in_buffer_),
-                                                   asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return ec;
-  BIO_write(network_in_, in_buffer_.data(), static_cast<int>(n));
-  co_return error_code{};
 }
 
 asio::awaitable<error_code> TlsStream::Handshake() {
   for (;;) {
     ERR_clear_error();
-    int ret = SSL_do_handshake(ssl_);
+    errno = 0;
+    const int ret = SSL_do_handshake(ssl_);
     if (ret == 1) {
       handshake_done_ = true;
-      co_return co_await Flush();
+      co_return error_code{};
     }
-    int err = SSL_get_error(ssl_, ret);
-    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-      if (error_code ec = co_await Flush()) {
-        last_error_ = "handshake: " + ec.message();
-        co_return ec;
-      }
-      if (err == SSL_ERROR_WANT_READ) {
-        if (error_code ec = co_await FillFromSocket()) {
-          last_error_ = "handshake: " + ec.message();
-          co_return ec;
-        }
-      }
-      continue;
-    }
-    error_code ec = SslError(ret, "handshake");
-    co_await Flush();  // deliver our alert, if any
-    co_return ec;
+    if (error_code ec = co_await WaitOrFail(ret, "handshake")) co_return ec;
   }
 }
 
@@ -140,24 +121,14 @@ asio::awaitable<IoResult> TlsStream::ReadSome(asio::mutable_buffer buffer) {
   if (buffer.size() == 0) co_return IoResult{};
   for (;;) {
     ERR_clear_error();
+    errno = 0;
     std::size_t n = 0;
-    int ret = SSL_read_ex(ssl_, buffer.data(), buffer.size(), &n);
-    // Reading can produce records to send (key updates); the writer flushes them if busy.
-    if (!socket_writing_ && BIO_ctrl_pending(network_out_) > 0) {
-      if (error_code ec = co_await Flush()) co_return IoResult{ec, 0};
-    }
+    const int ret = SSL_read_ex(ssl_, buffer.data(), buffer.size(), &n);
     if (ret == 1) co_return IoResult{{}, n};
-    int err = SSL_get_error(ssl_, ret);
-    if (err == SSL_ERROR_ZERO_RETURN) co_return IoResult{asio::error::eof, 0};
-    if (err == SSL_ERROR_WANT_READ) {
-      error_code ec = co_await FillFromSocket();
-      // A TCP FIN without close_notify is reported as eof too: HTTP framing above us catches
-      // truncated bodies, and many peers close that way.
-      if (ec) co_return IoResult{ec, 0};
-      continue;
+    if (SSL_get_error(ssl_, ret) == SSL_ERROR_ZERO_RETURN) {
+      co_return IoResult{asio::error::eof, 0};
     }
-    if (err == SSL_ERROR_WANT_WRITE) continue;
-    co_return IoResult{SslError(ret, "read"), 0};
+    if (error_code ec = co_await WaitOrFail(ret, "read")) co_return IoResult{ec, 0};
   }
 }
 
@@ -167,32 +138,29 @@ asio::awaitable<IoResult> TlsStream::Write(asio::const_buffer buffer) {
   std::size_t done = 0;
   while (left > 0) {
     ERR_clear_error();
-    std::size_t chunk = std::min(left, kRecordChunk);
+    errno = 0;
     std::size_t n = 0;
-    int ret = SSL_write_ex(ssl_, p, chunk, &n);
-    if (ret != 1) {
-      int err = SSL_get_error(ssl_, ret);
-      if (err != SSL_ERROR_WANT_WRITE && err != SSL_ERROR_WANT_READ) {
-        co_return IoResult{SslError(ret, "write"), done};
-      }
-      n = 0;
+    const int ret = SSL_write_ex(ssl_, p, left, &n);  // partial: at least one record
+    if (ret == 1) {
+      p += n;
+      left -= n;
+      done += n;
+      continue;
     }
-    // Memory BIOs never push back, so the socket write below is the flow control.
-    if (error_code ec = co_await Flush()) co_return IoResult{ec, done};
-    p += n;
-    left -= n;
-    done += n;
+    if (error_code ec = co_await WaitOrFail(ret, "write")) co_return IoResult{ec, done};
   }
   co_return IoResult{{}, done};
 }
 
 asio::awaitable<error_code> TlsStream::ShutdownWrite() {
-  ERR_clear_error();
-  int ret = SSL_shutdown(ssl_);  // 0: close_notify queued, the peer's not yet received
-  if (ret < 0) {
-    co_return SslError(ret, "shutdown");
+  for (;;) {
+    ERR_clear_error();
+    errno = 0;
+    // 0: our close_notify is sent, the peer's not received yet (we go on reading); 1: both.
+    const int ret = SSL_shutdown(ssl_);
+    if (ret >= 0) co_return error_code{};
+    if (error_code ec = co_await WaitOrFail(ret, "shutdown")) co_return ec;
   }
-  co_return co_await Flush();
 }
 
 void TlsStream::Reset() {

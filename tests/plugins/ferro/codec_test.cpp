@@ -1,5 +1,6 @@
 // Golden vectors (tests/data/vectors/ferrotunnel.json), round trips and malformed input for
 // the FerroTunnel codec.
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <string>
@@ -419,6 +420,66 @@ TEST(FerroCodec, FailedDecoderStaysFailed) {
   const Bytes good = Encode(Heartbeat{1});
   decoder.Feed(good.data(), good.size());
   EXPECT_EQ(decoder.Next(f), DecodeStatus::kError);
+}
+
+// The kernel path reads a data frame's header, takes the buffered part of the payload, and
+// moves the rest itself; the decoder then goes on with the next frame.
+TEST(FerroCodec, DataFrameStartAndDiscard) {
+  FrameDecoder decoder;
+  Bytes payload(100000);
+  for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<std::uint8_t>(i * 7);
+  const auto header = EncodeDataHeader(42, payload.size());
+  Bytes wire(header.begin(), header.end());
+  wire.insert(wire.end(), payload.begin(), payload.end());
+  const Bytes next = Encode(Heartbeat{99});
+  wire.insert(wire.end(), next.begin(), next.end());
+
+  decoder.Feed(wire.data(), 9);
+  EXPECT_FALSE(decoder.PeekDataFrame());  // the header is not complete yet
+  // Written in place (Prepare/Commit) rather than fed.
+  auto room = decoder.Prepare(4000);
+  std::memcpy(room.data(), wire.data() + 9, 1000);
+  decoder.Commit(1000);
+  EXPECT_EQ(decoder.buffered(), 1009u);
+  const auto start = decoder.PeekDataFrame();
+  ASSERT_TRUE(start);
+  EXPECT_EQ(start->stream_id, 42u);
+  EXPECT_EQ(start->payload_size, payload.size());
+  EXPECT_EQ(start->payload_buffered, 999u);
+  EXPECT_EQ(0, std::memcmp(start->payload, payload.data(), 999));
+  decoder.Discard(kDataFrameHeaderSize + start->payload_buffered);
+  EXPECT_EQ(decoder.buffered(), 0u);
+  // The caller moved the rest of the payload; what follows decodes normally.
+  const std::size_t after = header.size() + payload.size();
+  decoder.Feed(wire.data() + after, wire.size() - after);
+  EXPECT_FALSE(decoder.PeekDataFrame());  // a control frame
+  Frame f;
+  ASSERT_EQ(decoder.Next(f), DecodeStatus::kFrame);
+  ASSERT_TRUE(std::holds_alternative<Heartbeat>(f));
+  EXPECT_EQ(std::get<Heartbeat>(f).timestamp, 99u);
+}
+
+TEST(FerroCodec, DataFrameStartIgnoresInvalidHeaders) {
+  FrameDecoder decoder(1024);
+  // Length beyond the decoder's limit: no start, and Next names the problem.
+  const Bytes oversize = FromHex(
+      "00010000"
+      "01"
+      "00000001"
+      "00");
+  decoder.Feed(oversize.data(), oversize.size());
+  EXPECT_FALSE(decoder.PeekDataFrame());
+  Frame f;
+  EXPECT_EQ(decoder.Next(f), DecodeStatus::kError);
+  FrameDecoder short_frame;
+  const Bytes too_short = FromHex(
+      "00000005"
+      "01"
+      "00000001"
+      "00");
+  short_frame.Feed(too_short.data(), too_short.size());
+  EXPECT_FALSE(short_frame.PeekDataFrame());
+  EXPECT_EQ(short_frame.Next(f), DecodeStatus::kError);
 }
 
 }  // namespace

@@ -6,8 +6,11 @@
 namespace tunnelkit::ferro {
 namespace {
 
-Bytes FromHex(const std::string& hex) {
-  Bytes out;
+// The multiplexer codec works on plain byte vectors (not the ferro Bytes type).
+using MuxBytes = std::vector<std::uint8_t>;
+
+MuxBytes FromHex(const std::string& hex) {
+  MuxBytes out;
   for (std::size_t i = 0; i + 1 < hex.size(); i += 2) {
     out.push_back(static_cast<std::uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
   }
@@ -26,7 +29,7 @@ mux::Frame MuxFrame(mux::FrameKind kind, mux::StreamId id, std::string_view payl
 
 TEST(FerroMuxCodec, EncodesTheSpecVectors) {
   FerroMuxCodec codec(false);
-  Bytes out;
+  MuxBytes out;
   EXPECT_EQ(codec.Encode(MuxFrame(mux::FrameKind::kData, 2, "GET / HTTP/1.1\r\n"), out), "");
   EXPECT_EQ(out, FromHex("00000016010000000200474554202f20485454502f312e310d0a"));
   out.clear();
@@ -46,7 +49,7 @@ TEST(FerroMuxCodec, EncodesTheSpecVectors) {
 
 TEST(FerroMuxCodec, DecodesIntoViewsOfTheInput) {
   FerroMuxCodec codec(true);
-  const Bytes data = FromHex("00000011010000002a0168656c6c6f20776f726c64");
+  const MuxBytes data = FromHex("00000011010000002a0168656c6c6f20776f726c64");
   auto r = codec.Decode(data);
   ASSERT_EQ(r.status, mux::DecodeResult::Status::kFrame) << r.error;
   EXPECT_EQ(r.consumed, data.size());
@@ -55,7 +58,7 @@ TEST(FerroMuxCodec, DecodesIntoViewsOfTheInput) {
   EXPECT_EQ(r.frame.text(), "hello world");
   EXPECT_EQ(r.frame.payload.data(), data.data() + 10);
 
-  const Bytes open = FromHex("0000000700040405000002");
+  const MuxBytes open = FromHex("0000000700040405000002");
   r = codec.Decode(open);
   ASSERT_EQ(r.status, mux::DecodeResult::Status::kFrame) << r.error;
   EXPECT_EQ(r.frame.kind, mux::FrameKind::kOpen);
@@ -64,28 +67,28 @@ TEST(FerroMuxCodec, DecodesIntoViewsOfTheInput) {
   ASSERT_EQ(r.frame.payload.size(), 1u);
   EXPECT_EQ(r.frame.payload[0], static_cast<std::uint8_t>(Protocol::kTcp));
 
-  const Bytes reset = FromHex("000000090007020204626f6f6d");
+  const MuxBytes reset = FromHex("000000090007020204626f6f6d");
   r = codec.Decode(reset);
   ASSERT_EQ(r.status, mux::DecodeResult::Status::kFrame) << r.error;
   EXPECT_EQ(r.frame.kind, mux::FrameKind::kReset);
   EXPECT_EQ(r.frame.text(), "boom");
 
-  const Bytes heartbeat = FromHex("0000000b0008fd0068e5cf8b010000");
+  const MuxBytes heartbeat = FromHex("0000000b0008fd0068e5cf8b010000");
   r = codec.Decode(heartbeat);
   ASSERT_EQ(r.status, mux::DecodeResult::Status::kFrame) << r.error;
   EXPECT_EQ(r.frame.kind, mux::FrameKind::kControl);
   EXPECT_EQ(r.frame.priority, mux::Priority::kCritical);
-  EXPECT_EQ(Bytes(r.frame.payload.begin(), r.frame.payload.end()), heartbeat);
+  EXPECT_EQ(MuxBytes(r.frame.payload.begin(), r.frame.payload.end()), heartbeat);
 
   // A control frame passes back out unchanged.
-  Bytes out;
+  MuxBytes out;
   EXPECT_EQ(codec.Encode(r.frame, out), "");
   EXPECT_EQ(out, heartbeat);
 }
 
 TEST(FerroMuxCodec, ControlEncodedDataPointsAtItsBytes) {
   FerroMuxCodec codec(false);
-  const Bytes frame = {0, 0, 0, 7, 0x00, 0x06, 0x03, 0x02, 'h', 'i', 0x01};
+  const MuxBytes frame = {0, 0, 0, 7, 0x00, 0x06, 0x03, 0x02, 'h', 'i', 0x01};
   auto r = codec.Decode(frame);
   ASSERT_EQ(r.status, mux::DecodeResult::Status::kFrame) << r.error;
   EXPECT_EQ(r.frame.kind, mux::FrameKind::kData);
@@ -99,7 +102,7 @@ TEST(FerroMuxCodec, WindowUpdateOnlyWithTkFlow) {
   EXPECT_TRUE(flow.SupportsWindowUpdate());
   mux::Frame update = MuxFrame(mux::FrameKind::kWindowUpdate, 3);
   update.credit = 65536;
-  Bytes out;
+  MuxBytes out;
   EXPECT_NE(plain.Encode(update, out), "");
   EXPECT_TRUE(out.empty());
   EXPECT_EQ(flow.Encode(update, out), "");
@@ -112,14 +115,14 @@ TEST(FerroMuxCodec, WindowUpdateOnlyWithTkFlow) {
 
 TEST(FerroMuxCodec, PartialAndMalformedInput) {
   FerroMuxCodec codec(false);
-  const Bytes data = FromHex("00000011010000002a0168656c6c6f20776f726c64");
+  const MuxBytes data = FromHex("00000011010000002a0168656c6c6f20776f726c64");
   for (std::size_t n = 0; n < data.size(); ++n) {
     EXPECT_EQ(codec.Decode(std::span(data.data(), n)).status, mux::DecodeResult::Status::kNeedMore);
   }
   auto r = codec.Decode(FromHex("0000000102"));
   EXPECT_EQ(r.status, mux::DecodeResult::Status::kError);
   EXPECT_NE(r.error.find("unknown frame type"), std::string::npos);
-  Bytes out;
+  MuxBytes out;
   const std::string bad(1, 9);
   EXPECT_NE(codec.Encode(MuxFrame(mux::FrameKind::kOpen, 2, bad), out), "");
   EXPECT_NE(codec.Encode(MuxFrame(mux::FrameKind::kControl, 0, "junk"), out), "");

@@ -311,6 +311,8 @@ struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient:
             attempts = 0;
             backoff.Reset();
             SetReady(+1);
+            // The URL file first: whoever sees the "registered" line may read it at once.
+            if (index == 0 && !first_registered && !options.url_file.empty()) WriteUrlFile();
             print("connection " + index_text + " registered: location=" + result.details.location +
                   " connection=" + FormatUuid(result.details.uuid) + " edge=" + address.Describe());
             log->info(
@@ -318,7 +320,6 @@ struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient:
                 index, FormatUuid(result.details.uuid), result.details.location,
                 address.Describe());
             if (index == 0 && !first_registered) {
-              if (!options.url_file.empty()) WriteUrlFile();
               first_registered = true;
               first_outcome->Fire();
               try {

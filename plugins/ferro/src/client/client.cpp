@@ -6,14 +6,14 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
-#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "mux/connection.hpp"
 #include "proxy/splice.hpp"
 #include "session/handshake.hpp"
 #include "transport/socket_stream.hpp"
+#include "tunnelkit/stream/tls_stream.hpp"
 
 namespace tunnelkit::ferro {
 
@@ -81,6 +81,11 @@ FerroClient::FerroClient(asio::io_context& io, ClientSettings settings,
 
 FerroClient::~FerroClient() = default;
 
+std::uint64_t FerroClient::spliced_bytes() const {
+  const auto connection = connection_.lock();
+  return connection ? connection->spliced_bytes() : 0;
+}
+
 void FerroClient::Stop() {
   stopped_ = true;
   if (supervisor_) supervisor_->Stop();
@@ -127,31 +132,24 @@ asio::awaitable<std::unique_ptr<Stream>> FerroClient::Dial(std::string& reason) 
   socket.set_option(asio::socket_base::keep_alive(true), ec);
   if (!tls_) co_return std::make_unique<TcpSocketStream>(std::move(socket));
 
-  TlsSocketStream::TlsStream tls(std::move(socket), *tls_);
+  // The core TlsStream sends SNI for names and checks the certificate against the name or
+  // IP address; the context decides whether failures count (--tls-skip-verify).
   const std::string name =
       settings_.tls_server_name.empty() ? std::string(host) : settings_.tls_server_name;
-  boost::system::error_code parse_ec;
-  asio::ip::make_address(name, parse_ec);
-  if (parse_ec) SSL_set_tlsext_host_name(tls.native_handle(), name.c_str());  // SNI: names only
-  if (!settings_.tls_settings.skip_verify) {
-    tls.set_verify_callback(asio::ssl::host_name_verification(name));
-  }
+  auto tls = std::make_unique<TlsStream>(std::move(socket), *tls_, TlsStream::Role::kClient, name);
   asio::steady_timer timer(io_);
   timer.expires_after(settings_.handshake_timeout);
   timer.async_wait([&tls](const boost::system::error_code& e) {
-    if (!e) {
-      boost::system::error_code ignored;
-      tls.next_layer().close(ignored);
-    }
+    if (!e) tls->Reset();
   });
-  co_await tls.async_handshake(asio::ssl::stream_base::client,
-                               asio::redirect_error(asio::use_awaitable, ec));
+  ec = co_await tls->Handshake();
   timer.cancel();
   if (ec) {
-    reason = "TLS handshake with " + settings_.server + " failed: " + ec.message();
+    reason = "TLS handshake with " + settings_.server +
+             " failed: " + (tls->LastError().empty() ? ec.message() : tls->LastError());
     co_return nullptr;
   }
-  co_return std::make_unique<TlsSocketStream>(std::move(tls));
+  co_return tls;
 }
 
 asio::awaitable<session::SessionOutcome> FerroClient::ConnectOnce(
@@ -217,8 +215,10 @@ asio::awaitable<session::SessionOutcome> FerroClient::ConnectOnce(
   Connection::Options options;
   options.is_server = false;
   options.flow_control = flow;
+  options.kernel_splice = settings_.kernel_splice;
   auto connection =
       std::make_shared<Connection>(std::move(transport), std::move(decoder), options, logger_);
+  connection_ = connection;
   control.OnStop([connection] { connection->Close("client stopping"); });
   auto state = std::make_shared<AttemptState>(io_.get_executor());
   std::weak_ptr<FerroClient> weak = self;

@@ -38,7 +38,8 @@ struct ClientSettings {
   std::chrono::milliseconds heartbeat_interval{std::chrono::seconds(30)};
   std::chrono::milliseconds handshake_timeout{std::chrono::seconds(10)};
   session::BackoffPolicy backoff;
-  bool flow_control = true;  // advertise "tk-flow"
+  bool flow_control = true;   // advertise "tk-flow"
+  bool kernel_splice = true;  // plain TCP: move bulk payloads with splice(2) (KernelPipe)
 };
 
 // How a stream reaches the origin. The default dials origin_host:origin_port and splices.
@@ -61,6 +62,8 @@ class FerroClient : public std::enable_shared_from_this<FerroClient> {
   // version refused) or the retry budget is spent.
   boost::asio::awaitable<session::SupervisorResult> Run();
   void Stop();
+  // Payload bytes the current connection moved without copying them (kernel path).
+  std::uint64_t spliced_bytes() const;
 
  private:
   boost::asio::awaitable<session::SessionOutcome> ConnectOnce(session::SessionControl& control);
@@ -74,6 +77,7 @@ class FerroClient : public std::enable_shared_from_this<FerroClient> {
   std::shared_ptr<boost::asio::ssl::context> tls_;
   StreamServer stream_server_;
   std::unique_ptr<session::Supervisor> supervisor_;
+  std::weak_ptr<Connection> connection_;
   bool stopped_ = false;
 };
 

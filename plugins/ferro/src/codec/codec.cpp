@@ -423,12 +423,46 @@ DecodeResult DecodeFrame(const std::uint8_t* data, std::size_t size, Frame& out,
 
 void FrameDecoder::Feed(const std::uint8_t* data, std::size_t size) {
   if (!error_.empty() || size == 0) return;
+  std::memcpy(Prepare(size).data(), data, size);
+  Commit(size);
+}
+
+std::span<std::uint8_t> FrameDecoder::Prepare(std::size_t size) {
   // Compact before growing so the buffer stays about one frame large.
   if (start_ > 0 && (start_ == buffer_.size() || start_ >= buffer_.size() / 2)) {
     buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(start_));
     start_ = 0;
   }
-  buffer_.insert(buffer_.end(), data, data + size);
+  const std::size_t used = buffer_.size();
+  buffer_.resize(used + size);  // not zeroed (UninitializedAllocator)
+  prepared_ = used;
+  return {buffer_.data() + used, size};
+}
+
+void FrameDecoder::Commit(std::size_t size) {
+  buffer_.resize(prepared_ + std::min(size, buffer_.size() - prepared_));
+  if (!error_.empty()) buffer_.resize(prepared_);
+}
+
+std::optional<DataFrameStart> FrameDecoder::PeekDataFrame() const {
+  if (!error_.empty() || buffered() < kDataFrameHeaderSize) return std::nullopt;
+  const std::uint8_t* p = buffer_.data() + start_;
+  const std::uint32_t length = LoadBigEndian32(p);
+  if (p[4] != kFrameTypeData || length < 6 || length > max_frame_size_) return std::nullopt;
+  DataFrameStart start;
+  start.stream_id = LoadBigEndian32(p + kFrameHeaderSize);
+  start.payload_size = length - 6;
+  start.payload_buffered = std::min(start.payload_size, buffered() - kDataFrameHeaderSize);
+  start.payload = p + kDataFrameHeaderSize;
+  return start;
+}
+
+void FrameDecoder::Discard(std::size_t size) {
+  start_ += std::min(size, buffered());
+  if (start_ == buffer_.size()) {
+    buffer_.clear();
+    start_ = 0;
+  }
 }
 
 DecodeStatus FrameDecoder::Next(Frame& out) {

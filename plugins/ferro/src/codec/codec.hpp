@@ -6,6 +6,8 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <string>
 
 #include "codec/frame.hpp"
@@ -76,20 +78,40 @@ bool DecodeControlPayload(const std::uint8_t* data, std::size_t size, Frame& out
 
 // Incremental decoding of a byte stream: feed what the socket delivered, then take frames
 // until kNeedMore. After kError the decoder stays failed.
+// The header of a data frame at the front of a decoder's input, once its 10 bytes are in.
+struct DataFrameStart {
+  std::uint32_t stream_id = 0;
+  std::size_t payload_size = 0;      // the whole payload
+  std::size_t payload_buffered = 0;  // how much of it the decoder holds already
+  const std::uint8_t* payload = nullptr;
+};
+
 class FrameDecoder {
  public:
   explicit FrameDecoder(std::uint32_t max_frame_size = kDefaultMaxFrameSize)
       : max_frame_size_(max_frame_size) {}
 
   void Feed(const std::uint8_t* data, std::size_t size);
+  // Room for up to `size` more input bytes, to read into directly (no copy through another
+  // buffer); Commit says how many were written.
+  std::span<std::uint8_t> Prepare(std::size_t size);
+  void Commit(std::size_t size);
   DecodeStatus Next(Frame& out);
   const std::string& error() const { return error_; }
   std::size_t buffered() const { return buffer_.size() - start_; }
 
+  // The data frame the input starts with, if its header is complete and valid (otherwise
+  // Next reports what is wrong). Lets a reader move the rest of a large payload itself.
+  std::optional<DataFrameStart> PeekDataFrame() const;
+  // Drops the first `size` input bytes (at most buffered()): the header and buffered payload
+  // of a frame whose remaining bytes the caller takes from the transport directly.
+  void Discard(std::size_t size);
+
  private:
   std::uint32_t max_frame_size_;
-  Bytes buffer_;
+  Bytes buffer_;  // not zeroed when grown (UninitializedAllocator)
   std::size_t start_ = 0;
+  std::size_t prepared_ = 0;
   std::string error_;
 };
 

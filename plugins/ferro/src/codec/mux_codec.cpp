@@ -41,8 +41,21 @@ mux::Priority ToMuxPriority(StreamPriority priority) {
   return mux::Priority::kNormal;
 }
 
-std::string FerroMuxCodec::Encode(const mux::Frame& frame, std::vector<std::uint8_t>& out) {
+namespace {
+
+// EncodeFrame into the multiplexer's buffer type.
+std::string AppendFrame(const Frame& frame, std::vector<std::uint8_t>& out,
+                        std::uint32_t max_frame_size) {
+  Bytes bytes;
   std::string error;
+  if (!EncodeFrame(frame, bytes, error, max_frame_size)) return error;
+  out.insert(out.end(), bytes.begin(), bytes.end());
+  return {};
+}
+
+}  // namespace
+
+std::string FerroMuxCodec::Encode(const mux::Frame& frame, std::vector<std::uint8_t>& out) {
   switch (frame.kind) {
     case mux::FrameKind::kData: {
       if (frame.payload.size() + 6 > max_frame_size_) return "Data payload beyond the frame limit";
@@ -59,22 +72,22 @@ std::string FerroMuxCodec::Encode(const mux::Frame& frame, std::vector<std::uint
       }
       const Frame open =
           OpenStream{frame.stream_id, protocol, {}, std::nullopt, ToFerroPriority(frame.priority)};
-      return EncodeFrame(open, out, error, max_frame_size_) ? std::string() : error;
+      return AppendFrame(open, out, max_frame_size_);
     }
     case mux::FrameKind::kClose: {
       const Frame close = CloseStream{frame.stream_id, {CloseReason::Kind::kNormal, ""}};
-      return EncodeFrame(close, out, error, max_frame_size_) ? std::string() : error;
+      return AppendFrame(close, out, max_frame_size_);
     }
     case mux::FrameKind::kReset: {
       std::string reason(frame.text().substr(0, FieldLimits::kCloseMessage));
       if (reason.empty()) reason = "reset";
       const Frame close = CloseStream{frame.stream_id, {CloseReason::Kind::kError, reason}};
-      return EncodeFrame(close, out, error, max_frame_size_) ? std::string() : error;
+      return AppendFrame(close, out, max_frame_size_);
     }
     case mux::FrameKind::kWindowUpdate: {
       if (!flow_control_) return "WindowUpdate without the tk-flow capability";
       const Frame update = WindowUpdate{frame.stream_id, frame.credit};
-      return EncodeFrame(update, out, error, max_frame_size_) ? std::string() : error;
+      return AppendFrame(update, out, max_frame_size_);
     }
     case mux::FrameKind::kControl: {
       // Already a whole ferro frame (the backend encoded it); checked so nothing malformed

@@ -8,6 +8,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include "transport/socket_stream.hpp"
 #include "tunnelkit/memory_trim.hpp"
@@ -15,6 +17,7 @@
 namespace tunnelkit::ferro {
 
 namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
 
 namespace {
 
@@ -35,6 +38,7 @@ int PriorityRank(StreamPriority p) {
 constexpr std::size_t kMaxBatchFrames = 256;
 constexpr std::size_t kMaxBatchBytes = 512 * 1024;  // bounds the joined buffer (TLS)
 constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kTlsRecordPlaintext = 16 * 1024;
 
 }  // namespace
 
@@ -61,12 +65,37 @@ std::string MuxStream::Describe() const {
   return "ferro stream " + std::to_string(id_) + " (" + std::string(ProtocolName(protocol_)) + ")";
 }
 
+void MuxStream::DropFront(std::size_t taken) {
+  inbound_bytes_ -= taken;
+  if (inbound_head_ == inbound_.size()) {
+    if (inbound_.capacity() > 16) {
+      std::vector<Bytes>().swap(inbound_);  // an idle stream keeps next to nothing
+    } else {
+      inbound_.clear();
+    }
+    inbound_head_ = 0;
+  } else if (inbound_head_ >= 64) {
+    inbound_.erase(inbound_.begin(), inbound_.begin() + static_cast<std::ptrdiff_t>(inbound_head_));
+    inbound_head_ = 0;
+  }
+  Consumed(taken);
+}
+
+std::optional<IoResult> MuxStream::EndOfInput() const {
+  if (reset_) return IoResult{asio::error::connection_reset, 0};
+  if (remote_finished_) {
+    if (!remote_error_.empty()) return IoResult{asio::error::connection_reset, 0};
+    return IoResult{asio::error::eof, 0};
+  }
+  return std::nullopt;
+}
+
 asio::awaitable<IoResult> MuxStream::ReadSome(asio::mutable_buffer buffer) {
   auto self = shared_from_this();
   for (;;) {
-    if (buffered() > 0) {
+    if (inbound_bytes_ > 0) {
       // Copies from the queued frames' payloads (kept as received: no joining copy).
-      const std::size_t n = std::min(buffer.size(), buffered());
+      const std::size_t n = std::min(buffer.size(), inbound_bytes_);
       auto* out = static_cast<std::uint8_t*>(buffer.data());
       std::size_t copied = 0;
       while (copied < n) {
@@ -81,46 +110,144 @@ asio::awaitable<IoResult> MuxStream::ReadSome(asio::mutable_buffer buffer) {
           inbound_offset_ = 0;
         }
       }
-      inbound_bytes_ -= n;
-      if (inbound_head_ == inbound_.size()) {
-        if (inbound_.capacity() > 16) {
-          std::vector<Bytes>().swap(inbound_);  // an idle stream keeps next to nothing
-        } else {
-          inbound_.clear();
-        }
-        inbound_head_ = 0;
-      } else if (inbound_head_ >= 64) {
-        inbound_.erase(inbound_.begin(),
-                       inbound_.begin() + static_cast<std::ptrdiff_t>(inbound_head_));
-        inbound_head_ = 0;
-      }
-      drained_.Notify();
-      if (connection_->options_.flow_control && !remote_finished_ && !reset_) {
-        consumed_unannounced_ += n;
-        if (consumed_unannounced_ >= recv_window_ / 2) {
-          // The reader keeps up (little left buffered): the sender is held back by credit, so
-          // grant more than was consumed, doubling the window up to the connection's maximum.
-          // Credit in flight is what bounds one stream's throughput (window / loop delay).
-          std::uint64_t extra = 0;
-          const auto max_window = connection_->options_.max_stream_window;
-          if (recv_window_ < max_window && buffered() < recv_window_ / 4) {
-            extra = std::min<std::uint64_t>(recv_window_, max_window - recv_window_);
-            recv_window_ += extra;
-          }
-          connection_->Send(
-              WindowUpdate{id_, static_cast<std::uint32_t>(consumed_unannounced_ + extra)},
-              StreamPriority::kCritical);
-          consumed_unannounced_ = 0;
-        }
-      }
+      DropFront(n);
       co_return IoResult{{}, n};
     }
-    if (reset_) co_return IoResult{asio::error::connection_reset, 0};
-    if (remote_finished_) {
-      if (!remote_error_.empty()) co_return IoResult{asio::error::connection_reset, 0};
-      co_return IoResult{asio::error::eof, 0};
-    }
+    if (auto end = EndOfInput()) co_return *end;
     if (buffer.size() == 0) co_return IoResult{};
+    co_await readable_.Wait();
+  }
+}
+
+asio::awaitable<IoResult> MuxStream::ReadPiece(Bytes& piece) {
+  auto self = shared_from_this();
+  for (;;) {
+    if (inbound_bytes_ > 0) {
+      Bytes& front = inbound_[inbound_head_];
+      if (inbound_offset_ == 0) {
+        piece = std::move(front);
+      } else {
+        piece.assign(front.begin() + static_cast<std::ptrdiff_t>(inbound_offset_), front.end());
+      }
+      Bytes().swap(front);
+      ++inbound_head_;
+      inbound_offset_ = 0;
+      DropFront(piece.size());
+      co_return IoResult{{}, piece.size()};
+    }
+    if (auto end = EndOfInput()) co_return *end;
+    co_await readable_.Wait();
+  }
+}
+
+asio::awaitable<IoResult> MuxStream::WriteFrame(Bytes&& frame) {
+  auto self = shared_from_this();
+  const std::size_t size = frame.size() - kDataFrameHeaderSize;
+  const bool flow = connection_->options_.flow_control;
+  if (size > kMaxDataChunk || (flow && send_credit_ < size)) {
+    // Beyond one frame, or more than the credit: split (and wait) as Write does.
+    co_return co_await Write(asio::buffer(frame.data() + kDataFrameHeaderSize, size));
+  }
+  if (reset_ || connection_->closed_) co_return IoResult{asio::error::broken_pipe, 0};
+  if (local_finished_) co_return IoResult{asio::error::shut_down, 0};
+  if (flow) send_credit_ -= size;
+  const auto header = EncodeDataHeader(id_, size);
+  std::memcpy(frame.data(), header.data(), header.size());
+  connection_->Enqueue(priority_, std::move(frame));
+  bytes_moved_ += size;
+  while (connection_->queued_bytes_ > Connection::kMaxQueuedBytes && !connection_->closed_) {
+    co_await connection_->space_.Wait();
+  }
+  co_return IoResult{{}, size};
+}
+
+void MuxStream::Consumed(std::size_t n) {
+  drained_.Notify();
+  if (!connection_->options_.flow_control || remote_finished_ || reset_) return;
+  consumed_unannounced_ += n;
+  if (consumed_unannounced_ < recv_window_ / 2) return;
+  // The reader keeps up (little left buffered): the sender is held back by credit, so grant
+  // more than was consumed, doubling the window up to the connection's maximum (a sink's pipe
+  // bounds it lower). Credit in flight is what bounds one stream's throughput (window / loop
+  // delay).
+  std::uint64_t extra = 0;
+  std::uint64_t max_window = connection_->options_.max_stream_window;
+  if (sink_) max_window = std::min<std::uint64_t>(max_window, Connection::kSinkWindow);
+  if (recv_window_ < max_window && buffered() < recv_window_ / 4) {
+    extra = std::min<std::uint64_t>(recv_window_, max_window - recv_window_);
+    recv_window_ += extra;
+  }
+  connection_->Send(WindowUpdate{id_, static_cast<std::uint32_t>(consumed_unannounced_ + extra)},
+                    StreamPriority::kCritical);
+  consumed_unannounced_ = 0;
+}
+
+bool MuxStream::can_splice() const {
+  return connection_->can_splice();
+}
+
+asio::awaitable<IoResult> MuxStream::SpliceFrom(tcp::socket& socket,
+                                                std::shared_ptr<KernelPipe> pipe) {
+  auto self = shared_from_this();
+  for (;;) {
+    if (reset_ || connection_->closed_) co_return IoResult{asio::error::broken_pipe, 0};
+    if (local_finished_) co_return IoResult{asio::error::shut_down, 0};
+    std::size_t chunk = Connection::kMaxSpliceChunk;
+    if (connection_->options_.flow_control) {
+      if (send_credit_ == 0) {
+        co_await credit_.Wait();
+        continue;
+      }
+      chunk = std::min<std::size_t>(chunk, send_credit_);
+    }
+    const KernelPipe::Move m = pipe->FillFrom(socket.native_handle(), chunk);
+    if (m.status == KernelPipe::Status::kEnd) co_return IoResult{asio::error::eof, 0};
+    if (m.status == KernelPipe::Status::kError) {
+      co_return IoResult{boost::system::error_code(m.error, boost::system::system_category()), 0};
+    }
+    if (m.status == KernelPipe::Status::kWouldBlock) {
+      boost::system::error_code ec;
+      co_await socket.async_wait(tcp::socket::wait_read,
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return IoResult{ec, 0};
+      continue;
+    }
+    if (connection_->options_.flow_control) send_credit_ -= m.bytes;
+    bytes_moved_ += m.bytes;
+    if (!co_await connection_->SendFromPipe(id_, priority_, pipe, m.bytes)) {
+      co_return IoResult{asio::error::broken_pipe, 0};
+    }
+    co_return IoResult{{}, m.bytes};
+  }
+}
+
+bool MuxStream::AttachSink(std::shared_ptr<KernelPipe> pipe) {
+  if (!can_splice() || sink_ || inbound_bytes_ > 0 || reset_ || remote_finished_) return false;
+  // The peer may send up to the window unread: the pipe must hold it.
+  if (connection_->options_.flow_control && recv_window_ > pipe->capacity() / 2) return false;
+  sink_ = std::move(pipe);
+  return true;
+}
+
+asio::awaitable<IoResult> MuxStream::SpliceTo(tcp::socket& socket) {
+  auto self = shared_from_this();
+  for (;;) {
+    if (sink_ && sink_->size() > 0 && !reset_) {
+      const KernelPipe::Move m = sink_->DrainTo(socket.native_handle(), sink_->size());
+      if (m.status == KernelPipe::Status::kMoved) {
+        Consumed(m.bytes);
+        co_return IoResult{{}, m.bytes};
+      }
+      if (m.status == KernelPipe::Status::kError) {
+        co_return IoResult{boost::system::error_code(m.error, boost::system::system_category()), 0};
+      }
+      boost::system::error_code ec;
+      co_await socket.async_wait(tcp::socket::wait_write,
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return IoResult{ec, 0};
+      continue;
+    }
+    if (auto end = EndOfInput()) co_return *end;
     co_await readable_.Wait();
   }
 }
@@ -177,9 +304,15 @@ void MuxStream::Reset() {
     connection_->Send(CloseStream{id_, {CloseReason::Kind::kError, "reset"}}, priority_);
   }
   connection_->Forget(id_);
+  if (sink_) sink_->Cancel();  // the read loop may wait for room in it
   readable_.Notify();
   drained_.Notify();
   credit_.Notify();
+}
+
+void MuxStream::OnSinkData(std::size_t n) {
+  bytes_moved_ += n;
+  readable_.Notify();
 }
 
 void MuxStream::OnData(Bytes&& data) {
@@ -210,6 +343,7 @@ void MuxStream::OnWindowUpdate(std::uint32_t increment) {
 
 void MuxStream::OnConnectionClosed() {
   reset_ = true;
+  if (sink_) sink_->Cancel();
   readable_.Notify();
   drained_.Notify();
   credit_.Notify();
@@ -228,7 +362,9 @@ Connection::Connection(std::unique_ptr<Stream> transport, FrameDecoder decoder, 
       next_id_(options.is_server ? 2 : 1),
       writer_wake_(executor_),
       space_(executor_),
-      last_received_(std::chrono::steady_clock::now()) {}
+      last_received_(std::chrono::steady_clock::now()) {
+  if (options_.kernel_splice) tcp_ = dynamic_cast<TcpSocketStream*>(transport_.get());
+}
 
 Connection::~Connection() = default;
 
@@ -307,6 +443,7 @@ void Connection::Close(const std::string& reason) {
   auto streams = std::move(streams_);
   streams_.clear();
   for (auto& [id, stream] : streams) stream->OnConnectionClosed();
+  for (auto& frame : queue_) Finish(frame);
   queue_.clear();
   queued_bytes_ = 0;
   transport_->Reset();
@@ -321,13 +458,58 @@ void Connection::Close(const std::string& reason) {
   on_control_ = nullptr;
 }
 
+void Connection::Finish(Outbound& frame) {
+  if (frame.ticket && !frame.ticket->done) {
+    frame.ticket->done = true;
+    frame.ticket->wake.Notify();
+  }
+}
+
+asio::awaitable<bool> Connection::SendFromPipe(std::uint32_t id, StreamPriority priority,
+                                               std::shared_ptr<KernelPipe> pipe, std::size_t size) {
+  if (closed_) co_return false;
+  auto ticket = std::make_shared<SpliceTicket>(executor_);
+  const auto header = EncodeDataHeader(id, size);
+  queued_bytes_ += header.size();
+  queue_.push_back(
+      Outbound{priority, Bytes(header.begin(), header.end()), std::move(pipe), size, ticket});
+  writer_wake_.Notify();
+  while (!ticket->done && !closed_) co_await ticket->wake.Wait();
+  co_return !closed_;
+}
+
+asio::awaitable<bool> Connection::DrainPipe(KernelPipe& pipe, std::size_t size) {
+  while (size > 0) {
+    const KernelPipe::Move m = pipe.DrainTo(tcp_->socket().native_handle(), size);
+    if (m.status == KernelPipe::Status::kMoved) {
+      size -= m.bytes;
+      spliced_bytes_ += m.bytes;
+      continue;
+    }
+    if (m.status != KernelPipe::Status::kWouldBlock) {
+      Close("write failed: " + std::string(m.error ? std::strerror(m.error) : "pipe ended"));
+      co_return false;
+    }
+    boost::system::error_code ec;
+    co_await tcp_->socket().async_wait(tcp::socket::wait_write,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+    if (closed_) co_return false;
+    if (ec) {
+      Close("write failed: " + ec.message());
+      co_return false;
+    }
+  }
+  co_return true;
+}
+
 asio::awaitable<void> Connection::WriteLoop() {
   auto self = shared_from_this();
   std::vector<Outbound> batch;
   std::vector<asio::const_buffer> gather;
   Bytes joined;
-  // Plain TCP: one gathered write of the frames as they are. TLS: joined into one buffer so
-  // that records are full-sized (a record per small frame would cost more than the copy).
+  // Plain TCP: one gathered write of the frames as they are (a spliced frame's payload follows
+  // its header from the pipe). TLS: small frames joined into one buffer so that records are
+  // full-sized (a record per small frame would cost more than the copy).
   auto* tcp = dynamic_cast<TcpSocketStream*>(transport_.get());
   while (!closed_) {
     if (queue_.empty()) {
@@ -345,22 +527,45 @@ asio::awaitable<void> Connection::WriteLoop() {
     std::stable_sort(batch.begin(), batch.end(), [](const Outbound& a, const Outbound& b) {
       return PriorityRank(a.priority) < PriorityRank(b.priority);
     });
-    IoResult r;
+    boost::system::error_code ec;
     if (tcp) {
       gather.clear();
-      for (auto& frame : batch) gather.push_back(asio::buffer(frame.bytes));
-      r = co_await tcp->WriteGather(gather);
+      for (auto& frame : batch) {
+        gather.push_back(asio::buffer(frame.bytes));
+        if (!frame.pipe) continue;
+        ec = (co_await tcp->WriteGather(gather)).ec;
+        gather.clear();
+        if (ec || closed_ || !co_await DrainPipe(*frame.pipe, frame.pipe_bytes)) break;
+        Finish(frame);
+      }
+      if (!gather.empty() && !ec && !closed_) ec = (co_await tcp->WriteGather(gather)).ec;
     } else {
+      // Small frames joined (one record for many); a frame of a record or more goes as it is.
       joined.clear();
-      for (auto& frame : batch) joined.insert(joined.end(), frame.bytes.begin(), frame.bytes.end());
-      r = co_await transport_->Write(asio::buffer(joined));
+      for (auto& frame : batch) {
+        if (frame.bytes.size() < kTlsRecordPlaintext) {
+          joined.insert(joined.end(), frame.bytes.begin(), frame.bytes.end());
+          continue;
+        }
+        if (!joined.empty()) {
+          ec = (co_await transport_->Write(asio::buffer(joined))).ec;
+          joined.clear();
+          if (ec || closed_) break;
+        }
+        ec = (co_await transport_->Write(asio::buffer(frame.bytes))).ec;
+        if (ec || closed_) break;
+      }
+      if (!joined.empty() && !ec && !closed_) {
+        ec = (co_await transport_->Write(asio::buffer(joined))).ec;
+      }
     }
+    for (auto& frame : batch) Finish(frame);
     if (closed_) break;
     batch.clear();  // frees the frames' memory now, not at the next batch
     queued_bytes_ -= std::min(queued_bytes_, size);
     space_.Notify();
-    if (r.ec) {
-      Close("write failed: " + r.ec.message());
+    if (ec) {
+      Close("write failed: " + ec.message());
       break;
     }
   }
@@ -368,12 +573,27 @@ asio::awaitable<void> Connection::WriteLoop() {
 
 asio::awaitable<void> Connection::ReadLoop() {
   auto self = shared_from_this();
-  std::vector<std::uint8_t> buffer(kReadChunk);
   // Frames the handshake reader left in the decoder come first.
   for (;;) {
     Frame frame;
-    DecodeStatus status;
-    while (!closed_ && (status = decoder_.Next(frame)) == DecodeStatus::kFrame) {
+    DecodeStatus status = DecodeStatus::kNeedMore;
+    while (!closed_) {
+      // The rest of a large payload goes from the transport straight to where it is read, not
+      // through the decoder: into the stream's pipe on the kernel path, else into its own buffer.
+      const auto start = decoder_.PeekDataFrame();
+      if (start && start->payload_size - start->payload_buffered >= kMinDirectPayload) {
+        auto it = streams_.find(start->stream_id);
+        if (it != streams_.end() && !it->second->reset_ && !it->second->remote_finished_) {
+          last_received_ = std::chrono::steady_clock::now();
+          if (tcp_ && it->second->sink_) {
+            co_await SpliceInbound(it->second, *start);
+          } else {
+            co_await ReadPayloadDirect(it->second, *start);
+          }
+          continue;
+        }
+      }
+      if ((status = decoder_.Next(frame)) != DecodeStatus::kFrame) break;
       last_received_ = std::chrono::steady_clock::now();
       co_await Dispatch(std::move(frame));
     }
@@ -382,14 +602,138 @@ asio::awaitable<void> Connection::ReadLoop() {
       Close("malformed frame: " + decoder_.error());
       co_return;
     }
-    IoResult r = co_await transport_->ReadSome(asio::buffer(buffer));
+    // Right after a spliced payload, read the next header alone: a full-sized read would pull
+    // the start of the next payload through memory.
+    std::size_t want = kReadChunk;
+    if (header_sized_read_ && decoder_.buffered() < kDataFrameHeaderSize) {
+      want = kDataFrameHeaderSize - decoder_.buffered();
+    }
+    header_sized_read_ = false;
+    const auto room = decoder_.Prepare(want);
+    IoResult r = co_await transport_->ReadSome(asio::buffer(room.data(), room.size()));
+    decoder_.Commit(r.ec ? 0 : r.bytes);
     if (closed_) co_return;
     if (r.ec) {
       Close(r.ec == asio::error::eof ? "peer closed the connection"
                                      : "read failed: " + r.ec.message());
       co_return;
     }
-    decoder_.Feed(buffer.data(), r.bytes);
+  }
+}
+
+bool Connection::WithinWindow(const MuxStream& stream, std::size_t size) {
+  if (!options_.flow_control || stream.buffered() + size <= stream.recv_window_) return true;
+  Close("protocol violation: stream " + std::to_string(stream.id()) +
+        " exceeded its flow-control window");
+  return false;
+}
+
+asio::awaitable<void> Connection::Deliver(std::shared_ptr<MuxStream> stream, Bytes&& payload) {
+  if (stream->sink_) {
+    if (!stream->remote_finished_) co_await WriteToSink(*stream, payload.data(), payload.size());
+    co_return;
+  }
+  stream->OnData(std::move(payload));
+  // Plain FerroTunnel backpressure: wait until this stream's reader catches up.
+  while (!options_.flow_control && !closed_ && !stream->reset_ &&
+         stream->buffered() > kPlainStreamBuffer) {
+    co_await stream->drained_.Wait();
+  }
+}
+
+asio::awaitable<void> Connection::ReadPayloadDirect(std::shared_ptr<MuxStream> stream,
+                                                    DataFrameStart start) {
+  if (!WithinWindow(*stream, start.payload_size)) co_return;
+  Bytes payload(start.payload_size);  // not zeroed
+  std::memcpy(payload.data(), start.payload, start.payload_buffered);
+  decoder_.Discard(kDataFrameHeaderSize + start.payload_buffered);
+  std::size_t have = start.payload_buffered;
+  while (have < payload.size()) {
+    IoResult r =
+        co_await transport_->ReadSome(asio::buffer(payload.data() + have, payload.size() - have));
+    if (closed_) co_return;
+    if (r.ec) {
+      Close(r.ec == asio::error::eof ? "peer closed the connection"
+                                     : "read failed: " + r.ec.message());
+      co_return;
+    }
+    have += r.bytes;
+  }
+  header_sized_read_ = true;
+  co_await Deliver(std::move(stream), std::move(payload));
+}
+
+asio::awaitable<void> Connection::SpliceInbound(std::shared_ptr<MuxStream> stream,
+                                                DataFrameStart start) {
+  if (!WithinWindow(*stream, start.payload_size)) co_return;
+  // What the decoder holds of the payload goes in from memory, the rest from the socket.
+  co_await WriteToSink(*stream, start.payload, start.payload_buffered);
+  decoder_.Discard(kDataFrameHeaderSize + start.payload_buffered);
+  std::size_t left = start.payload_size - start.payload_buffered;
+  const int fd = tcp_->socket().native_handle();
+  while (left > 0 && !closed_) {
+    if (stream->reset_) {
+      // Nobody reads this stream any more: the payload is read and dropped.
+      const auto room = decoder_.Prepare(std::min(left, kReadChunk));
+      IoResult r = co_await transport_->ReadSome(asio::buffer(room.data(), room.size()));
+      decoder_.Commit(r.ec ? 0 : r.bytes);
+      if (closed_) co_return;
+      if (r.ec) {
+        Close(r.ec == asio::error::eof ? "peer closed the connection"
+                                       : "read failed: " + r.ec.message());
+        co_return;
+      }
+      decoder_.Discard(r.bytes);
+      left -= r.bytes;
+      continue;
+    }
+    KernelPipe& sink = *stream->sink_;
+    const KernelPipe::Move m = sink.FillFrom(fd, left);
+    if (m.status == KernelPipe::Status::kMoved) {
+      left -= m.bytes;
+      spliced_bytes_ += m.bytes;
+      stream->OnSinkData(m.bytes);
+      continue;
+    }
+    if (m.status == KernelPipe::Status::kEnd) {
+      Close("peer closed the connection");
+      co_return;
+    }
+    if (m.status == KernelPipe::Status::kError) {
+      Close("read failed: " + std::string(std::strerror(m.error)));
+      co_return;
+    }
+    // Would block: the pipe is full (this stream's reader is behind) or the socket is empty.
+    if (sink.Full()) {
+      co_await sink.WaitWritable();
+      continue;
+    }
+    boost::system::error_code ec;
+    co_await tcp_->socket().async_wait(tcp::socket::wait_read,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+    if (closed_) co_return;
+    if (ec) {
+      Close("read failed: " + ec.message());
+      co_return;
+    }
+  }
+  header_sized_read_ = true;
+}
+
+asio::awaitable<void> Connection::WriteToSink(MuxStream& stream, const std::uint8_t* data,
+                                              std::size_t size) {
+  while (size > 0 && !closed_ && !stream.reset_) {
+    const KernelPipe::Move m = stream.sink_->Write(data, size);
+    if (m.status == KernelPipe::Status::kMoved) {
+      data += m.bytes;
+      size -= m.bytes;
+      stream.OnSinkData(m.bytes);
+    } else if (m.status == KernelPipe::Status::kWouldBlock) {
+      co_await stream.sink_->WaitWritable();
+    } else {
+      logger_->warn("{}: pipe write failed: {}", stream.Describe(), std::strerror(m.error));
+      stream.Reset();
+    }
   }
 }
 
@@ -398,19 +742,9 @@ asio::awaitable<void> Connection::Dispatch(Frame&& frame) {
     auto it = streams_.find(data->stream_id);
     if (it == streams_.end()) co_return;  // unknown or finished stream: dropped, as upstream
     auto stream = it->second;
-    if (options_.flow_control && stream->buffered() + data->data.size() > stream->recv_window_) {
-      Close("protocol violation: stream " + std::to_string(data->stream_id) +
-            " exceeded its flow-control window");
-      co_return;
-    }
-    const bool eos = data->end_of_stream;
-    stream->OnData(std::move(data->data));
-    (void)eos;  // upstream never sets it and ignores it; CloseStream ends a stream
-    // Plain FerroTunnel backpressure: wait until this stream's reader catches up.
-    while (!options_.flow_control && !closed_ && !stream->reset_ &&
-           stream->buffered() > kPlainStreamBuffer) {
-      co_await stream->drained_.Wait();
-    }
+    if (!WithinWindow(*stream, data->data.size())) co_return;
+    // Upstream never sets end_of_stream and ignores it; CloseStream ends a stream.
+    co_await Deliver(std::move(stream), std::move(data->data));
     co_return;
   }
   if (auto* open = std::get_if<OpenStream>(&frame)) {

@@ -11,6 +11,9 @@
 //   kPlainStreamBuffer unread bytes stalls the read loop (head-of-line, then TCP pushes back).
 //   With "tk-flow" negotiated, every stream has a credit window in each direction, replenished
 //   by WindowUpdate frames as the reader consumes, so a slow reader stalls only its stream.
+// - kernel path: over plain TCP, a stream spliced to a TCP socket moves its payloads through
+//   KernelPipes (SpliceFrom / AttachSink + SpliceTo): the frame headers are written and read
+//   by this process, the payload bytes never leave the kernel. Same bytes on the wire.
 #pragma once
 
 #include <chrono>
@@ -19,13 +22,16 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
 
 #include "codec/codec.hpp"
+#include "mux/kernel_pipe.hpp"
 #include "mux/notifier.hpp"
 #include "tunnelkit/stream.hpp"
 
@@ -36,6 +42,7 @@ class logger;
 namespace tunnelkit::ferro {
 
 class Connection;
+class TcpSocketStream;
 
 class MuxStream final : public Stream, public std::enable_shared_from_this<MuxStream> {
  public:
@@ -49,6 +56,13 @@ class MuxStream final : public Stream, public std::enable_shared_from_this<MuxSt
   void Reset() override;
   std::string Describe() const override;
 
+  // The next received payload as it arrived (moved out, not copied), for a reader that
+  // forwards whole pieces; ends as ReadSome does.
+  boost::asio::awaitable<IoResult> ReadPiece(Bytes& piece);
+  // Sends `frame` as one data frame without copying it: its first kDataFrameHeaderSize bytes
+  // are room for the header, the rest the payload (at most kMaxDataChunk).
+  boost::asio::awaitable<IoResult> WriteFrame(Bytes&& frame);
+
   // Completes once ReadSome would not wait: bytes are buffered, or the stream has ended or
   // failed. Lets a reader take a buffer only when there is something to put in it.
   boost::asio::awaitable<void> WaitReadable();
@@ -56,14 +70,35 @@ class MuxStream final : public Stream, public std::enable_shared_from_this<MuxSt
   std::uint32_t id() const { return id_; }
   Protocol protocol() const { return protocol_; }
 
+  // The kernel path; only where can_splice() (the connection runs over plain TCP).
+  bool can_splice() const;
+  // Moves the bytes `socket` has now into one data frame without copying them: splices them
+  // into `pipe` (empty, this caller's), queues the frame and waits until it is written. eof
+  // once the socket's peer has finished sending.
+  boost::asio::awaitable<IoResult> SpliceFrom(boost::asio::ip::tcp::socket& socket,
+                                              std::shared_ptr<KernelPipe> pipe);
+  // From now on received payloads collect in `pipe` rather than in memory. Refused (false)
+  // while bytes are buffered, so that they stay in order: read those first.
+  bool AttachSink(std::shared_ptr<KernelPipe> pipe);
+  // Moves received bytes from the sink into `socket`: returns how many, or eof / reset as
+  // ReadSome once everything the peer sent has been moved.
+  boost::asio::awaitable<IoResult> SpliceTo(boost::asio::ip::tcp::socket& socket);
+
  private:
   friend class Connection;
+  // The reader took `n` bytes: flow-control credit goes back to the peer.
+  void Consumed(std::size_t n);
+  // After taking `taken` bytes from the front of the inbound queue.
+  void DropFront(std::size_t taken);
+  // eof / reset once nothing more will arrive, nullopt otherwise.
+  std::optional<IoResult> EndOfInput() const;
   // Called by the connection's read loop.
+  void OnSinkData(std::size_t n);
   void OnData(Bytes&& data);
   void OnClose(const CloseReason& reason);
   void OnWindowUpdate(std::uint32_t increment);
   void OnConnectionClosed();
-  std::size_t buffered() const { return inbound_bytes_; }
+  std::size_t buffered() const { return inbound_bytes_ + (sink_ ? sink_->size() : 0); }
 
   std::shared_ptr<Connection> connection_;
   std::uint32_t id_;
@@ -76,6 +111,7 @@ class MuxStream final : public Stream, public std::enable_shared_from_this<MuxSt
   std::size_t inbound_head_ = 0;
   std::size_t inbound_offset_ = 0;
   std::size_t inbound_bytes_ = 0;
+  std::shared_ptr<KernelPipe> sink_;  // received payloads, when attached (kernel path)
   bool remote_finished_ = false;
   std::string remote_error_;  // CloseStream with a reason other than Normal
   bool local_finished_ = false;
@@ -101,6 +137,7 @@ class Connection final : public std::enable_shared_from_this<Connection> {
     // stream_window; the peer only ever sends what was granted, so older peers interoperate).
     std::uint32_t max_stream_window = 4 * 1024 * 1024;
     std::size_t max_streams = 1024;  // streams the peer may have open at once
+    bool kernel_splice = true;       // use the kernel path where it applies (plain TCP)
   };
   using StreamHandler = std::function<void(std::shared_ptr<MuxStream>)>;
   using ControlHandler = std::function<void(const Frame&)>;
@@ -110,6 +147,13 @@ class Connection final : public std::enable_shared_from_this<Connection> {
   static constexpr std::size_t kMaxQueuedBytes = 8 * 1024 * 1024;
   static constexpr std::uint64_t kTrimAfterBytes = 4 * 1024 * 1024;
   static constexpr std::size_t kTrimAfterStreams = 128;
+  // Kernel path: payload per spliced frame; the least worth reading around the decoder
+  // (spliced, or read into the payload's own buffer; smaller payloads are decoded); the
+  // receive window of a stream with a sink (its pipe must hold what the peer may
+  // send, or the read loop would wait for that stream's reader).
+  static constexpr std::size_t kMaxSpliceChunk = 256 * 1024;
+  static constexpr std::size_t kMinDirectPayload = 16 * 1024;
+  static constexpr std::size_t kSinkWindow = 512 * 1024;
 
   // `decoder` carries any bytes read past the handshake.
   Connection(std::unique_ptr<Stream> transport, FrameDecoder decoder, Options options,
@@ -127,6 +171,9 @@ class Connection final : public std::enable_shared_from_this<Connection> {
   void Close(const std::string& reason);
 
   bool closed() const { return closed_; }
+  bool can_splice() const { return tcp_ != nullptr; }
+  // Payload bytes moved by the kernel path, both directions (tests, diagnostics).
+  std::uint64_t spliced_bytes() const { return spliced_bytes_; }
   std::chrono::steady_clock::time_point last_received() const { return last_received_; }
   std::size_t stream_count() const { return streams_.size(); }
   boost::asio::any_io_executor get_executor() { return executor_; }
@@ -134,11 +181,35 @@ class Connection final : public std::enable_shared_from_this<Connection> {
 
  private:
   friend class MuxStream;
+  // A spliced frame's writer is done with its pipe (written, or the connection failed).
+  struct SpliceTicket {
+    explicit SpliceTicket(const boost::asio::any_io_executor& executor) : wake(executor) {}
+    bool done = false;
+    Notifier wake;
+  };
   struct Outbound {
     StreamPriority priority;
-    Bytes bytes;
+    Bytes bytes;  // a spliced frame: its header; the payload follows from the pipe
+    std::shared_ptr<KernelPipe> pipe;
+    std::size_t pipe_bytes = 0;
+    std::shared_ptr<SpliceTicket> ticket;
   };
   boost::asio::awaitable<void> ReadLoop();
+  // Kernel path: the writer's and the reader's halves.
+  boost::asio::awaitable<bool> SendFromPipe(std::uint32_t id, StreamPriority priority,
+                                            std::shared_ptr<KernelPipe> pipe, std::size_t size);
+  boost::asio::awaitable<bool> DrainPipe(KernelPipe& pipe, std::size_t size);
+  boost::asio::awaitable<void> SpliceInbound(std::shared_ptr<MuxStream> stream,
+                                             DataFrameStart start);
+  boost::asio::awaitable<void> ReadPayloadDirect(std::shared_ptr<MuxStream> stream,
+                                                 DataFrameStart start);
+  // Hands a received payload to its stream (memory or sink), with plain-mode backpressure.
+  boost::asio::awaitable<void> Deliver(std::shared_ptr<MuxStream> stream, Bytes&& payload);
+  // False (and the connection closed) when `size` more bytes would exceed the stream's window.
+  bool WithinWindow(const MuxStream& stream, std::size_t size);
+  boost::asio::awaitable<void> WriteToSink(MuxStream& stream, const std::uint8_t* data,
+                                           std::size_t size);
+  static void Finish(Outbound& frame);
   boost::asio::awaitable<void> WriteLoop();
   boost::asio::awaitable<void> Dispatch(Frame&& frame);
   void Enqueue(StreamPriority priority, Bytes&& bytes);
@@ -148,6 +219,9 @@ class Connection final : public std::enable_shared_from_this<Connection> {
 
   boost::asio::any_io_executor executor_;
   std::unique_ptr<Stream> transport_;
+  TcpSocketStream* tcp_ = nullptr;  // the transport when it is plain TCP and splicing is on
+  std::uint64_t spliced_bytes_ = 0;
+  bool header_sized_read_ = false;  // after a spliced frame: read the next header alone
   FrameDecoder decoder_;
   Options options_;
   std::shared_ptr<spdlog::logger> logger_;

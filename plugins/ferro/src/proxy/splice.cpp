@@ -7,7 +7,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "codec/codec.hpp"
 #include "mux/connection.hpp"
+#include "mux/kernel_pipe.hpp"
 #include "mux/notifier.hpp"
 #include "transport/socket_stream.hpp"
 #include "tunnelkit/buffer_pool.hpp"
@@ -28,6 +30,7 @@ struct SpliceState {
 
 constexpr std::size_t kPumpChunk = 64 * 1024;
 constexpr std::size_t kPumpFreeChunks = 16;
+constexpr std::size_t kFirstRead = 4 * 1024;
 
 // The io thread's pool of pump buffers: a direction takes one only while it moves bytes, so
 // idle connections (most of them, with 1000s open) hold none.
@@ -48,26 +51,96 @@ asio::awaitable<void> WaitReadable(Stream& stream) {
   }
 }
 
+// The kernel path of one direction (KernelPipe): TCP socket -> stream of a plain-TCP
+// connection, or the reverse. Taken once the direction proves bulky (a full chunk in one
+// read), so the thousands of small, idle connections hold no pipes.
+class KernelRoute {
+ public:
+  KernelRoute(Stream& from, Stream& to)
+      : from_tcp_(dynamic_cast<TcpSocketStream*>(&from)),
+        to_tcp_(dynamic_cast<TcpSocketStream*>(&to)),
+        from_mux_(dynamic_cast<MuxStream*>(&from)),
+        to_mux_(dynamic_cast<MuxStream*>(&to)),
+        outbound_(from_tcp_ && to_mux_ && to_mux_->can_splice()),
+        inbound_(from_mux_ && to_tcp_ && from_mux_->can_splice()) {}
+
+  // After `moved` bytes went through a `chunk`-sized buffer.
+  void Consider(std::size_t moved, std::size_t chunk) {
+    if (pipe_ || failed_ || (!outbound_ && !inbound_) || moved < chunk) return;
+    pipe_ = KernelPipe::Create(outbound_ ? to_mux_->get_executor() : from_mux_->get_executor());
+    failed_ = pipe_ == nullptr;  // no descriptors left: keep copying
+  }
+  // True once the kernel path carries this direction (inbound: once nothing is buffered).
+  bool Active() {
+    if (!pipe_) return false;
+    if (outbound_) return true;
+    if (!attached_) attached_ = from_mux_->AttachSink(pipe_);
+    return attached_;
+  }
+  asio::awaitable<IoResult> Move() {
+    if (outbound_) co_return co_await to_mux_->SpliceFrom(from_tcp_->socket(), pipe_);
+    co_return co_await from_mux_->SpliceTo(to_tcp_->socket());
+  }
+
+ private:
+  TcpSocketStream* from_tcp_;
+  TcpSocketStream* to_tcp_;
+  MuxStream* from_mux_;
+  MuxStream* to_mux_;
+  bool outbound_;
+  bool inbound_;
+  std::shared_ptr<KernelPipe> pipe_;
+  bool attached_ = false;
+  bool failed_ = false;
+};
+
+// Moves one buffer's worth from `from` to `to` through memory. The result's error is the
+// read's eof, or any failure of either side. A ferro stream's payloads are forwarded as they
+// arrived, and bytes for one are read straight into the frame that carries them (no copy in
+// between); `next_read` grows while reads fill it, so small exchanges take small buffers.
+asio::awaitable<IoResult> CopySome(Stream& from, Stream& to, KernelRoute& route,
+                                   std::size_t& next_read) {
+  co_await WaitReadable(from);
+  if (auto* mux = dynamic_cast<MuxStream*>(&from)) {
+    Bytes piece;
+    IoResult r = co_await mux->ReadPiece(piece);
+    if (r.ec) co_return r;
+    IoResult w = co_await to.Write(asio::buffer(piece));
+    route.Consider(r.bytes, kMaxDataChunk);
+    co_return w;
+  }
+  if (auto* mux = dynamic_cast<MuxStream*>(&to)) {
+    Bytes frame(kDataFrameHeaderSize + next_read);  // not zeroed
+    IoResult r =
+        co_await from.ReadSome(asio::buffer(frame.data() + kDataFrameHeaderSize, next_read));
+    if (r.ec) co_return r;
+    const bool filled = r.bytes == next_read;
+    frame.resize(kDataFrameHeaderSize + r.bytes);
+    IoResult w = co_await mux->WriteFrame(std::move(frame));
+    route.Consider(r.bytes, kMaxDataChunk);
+    if (filled) next_read = std::min(next_read * 2, kMaxDataChunk);
+    co_return w;
+  }
+  Chunk buffer = PumpBuffers().Acquire();
+  const auto space = buffer.writable();
+  IoResult r = co_await from.ReadSome(asio::buffer(space.data(), space.size()));
+  if (r.ec) co_return r;
+  co_return co_await to.Write(asio::buffer(space.data(), r.bytes));
+}
+
 asio::awaitable<void> Pump(std::shared_ptr<Stream> from, std::shared_ptr<Stream> to,
                            std::shared_ptr<SpliceState> state, std::uint64_t* counter) {
+  KernelRoute route(*from, *to);
+  std::size_t next_read = kFirstRead;
   for (;;) {
-    co_await WaitReadable(*from);
-    Chunk buffer = PumpBuffers().Acquire();
-    const auto space = buffer.writable();
-    IoResult r = co_await from->ReadSome(asio::buffer(space.data(), space.size()));
+    IoResult r =
+        route.Active() ? co_await route.Move() : co_await CopySome(*from, *to, route, next_read);
+    *counter += r.bytes;
     if (r.ec == asio::error::eof) {
       co_await to->ShutdownWrite();
       break;
     }
     if (r.ec || state->failed) {
-      state->failed = true;
-      from->Reset();
-      to->Reset();
-      break;
-    }
-    IoResult w = co_await to->Write(asio::buffer(space.data(), r.bytes));
-    *counter += w.bytes;
-    if (w.ec) {
       state->failed = true;
       from->Reset();
       to->Reset();

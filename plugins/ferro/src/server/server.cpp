@@ -8,7 +8,6 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -17,6 +16,7 @@
 #include "server/http_head.hpp"
 #include "session/handshake.hpp"
 #include "transport/socket_stream.hpp"
+#include "tunnelkit/stream/tls_stream.hpp"
 
 namespace tunnelkit::ferro {
 
@@ -250,6 +250,14 @@ void FerroServer::Start() {
       io_, [self] { return self->SweepLoop(); }, asio::detached);
 }
 
+std::uint64_t FerroServer::spliced_bytes() const {
+  std::uint64_t total = 0;
+  for (const auto& session : sessions_) {
+    if (session->connection) total += session->connection->spliced_bytes();
+  }
+  return total;
+}
+
 void FerroServer::Stop() {
   if (stopped_) return;
   stopped_ = true;
@@ -298,23 +306,20 @@ asio::awaitable<void> FerroServer::HandleControl(tcp::socket socket) {
   const std::string peer = DescribeEndpoints(socket);
   std::unique_ptr<Stream> transport;
   if (tls_) {
-    TlsSocketStream::TlsStream tls(std::move(socket), *tls_);
+    auto tls = std::make_unique<TlsStream>(std::move(socket), *tls_, TlsStream::Role::kServer);
     asio::steady_timer timer(io_);
     timer.expires_after(settings_.handshake_timeout);
     timer.async_wait([&tls](const boost::system::error_code& e) {
-      if (!e) {
-        boost::system::error_code ignored;
-        tls.next_layer().close(ignored);
-      }
+      if (!e) tls->Reset();
     });
-    co_await tls.async_handshake(asio::ssl::stream_base::server,
-                                 asio::redirect_error(asio::use_awaitable, ec));
+    ec = co_await tls->Handshake();
     timer.cancel();
     if (ec) {
-      logger_->warn("TLS handshake with {} failed: {}", peer, ec.message());
+      logger_->warn("TLS handshake with {} failed: {}", peer,
+                    tls->LastError().empty() ? ec.message() : tls->LastError());
       co_return;
     }
-    transport = std::make_unique<TlsSocketStream>(std::move(tls));
+    transport = std::move(tls);
   } else {
     transport = std::make_unique<TcpSocketStream>(std::move(socket));
   }
@@ -382,6 +387,7 @@ asio::awaitable<void> FerroServer::HandleControl(tcp::socket socket) {
   Connection::Options options;
   options.is_server = true;
   options.flow_control = flow;
+  options.kernel_splice = settings_.kernel_splice;
   auto connection =
       std::make_shared<Connection>(std::move(transport), std::move(decoder), options, logger_);
   session->connection = connection;

@@ -35,6 +35,7 @@ struct ServerSettings {
   std::chrono::milliseconds session_timeout{std::chrono::seconds(90)};
   std::chrono::milliseconds handshake_timeout{std::chrono::seconds(10)};
   std::chrono::milliseconds stream_open_timeout{std::chrono::seconds(10)};
+  bool kernel_splice = true;  // plain TCP: move bulk payloads with splice(2) (KernelPipe)
 };
 
 // "HOST:PORT", "[v6]:PORT" -> endpoint; throws std::invalid_argument naming the text.
@@ -56,6 +57,8 @@ class FerroServer : public std::enable_shared_from_this<FerroServer> {
   boost::asio::ip::tcp::endpoint http_endpoint() const;
   boost::asio::ip::tcp::endpoint tcp_endpoint() const;
   std::size_t session_count() const { return sessions_.size(); }
+  // Payload bytes the live sessions moved without copying them (kernel path).
+  std::uint64_t spliced_bytes() const;
 
  private:
   struct Session {

@@ -52,32 +52,4 @@ void TcpSocketStream::Reset() {
   socket_.close(ec);
 }
 
-asio::awaitable<IoResult> TlsSocketStream::ReadSome(asio::mutable_buffer buffer) {
-  IoResult r;
-  r.bytes =
-      co_await stream_.async_read_some(buffer, asio::redirect_error(asio::use_awaitable, r.ec));
-  // A peer's close_notify arrives as ssl "stream truncated"/eof: both mean end of data.
-  if (r.ec == asio::ssl::error::stream_truncated) r.ec = asio::error::eof;
-  co_return r;
-}
-
-asio::awaitable<IoResult> TlsSocketStream::Write(asio::const_buffer buffer) {
-  IoResult r;
-  r.bytes =
-      co_await asio::async_write(stream_, buffer, asio::redirect_error(asio::use_awaitable, r.ec));
-  co_return r;
-}
-
-asio::awaitable<boost::system::error_code> TlsSocketStream::ShutdownWrite() {
-  // The control connection never half-closes; a TLS close_notify would end both directions.
-  co_return asio::error::operation_not_supported;
-}
-
-void TlsSocketStream::Reset() {
-  if (reset_) return;
-  reset_ = true;
-  boost::system::error_code ec;
-  stream_.next_layer().close(ec);
-}
-
 }  // namespace tunnelkit::ferro

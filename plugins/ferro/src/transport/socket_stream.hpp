@@ -1,12 +1,11 @@
-// tunnelkit::Stream over an Asio TCP socket or a TLS stream on one, for the control connection,
-// public ingress connections and origin connections.
+// tunnelkit::Stream over an Asio TCP socket, for the plain control connection, public ingress
+// connections and origin connections (TLS: the core TlsStream).
 #pragma once
 
 #include <span>
 #include <string>
 
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 
 #include "tunnelkit/stream.hpp"
@@ -33,24 +32,6 @@ class TcpSocketStream final : public Stream {
 
  private:
   boost::asio::ip::tcp::socket socket_;
-};
-
-class TlsSocketStream final : public Stream {
- public:
-  using TlsStream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket>;
-  explicit TlsSocketStream(TlsStream stream) : stream_(std::move(stream)) {}
-
-  boost::asio::any_io_executor get_executor() override { return stream_.get_executor(); }
-  boost::asio::awaitable<IoResult> ReadSome(boost::asio::mutable_buffer buffer) override;
-  boost::asio::awaitable<IoResult> Write(boost::asio::const_buffer buffer) override;
-  // Not supported: TLS has no half-close (close_notify ends both directions).
-  boost::asio::awaitable<boost::system::error_code> ShutdownWrite() override;
-  void Reset() override;
-  std::string Describe() const override { return "tls " + DescribeEndpoints(stream_.next_layer()); }
-
- private:
-  TlsStream stream_;
-  bool reset_ = false;
 };
 
 }  // namespace tunnelkit::ferro
