@@ -25,7 +25,7 @@ using boost::system::error_code;
 
 namespace {
 
-constexpr std::size_t kSmallRead = 2 * 1024;
+constexpr std::size_t kSmallRead = 1024;
 constexpr std::size_t kPoolFree = 8;
 
 BufferPool& BigBuffers() {

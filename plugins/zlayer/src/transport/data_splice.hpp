@@ -4,7 +4,7 @@
 // space: server public socket -> data socket (we write the frame header, the kernel the
 // payload), and agent data socket -> local socket (we parse the frame header, the kernel moves
 // the payload). The masked direction (agent -> server) and wss use buffers: pooled ones while
-// bytes move, a 2 KiB one while the data stream idles.
+// bytes move, a 1 KiB one while the data stream idles.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
