@@ -8,14 +8,19 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <chrono>
 #include <random>
 
 #include "process.hpp"
 #include "test_certs.hpp"
 #include "transport/data_socket.hpp"
+#include "transport/data_splice.hpp"
 #include "transport/data_stream.hpp"
 #include "transport/front_door.hpp"
 #include "transport/ws_loop.hpp"
@@ -292,6 +297,204 @@ TEST(ZlayerDataPlane, PlainControlUpgradeIsAdoptedByLibwebsockets) {
 
 TEST(ZlayerDataPlane, TlsControlUpgradeIsRelayedToLibwebsockets) {
   ControlUpgradeReachesLibwebsockets(true);
+}
+
+// A connected loopback TCP pair: {ours, theirs}.
+asio::awaitable<std::pair<asio::ip::tcp::socket, asio::ip::tcp::socket>> TcpPair() {
+  using asio::ip::tcp;
+  auto ex = co_await asio::this_coro::executor;
+  tcp::acceptor acceptor(ex, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  tcp::socket client(ex);
+  co_await client.async_connect(acceptor.local_endpoint(), asio::use_awaitable);
+  tcp::socket server = co_await acceptor.async_accept(asio::use_awaitable);
+  co_return std::make_pair(std::move(server), std::move(client));
+}
+
+// The server's zero-copy direction writes WebSocket frame headers by hand: Beast (the agent
+// side here reads through DataStream/Beast, not the zero-copy parser) must accept every length
+// form, and the bytes and the half-close must come through; the other direction too.
+TEST(ZlayerDataSplice, ServerZeroCopyFramesAreValidWebSocket) {
+  asio::io_context io;
+  FrontDoor door(io, QuietLogger());
+  FrontDoorOptions options;
+  options.host = "127.0.0.1";
+  std::string error;
+  std::optional<asio::ip::tcp::socket> public_client;  // plays the public client
+  DataSpliceResult server_result;
+  bool server_done = false;
+  ASSERT_TRUE(door.Start(
+      options,
+      [&](std::shared_ptr<DataSocket> data) {
+        asio::co_spawn(
+            io,
+            [&, data]() -> asio::awaitable<void> {
+              auto [ours, theirs] = co_await TcpPair();
+              public_client.emplace(std::move(theirs));
+              TcpStream public_side(std::move(ours));
+              DataStream stream(data, "server side");
+              server_result = co_await SpliceData(public_side, stream, DataSide::kServer);
+              server_done = true;
+            },
+            asio::detached);
+      },
+      [](int fd, std::string, std::string) { ::close(fd); }, error))
+      << error;
+  // 0..125, 126..65535 and longer payloads (+1 kind byte), then bulk.
+  std::string upstream;
+  for (std::size_t size : {1u, 124u, 125u, 126u, 1000u, 65534u, 65535u, 65536u, 300000u}) {
+    upstream += Pattern(size, static_cast<unsigned>(size));
+  }
+  upstream += Pattern(8 << 20, 5);
+  const std::string downstream = Pattern(3 << 20, 6);
+  std::string got_up;
+  std::string got_down;
+  bool done = false;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        const WsUrl url{false, "127.0.0.1", door.port(), "/"};
+        auto data = co_await DialDataSocket(io.get_executor(), url, nullptr,
+                                            std::chrono::seconds(10), error);
+        EXPECT_TRUE(data) << error;
+        if (!data) {
+          io.stop();
+          co_return;
+        }
+        DataStream agent(data, "agent side");
+        while (!public_client) {
+          asio::steady_timer t(io, std::chrono::milliseconds(5));
+          co_await t.async_wait(asio::use_awaitable);
+        }
+        auto& pub = *public_client;
+        asio::co_spawn(
+            io,
+            [&]() -> asio::awaitable<void> {
+              // Piece by piece, so the server's splices see separate bursts of these sizes.
+              std::size_t offset = 0;
+              for (std::size_t size :
+                   {1u, 124u, 125u, 126u, 1000u, 65534u, 65535u, 65536u, 300000u}) {
+                co_await asio::async_write(pub, asio::buffer(upstream.data() + offset, size),
+                                           asio::use_awaitable);
+                offset += size;
+                asio::steady_timer t(io, std::chrono::milliseconds(20));
+                co_await t.async_wait(asio::use_awaitable);
+              }
+              co_await asio::async_write(
+                  pub, asio::buffer(upstream.data() + offset, upstream.size() - offset),
+                  asio::use_awaitable);
+              pub.shutdown(asio::ip::tcp::socket::shutdown_send);
+            },
+            asio::detached);
+        asio::co_spawn(
+            io,
+            [&]() -> asio::awaitable<void> {
+              EXPECT_FALSE((co_await agent.Write(asio::buffer(downstream))).ec);
+              EXPECT_FALSE(co_await agent.ShutdownWrite());
+            },
+            asio::detached);
+        EXPECT_TRUE(co_await ReadAll(agent, got_up));
+        std::vector<char> buf(65536);
+        for (;;) {
+          boost::system::error_code ec;
+          const auto n = co_await pub.async_read_some(
+              asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+          if (ec) {
+            EXPECT_EQ(ec, asio::error::eof);
+            break;
+          }
+          got_down.append(buf.data(), n);
+        }
+        while (!server_done) {
+          asio::steady_timer t(io, std::chrono::milliseconds(5));
+          co_await t.async_wait(asio::use_awaitable);
+        }
+        done = true;
+        io.stop();
+      },
+      asio::detached);
+  RunFor(io, std::chrono::seconds(60), done);
+  EXPECT_EQ(got_up.size(), upstream.size());
+  EXPECT_EQ(tunnelkit::test::Sha256Hex(got_up), tunnelkit::test::Sha256Hex(upstream));
+  EXPECT_EQ(tunnelkit::test::Sha256Hex(got_down), tunnelkit::test::Sha256Hex(downstream));
+  EXPECT_FALSE(server_result.totals.ec) << server_result.totals.ec.message();
+  EXPECT_TRUE(server_result.clean);
+  EXPECT_EQ(server_result.totals.a_to_b, upstream.size());
+}
+
+// The agent's zero-copy reader parses the server's frames itself: a frame it does not expect
+// (here a text frame) ends that connection with an error and resets the local side; nothing
+// else happens.
+TEST(ZlayerDataSplice, AgentZeroCopyReaderRefusesAMalformedFrame) {
+  asio::io_context io;
+  FrontDoor door(io, QuietLogger());
+  FrontDoorOptions options;
+  options.host = "127.0.0.1";
+  std::string error;
+  std::shared_ptr<DataSocket> server_data;
+  ASSERT_TRUE(door.Start(
+      options,
+      [&](std::shared_ptr<DataSocket> data) {
+        server_data = data;
+        asio::co_spawn(
+            io,
+            [data]() -> asio::awaitable<void> {
+              // One good data frame, then a text frame.
+              static constexpr std::uint8_t kFrames[] = {0x82, 0x03, 0x00, 'h', 'i',
+                                                         0x81, 0x03, 'a',  'b', 'c'};
+              co_await asio::async_write(*data->plain_socket(), asio::buffer(kFrames),
+                                         asio::use_awaitable);
+            },
+            asio::detached);
+      },
+      [](int fd, std::string, std::string) { ::close(fd); }, error))
+      << error;
+  bool done = false;
+  DataSpliceResult result;
+  std::string local_got;
+  boost::system::error_code local_end;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        const WsUrl url{false, "127.0.0.1", door.port(), "/"};
+        auto data = co_await DialDataSocket(io.get_executor(), url, nullptr,
+                                            std::chrono::seconds(10), error);
+        EXPECT_TRUE(data) << error;
+        if (!data) {
+          io.stop();
+          co_return;
+        }
+        auto [ours, theirs] = co_await TcpPair();
+        TcpStream local(std::move(ours));
+        DataStream stream(data, "agent side");
+        asio::co_spawn(
+            io,
+            [&, s = std::move(theirs)]() mutable -> asio::awaitable<void> {
+              std::array<char, 64> buf;
+              for (;;) {
+                boost::system::error_code ec;
+                const auto n = co_await s.async_read_some(
+                    asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+                if (ec) {
+                  local_end = ec;
+                  co_return;
+                }
+                local_got.append(buf.data(), n);
+              }
+            },
+            asio::detached);
+        result = co_await SpliceData(local, stream, DataSide::kAgent);
+        asio::steady_timer t(io, std::chrono::milliseconds(100));
+        co_await t.async_wait(asio::use_awaitable);
+        done = true;
+        io.stop();
+      },
+      asio::detached);
+  RunFor(io, std::chrono::seconds(20), done);
+  EXPECT_EQ(result.totals.ec, asio::error::invalid_argument) << result.totals.ec.message();
+  EXPECT_FALSE(result.clean);
+  EXPECT_EQ(local_got, "hi");
+  EXPECT_TRUE(local_end == asio::error::connection_reset || local_end == asio::error::eof)
+      << local_end.message();
 }
 
 }  // namespace
