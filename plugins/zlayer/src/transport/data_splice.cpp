@@ -213,7 +213,7 @@ asio::awaitable<error_code> ReadExact(tcp::socket& socket, std::uint8_t* out, st
 asio::awaitable<IoResult> ReceiveFramesTo(tcp::socket& ws, tcp::socket& target) {
   std::uint64_t total = 0;
   for (;;) {
-    std::array<std::uint8_t, 8> header{};
+    std::array<std::uint8_t, 9> header{};
     error_code ec = co_await ReadExact(ws, header.data(), 2);
     if (ec) co_return IoResult{ec, total};
     const bool fin = (header[0] & 0x80) != 0;
@@ -223,18 +223,18 @@ asio::awaitable<IoResult> ReceiveFramesTo(tcp::socket& ws, tcp::socket& target) 
     if (!fin || opcode != 0x2 || masked || (header[0] & 0x70) != 0) {
       co_return IoResult{asio::error::invalid_argument, total};  // close, ping, fragments...
     }
-    if (length == 126 || length == 127) {
-      const std::size_t extra = length == 126 ? 2 : 8;
-      ec = co_await ReadExact(ws, header.data(), extra);
-      if (ec) co_return IoResult{ec, total};
+    if (length == 0) continue;
+    // The extended length (if any) and the kind byte in one read.
+    const std::size_t extra = length == 126 ? 2 : length == 127 ? 8 : 0;
+    ec = co_await ReadExact(ws, header.data(), extra + 1);
+    if (ec) co_return IoResult{ec, total};
+    if (extra > 0) {
       length = 0;
       for (std::size_t i = 0; i < extra; ++i) length = (length << 8) | header[i];
+      if (length == 0) co_return IoResult{asio::error::invalid_argument, total};
     }
     if (length > kMaxDataMessage) co_return IoResult{asio::error::message_size, total};
-    if (length == 0) continue;
-    std::uint8_t kind = 0;
-    ec = co_await ReadExact(ws, &kind, 1);
-    if (ec) co_return IoResult{ec, total};
+    const std::uint8_t kind = header[extra];
     std::size_t remaining = static_cast<std::size_t>(length - 1);
     if (kind == static_cast<std::uint8_t>(codec::DataFrameKind::kFin)) {
       if (remaining != 0) co_return IoResult{asio::error::invalid_argument, total};
