@@ -1,5 +1,6 @@
 #include "transport/front_door.hpp"
 
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -68,6 +69,9 @@ bool FrontDoor::Start(const FrontDoorOptions& options, DataHandler on_data,
     }
     try {
       tls_context_ = MakeTlsServerContext({options_.tls_cert, options_.tls_key, "", {}});
+      // No TLS 1.3 session tickets: agents never resume, and each ticket costs both sides
+      // memory per connection (a parsed session) and the server a ticket encryption.
+      SSL_CTX_set_num_tickets(tls_context_->native_handle(), 0);
     } catch (const std::exception& e) {
       error = e.what();
       return false;
