@@ -5,6 +5,9 @@
 # iperf: one iperf3 stream through the TCP ingress; http: wrk, 50 connections, GET / of a small
 # page from a private nginx (as the e2e harness).
 # Writes perf.data.<role> and prints the top of `perf report --no-children` for each process.
+# With CPU_ONLY=1 it does not sample: it prints each tunnel process's CPU time (user + system)
+# per 1000 requests (http) or per GB moved (iperf), a figure that holds up on a busy machine
+# where throughput does not.
 set -euo pipefail
 build="$(cd "${1:-build}" && pwd)"
 path="${2:-ferro-plain}"
@@ -87,20 +90,37 @@ case "$path" in
 esac
 sleep 0.5
 
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+declare -A ticks_before
 perf_pids=()
 for role in "${roles[@]}"; do
-  perf record -F 999 -g -p "${role#*:}" -o "$out/perf.data.${role%%:*}" -- sleep $((seconds + 1)) \
+  ticks_before[${role%%:*}]=$(cpu_ticks "${role#*:}")
+  [[ ${CPU_ONLY:-0} == 1 ]] && continue
+  perf record -F 999 ${PERF_CALLGRAPH:--g} -p "${role#*:}" -o "$out/perf.data.${role%%:*}" -- sleep $((seconds + 1)) \
     >"$out/perf-${role%%:*}.log" 2>&1 &
   perf_pids+=($!)
 done
 sleep 0.3
 if [[ $load == iperf ]]; then
-  timeout $((seconds + 30)) iperf3 -c 127.0.0.1 -p "$tcp" -t "$seconds" --connect-timeout 20000 |
-    tail -n 4
+  report=$(timeout $((seconds + 30)) iperf3 -c 127.0.0.1 -p "$tcp" -t "$seconds" \
+    --connect-timeout 20000 -J)
+  echo "$report" | python3 -c 'import json,sys; e=json.load(sys.stdin)["end"]["sum_received"]; print("received %.2f Gbit/s" % (e["bits_per_second"]/1e9))'
+  units=$(echo "$report" | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bytes"]/1e9)')
+  unit_name="GB"
 else
-  timeout $((seconds + 30)) wrk -t 2 -c 50 -d "${seconds}s" --latency -H "Host: $host" \
-    "http://127.0.0.1:$http/" | grep -E 'Requests/sec|  50%|  99%'
+  report=$(timeout $((seconds + 30)) wrk -t 2 -c 50 -d "${seconds}s" --latency -H "Host: $host" \
+    "http://127.0.0.1:$http/")
+  echo "$report" | grep -E 'Requests/sec|  50%|  99%'
+  units=$(echo "$report" | awk '/requests in/ {print $1 / 1000}')
+  unit_name="1000 requests"
 fi
+hz=$(getconf CLK_TCK)
+for role in "${roles[@]}"; do
+  r=${role%%:*}
+  used=$(( $(cpu_ticks "${role#*:}") - ticks_before[$r] ))
+  python3 -c "print('cpu %-12s %7.1f ms per $unit_name' % ('$r', $used * 1000 / $hz / max($units, 1e-9)))"
+done
+[[ ${CPU_ONLY:-0} == 1 ]] && exit 0
 for p in "${perf_pids[@]}"; do wait "$p" || true; done
 for role in "${roles[@]}"; do
   r=${role%%:*}

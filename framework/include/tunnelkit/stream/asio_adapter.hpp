@@ -1,7 +1,9 @@
 // StreamRef: makes a tunnelkit::Stream usable where Asio/Beast expect an AsyncReadStream and
 // AsyncWriteStream (beast::http::async_read, websocket::stream<StreamRef>, asio::async_write).
 // It does not own the stream. Each operation runs as a coroutine on the stream's executor and
-// completes through the handler's associated executor, never inline.
+// completes through the handler's associated executor, never inline. A TcpStream is the
+// exception: its socket takes the operations directly (gathered writes included), since the
+// coroutine around every read and write was a sixth of a busy HTTP proxy's time.
 #pragma once
 
 #include <algorithm>
@@ -20,6 +22,7 @@
 #include <boost/beast/core/role.hpp>
 
 #include "tunnelkit/stream.hpp"
+#include "tunnelkit/stream/socket_stream.hpp"
 
 namespace tunnelkit {
 
@@ -27,13 +30,14 @@ class StreamRef {
  public:
   using executor_type = boost::asio::any_io_executor;
 
-  explicit StreamRef(Stream& stream) : stream_(&stream) {}
+  explicit StreamRef(Stream& stream) : stream_(&stream), tcp_(dynamic_cast<TcpStream*>(&stream)) {}
 
   executor_type get_executor() const { return stream_->get_executor(); }
   Stream& stream() const { return *stream_; }
 
   template <class MutableBufferSequence, class ReadToken>
   auto async_read_some(const MutableBufferSequence& buffers, ReadToken&& token) {
+    if (tcp_) return tcp_->socket().async_read_some(buffers, std::forward<ReadToken>(token));
     boost::asio::mutable_buffer first;
     for (auto it = boost::asio::buffer_sequence_begin(buffers);
          it != boost::asio::buffer_sequence_end(buffers); ++it) {
@@ -49,6 +53,7 @@ class StreamRef {
   // kGatherLimit bytes, so that a chunked body does not cost three writes per chunk.
   template <class ConstBufferSequence, class WriteToken>
   auto async_write_some(const ConstBufferSequence& buffers, WriteToken&& token) {
+    if (tcp_) return tcp_->socket().async_write_some(buffers, std::forward<WriteToken>(token));
     boost::asio::const_buffer first;
     std::size_t count = 0;
     std::size_t total = 0;
@@ -107,6 +112,7 @@ class StreamRef {
   }
 
   Stream* stream_;
+  TcpStream* tcp_;  // set when the stream is a plain TCP socket
 };
 
 // Beast closes the lowest layer on timeouts and failures through this (found by ADL).
