@@ -62,6 +62,7 @@ TunnelAgent::TunnelAgent(asio::io_context& io, AgentOptions options,
 }
 
 TunnelAgent::~TunnelAgent() {
+  *alive_ = false;
   for (auto& [raw, weak] : live_data_) {
     if (auto data = weak.lock()) data->Close();
   }
@@ -271,6 +272,7 @@ asio::awaitable<session::SessionOutcome> TunnelAgent::RunSession(session::Sessio
 
 asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> state,
                                                 codec::Connect connect) {
+  const auto alive = alive_;  // false once the agent is gone
   const auto control = state->control;
   const auto it = state->services.find(connect.service_id);
   if (it == state->services.end()) {
@@ -300,6 +302,7 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
     if (!ec) udp_socket->open(target.protocol(), ec);
     if (!ec) udp_socket->connect(target, ec);
   }
+  if (!*alive) co_return;
   if (ec) {
     log_->warn("{}: {} connection from {}: cannot reach {}: {}", options_.name, spec.name,
                connect.client_addr, local, ec.message());
@@ -310,6 +313,7 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
   std::string error;
   auto data = co_await transport::DialDataSocket(executor, options_.server, data_tls_.get(),
                                                  options_.local_connect_timeout, error);
+  if (!*alive) co_return;
   if (!data) {
     log_->warn("{}: {} connection {}: {}", options_.name, spec.name,
                connect.connection_id.ToString(), error);
@@ -319,7 +323,9 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
   }
   const auto attach =
       codec::Encode(codec::DataAttach{state->tunnel_id, connect.connection_id, state->data_secret});
-  if (!attach.ok || co_await data->WriteMessage(asio::buffer(attach.bytes))) {
+  const bool attach_failed = !attach.ok || co_await data->WriteMessage(asio::buffer(attach.bytes));
+  if (!*alive) co_return;
+  if (attach_failed) {
     SendMessage(control, codec::ConnectFail{connect.connection_id,
                                             "cannot open a data connection: attach failed"});
     co_return;
@@ -329,14 +335,13 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
               connect.connection_id.ToString(), connect.client_addr, local);
   live_data_[data.get()] = data;
   // Nothing below touches `this` after the traffic ends unless the agent still exists.
-  std::weak_ptr<bool> alive = alive_;
 
   if (tcp) {
     transport::DataStream remote(data, "zlayer data " + connect.connection_id.ToString());
     const auto spliced = co_await transport::SpliceData(*tcp, remote, transport::DataSide::kAgent);
     if (spliced.clean) co_await data->Finish();
     data->Close();
-    if (alive.lock()) live_data_.erase(data.get());
+    if (*alive) live_data_.erase(data.get());
     co_return;
   }
 
@@ -398,7 +403,7 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
   idle->cancel();
   boost::system::error_code cec;
   socket->close(cec);
-  if (alive.lock()) live_data_.erase(data.get());
+  if (*alive) live_data_.erase(data.get());
 }
 
 }  // namespace tunnelkit::zlayer

@@ -111,6 +111,7 @@ TunnelServer::TunnelServer(asio::io_context& io, ServerOptions options,
 }
 
 TunnelServer::~TunnelServer() {
+  *alive_ = false;
   front_door_.Stop();
   for (auto& [raw, weak] : live_data_) {
     if (auto data = weak.lock()) data->Close();
@@ -504,12 +505,14 @@ asio::awaitable<void> TunnelServer::ReceiveUdp(std::shared_ptr<Service> service)
 }
 
 asio::awaitable<void> TunnelServer::HandleData(std::shared_ptr<transport::DataSocket> data) {
+  const auto alive = alive_;
   live_data_[data.get()] = data;
   // The first message must be DataAttach, within auth_timeout.
   Deadline deadline(io_.get_executor());
   deadline.Arm(options_.auth_timeout, [data] { data->Close(); });
   boost::system::error_code ec;
   auto first = co_await transport::ReadDataMessage(*data, 1024, ec);
+  if (!*alive) co_return;
   const bool timed_out = deadline.fired();
   deadline.Cancel();
   std::optional<codec::DataAttach> attach;
@@ -529,7 +532,7 @@ asio::awaitable<void> TunnelServer::HandleData(std::shared_ptr<transport::DataSo
   }
   if (attach) co_await RunData(data, *attach);
   data->Close();
-  live_data_.erase(data.get());
+  if (*alive) live_data_.erase(data.get());
 }
 
 asio::awaitable<void> TunnelServer::RunData(std::shared_ptr<transport::DataSocket> data,
@@ -558,10 +561,12 @@ asio::awaitable<void> TunnelServer::RunData(std::shared_ptr<transport::DataSocke
   if (pending->socket) {
     TcpStream public_side(std::move(*pending->socket));
     transport::DataStream agent_side(data, "zlayer data " + attach.connection_id.ToString());
+    const auto alive = alive_;
     const auto spliced =
         co_await transport::SpliceData(public_side, agent_side, transport::DataSide::kServer);
     const auto& result = spliced.totals;
     if (spliced.clean) co_await data->Finish();
+    if (!*alive) co_return;
     log_->debug("tunnel {}: connection {} done ({} bytes in, {} out{}{})", tunnel->id.ToString(),
                 attach.connection_id.ToString(), result.a_to_b, result.b_to_a,
                 result.ec ? ", " : "", result.ec ? result.ec.message() : "");
@@ -572,6 +577,7 @@ asio::awaitable<void> TunnelServer::RunData(std::shared_ptr<transport::DataSocke
 
 asio::awaitable<void> TunnelServer::ServeUdpFlow(std::shared_ptr<UdpFlow> flow,
                                                  std::shared_ptr<transport::DataSocket> data) {
+  const auto alive = alive_;
   auto service = flow->service.lock();
   if (!service || service->closed) co_return;
   static constexpr std::uint8_t kDatagram[1] = {
@@ -583,6 +589,7 @@ asio::awaitable<void> TunnelServer::ServeUdpFlow(std::shared_ptr<UdpFlow> flow,
     flow->queued.pop_front();
     if (co_await data->WriteMessage(asio::buffer(kDatagram), asio::buffer(datagram))) co_return;
   }
+  if (!*alive) co_return;
   flow->data = data;
   // Idle expiry: nothing either way for udp_idle_timeout ends the flow.
   auto watchdog = std::make_shared<asio::steady_timer>(io_);
@@ -605,6 +612,7 @@ asio::awaitable<void> TunnelServer::ServeUdpFlow(std::shared_ptr<UdpFlow> flow,
   boost::system::error_code ec;
   while (auto message =
              co_await transport::ReadDataMessage(*data, transport::kMaxDataMessage, ec)) {
+    if (!*alive) break;
     const auto frame = codec::DecodeDataFrame(*message);
     if (!frame.ok || frame.frame.kind != codec::DataFrameKind::kDatagram) {
       log_->warn("udp flow {}: bad frame from the agent; closing", flow->connection_id.ToString());

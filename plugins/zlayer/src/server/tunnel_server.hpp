@@ -90,6 +90,9 @@ class TunnelServer {
   transport::FrontDoor front_door_;
   // Live data sockets, closed on Stop.
   std::map<transport::DataSocket*, std::weak_ptr<transport::DataSocket>> live_data_;
+  // Data coroutines outlive the server when it is destroyed mid-transfer (their sockets are
+  // closed then): they check this before touching it again.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::map<codec::Uuid, std::shared_ptr<Tunnel>> tunnels_;
   std::set<std::string> tokens_in_use_;  // hashes
   std::uint64_t connections_ = 0;
