@@ -79,6 +79,7 @@ bool CheckCertificatePair(const std::string& cert, const std::string& key, std::
 WsLoop::WsLoop(asio::io_context& io) : io_(io) {}
 
 WsLoop::~WsLoop() {
+  *alive_ = false;
   Stop();
 }
 
@@ -344,12 +345,13 @@ int WsLoop::Handle(struct lws* wsi, int reason, void* user, void* in, std::size_
       live_.push_back(shared);
       char peer_buf[128] = {0};
       std::string peer;
-      if (const auto adopted = adopted_peers_.find(wsi); adopted != adopted_peers_.end()) {
-        peer = std::move(adopted->second);
-        adopted_peers_.erase(adopted);
-      } else if (adopting_peer_ != nullptr) {
+      if (adopting_peer_ != nullptr) {  // upgraded inside lws_adopt_socket_vhost_readbuf
         peer = *adopting_peer_;
         adopting_peer_ = nullptr;
+        adopted_peers_.erase(wsi);
+      } else if (const auto adopted = adopted_peers_.find(wsi); adopted != adopted_peers_.end()) {
+        peer = std::move(adopted->second);
+        adopted_peers_.erase(adopted);
       } else {
         lws_get_peer_simple(wsi, peer_buf, sizeof peer_buf);
         peer = peer_buf;

@@ -65,6 +65,9 @@ class WsLoop {
   boost::asio::awaitable<std::shared_ptr<WsConnection>> Connect(const WsUrl& url,
                                                                 std::string& error);
 
+  // False once this loop is destroyed (connections may outlive it).
+  std::shared_ptr<const bool> alive_token() const { return alive_; }
+
   // Asio side: asks the lws thread to look at this connection (write, close, resume reads).
   void Ring(const std::shared_ptr<WsShared>& shared);
 
@@ -110,6 +113,7 @@ class WsLoop {
   // lws thread only: keeps each live connection's shared state alive while lws holds a raw
   // pointer to it.
   std::vector<std::shared_ptr<WsShared>> live_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   // lws thread only: the client address of adopted sockets until they become WebSockets.
   std::map<struct lws*, std::string> adopted_peers_;
   const std::string* adopting_peer_ = nullptr;  // during lws_adopt_socket_vhost_readbuf
