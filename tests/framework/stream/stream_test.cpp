@@ -194,6 +194,37 @@ TEST_F(TlsStreamTest, VerifiedEchoWithHalfClose) {
   }());
 }
 
+// Our server picks AES-128-GCM even for a client that lists AES-256-GCM first (OpenSSL's
+// default order, which rustls shares); our clients ask for it first too.
+TEST_F(TlsStreamTest, NegotiatesAes128Gcm) {
+  asio::io_context io;
+  auto server_ctx = MakeTlsServerContext({cert_.cert, cert_.key, "", {}});
+  TlsClientOptions client_opts;
+  client_opts.ca_file = cert_.cert;
+  auto ours = MakeTlsClientContext(client_opts);
+  asio::ssl::context plain_openssl(asio::ssl::context::tls_client);
+  plain_openssl.set_verify_mode(asio::ssl::verify_none);
+  for (asio::ssl::context* client_ctx : {ours.get(), &plain_openssl}) {
+    auto [c, s] = test::TcpPair(io);
+    TlsStream client(std::move(c), *client_ctx, TlsStream::Role::kClient, "localhost");
+    TlsStream server(std::move(s), *server_ctx, TlsStream::Role::kServer);
+    RunFor(io, [&]() -> awaitable<void> {
+      auto [cec, sec] = co_await Handshake(client, server);
+      EXPECT_FALSE(cec) << client.LastError();
+      EXPECT_FALSE(sec) << server.LastError();
+      EXPECT_STREQ(SSL_CIPHER_get_name(SSL_get_current_cipher(client.native_handle())),
+                   "TLS_AES_128_GCM_SHA256");
+    }());
+    io.restart();
+  }
+  // A client of ours offers AES-128-GCM first.
+  auto [c, s] = test::TcpPair(io);
+  TlsStream client(std::move(c), *ours, TlsStream::Role::kClient, "localhost");
+  STACK_OF(SSL_CIPHER)* offered = SSL_get_ciphers(client.native_handle());
+  ASSERT_GT(sk_SSL_CIPHER_num(offered), 0);
+  EXPECT_STREQ(SSL_CIPHER_get_name(sk_SSL_CIPHER_value(offered, 0)), "TLS_AES_128_GCM_SHA256");
+}
+
 TEST_F(TlsStreamTest, VerifiesIpAddressSan) {
   asio::io_context io;
   auto server_ctx = MakeTlsServerContext({cert_.cert, cert_.key, "", {}});
