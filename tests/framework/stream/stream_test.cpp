@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -12,9 +13,11 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/write.hpp>
 
 #include "process.hpp"
 #include "test_util.hpp"
+#include "tunnelkit/stream/asio_adapter.hpp"
 #include "tunnelkit/stream/pipe.hpp"
 #include "tunnelkit/stream/socket_stream.hpp"
 #include "tunnelkit/stream/splice.hpp"
@@ -140,6 +143,56 @@ TEST(PipeStreamTest, DestroyingOneEndResetsTheOther) {
     IoResult r = co_await b->ReadSome(asio::buffer(buf));
     EXPECT_EQ(r.ec, asio::error::connection_reset);
   }());
+}
+
+// StreamRef completes an operation that needs no waiting (TryReadSome / TryWrite) without a
+// coroutine, but still through the executor: the handler never runs inside the initiating call.
+TEST(StreamRefTest, ReadyOperationsCompleteThroughTheExecutor) {
+  asio::io_context io;
+  auto [a, b] = MakeStreamPair(io.get_executor(), 64);
+  StreamRef writer(*a);
+  StreamRef reader(*b);
+  bool wrote = false;
+  writer.async_write_some(asio::buffer(std::string_view("hello")),
+                          [&](error_code ec, std::size_t n) {
+                            EXPECT_FALSE(ec);
+                            EXPECT_EQ(n, 5u);
+                            wrote = true;
+                          });
+  EXPECT_FALSE(wrote);
+  io.run();
+  EXPECT_TRUE(wrote);
+  io.restart();
+  char buf[16];
+  std::size_t got = 0;
+  reader.async_read_some(asio::buffer(buf), [&](error_code ec, std::size_t n) {
+    EXPECT_FALSE(ec);
+    got = n;
+  });
+  EXPECT_EQ(got, 0u);
+  io.run();
+  EXPECT_EQ(std::string(buf, got), "hello");
+  // A write the pipe cannot take at once (capacity 64) goes the asynchronous way and still
+  // completes once the reader drains.
+  io.restart();
+  const std::string big(200, 'x');
+  std::size_t big_written = 0;
+  asio::async_write(writer, asio::buffer(big), [&](error_code ec, std::size_t n) {
+    EXPECT_FALSE(ec);
+    big_written = n;
+  });
+  std::string drained;
+  std::function<void()> read_more = [&] {
+    reader.async_read_some(asio::buffer(buf), [&](error_code ec, std::size_t n) {
+      if (ec) return;
+      drained.append(buf, n);
+      if (drained.size() < big.size()) read_more();
+    });
+  };
+  read_more();
+  io.run();
+  EXPECT_EQ(big_written, big.size());
+  EXPECT_EQ(drained, big);
 }
 
 class TlsStreamTest : public ::testing::Test {
