@@ -42,6 +42,17 @@ class Stream {
 
   // For logs: "tcp 127.0.0.1:5000->127.0.0.1:8080", "ferro stream 4".
   virtual std::string Describe() const = 0;
+
+  // Optional fast paths for adapters (StreamRef): a read or write that needs no waiting may
+  // complete here, at once, sparing a coroutine per operation. false: take ReadSome / Write.
+  // A true TryReadSome reports what ReadSome would (bytes, eof or an error); a true TryWrite
+  // took the whole buffer.
+  virtual bool TryReadSome(boost::asio::mutable_buffer /*buffer*/, IoResult& /*result*/) {
+    return false;
+  }
+  virtual bool TryWrite(boost::asio::const_buffer /*buffer*/, IoResult& /*result*/) {
+    return false;
+  }
 };
 
 }  // namespace tunnelkit

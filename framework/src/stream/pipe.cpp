@@ -53,23 +53,44 @@ class PipeEnd final : public Stream {
 
   asio::any_io_executor get_executor() override { return state_->executor; }
 
+  bool TryReadSome(asio::mutable_buffer buffer, IoResult& result) override {
+    Channel& c = state_->channels[1 - side_];
+    if (c.reset) {
+      result = IoResult{asio::error::connection_reset, 0};
+    } else if (!c.data.empty()) {
+      std::size_t n = std::min(buffer.size(), c.data.size());
+      std::copy_n(c.data.begin(), n, static_cast<char*>(buffer.data()));
+      c.data.erase(c.data.begin(), c.data.begin() + static_cast<std::ptrdiff_t>(n));
+      c.writable.cancel();
+      result = IoResult{{}, n};
+    } else if (c.finished) {
+      result = IoResult{asio::error::eof, 0};
+    } else {
+      return false;
+    }
+    return true;
+  }
+
   asio::awaitable<IoResult> ReadSome(asio::mutable_buffer buffer) override {
     Channel& c = state_->channels[1 - side_];
     auto keep = state_;
     for (;;) {
-      if (c.reset) co_return IoResult{asio::error::connection_reset, 0};
-      if (!c.data.empty()) {
-        std::size_t n = std::min(buffer.size(), c.data.size());
-        std::copy_n(c.data.begin(), n, static_cast<char*>(buffer.data()));
-        c.data.erase(c.data.begin(), c.data.begin() + static_cast<std::ptrdiff_t>(n));
-        c.writable.cancel();
-        co_return IoResult{{}, n};
-      }
-      if (c.finished) co_return IoResult{asio::error::eof, 0};
+      IoResult r;
+      if (TryReadSome(buffer, r)) co_return r;
       if (buffer.size() == 0) co_return IoResult{};
       error_code ec;
       co_await c.readable.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
+  }
+
+  bool TryWrite(asio::const_buffer buffer, IoResult& result) override {
+    Channel& c = state_->channels[side_];
+    if (c.reset || c.finished || c.data.size() + buffer.size() > state_->capacity) return false;
+    const char* p = static_cast<const char*>(buffer.data());
+    c.data.insert(c.data.end(), p, p + buffer.size());
+    c.readable.cancel();
+    result = IoResult{{}, buffer.size()};
+    return true;
   }
 
   asio::awaitable<IoResult> Write(asio::const_buffer buffer) override {

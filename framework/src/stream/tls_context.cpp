@@ -44,8 +44,20 @@ std::shared_ptr<ContextHolder> NewHolder() {
   SSL_CTX* ctx = holder->context.native_handle();
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  PreferAes128Gcm(ctx);
   return holder;
 }
+
+}  // namespace
+
+void PreferAes128Gcm(SSL_CTX* ctx) {
+  SSL_CTX_set_ciphersuites(ctx,
+                           "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                           "TLS_CHACHA20_POLY1305_SHA256");
+  SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+}
+
+namespace {
 
 void LoadCertificate(SSL_CTX* ctx, const std::string& cert_file, const std::string& key_file) {
   if (SSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != 1) {

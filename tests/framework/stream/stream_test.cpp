@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -12,9 +13,11 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/write.hpp>
 
 #include "process.hpp"
 #include "test_util.hpp"
+#include "tunnelkit/stream/asio_adapter.hpp"
 #include "tunnelkit/stream/pipe.hpp"
 #include "tunnelkit/stream/socket_stream.hpp"
 #include "tunnelkit/stream/splice.hpp"
@@ -142,6 +145,56 @@ TEST(PipeStreamTest, DestroyingOneEndResetsTheOther) {
   }());
 }
 
+// StreamRef completes an operation that needs no waiting (TryReadSome / TryWrite) without a
+// coroutine, but still through the executor: the handler never runs inside the initiating call.
+TEST(StreamRefTest, ReadyOperationsCompleteThroughTheExecutor) {
+  asio::io_context io;
+  auto [a, b] = MakeStreamPair(io.get_executor(), 64);
+  StreamRef writer(*a);
+  StreamRef reader(*b);
+  bool wrote = false;
+  writer.async_write_some(asio::buffer(std::string_view("hello")),
+                          [&](error_code ec, std::size_t n) {
+                            EXPECT_FALSE(ec);
+                            EXPECT_EQ(n, 5u);
+                            wrote = true;
+                          });
+  EXPECT_FALSE(wrote);
+  io.run();
+  EXPECT_TRUE(wrote);
+  io.restart();
+  char buf[16];
+  std::size_t got = 0;
+  reader.async_read_some(asio::buffer(buf), [&](error_code ec, std::size_t n) {
+    EXPECT_FALSE(ec);
+    got = n;
+  });
+  EXPECT_EQ(got, 0u);
+  io.run();
+  EXPECT_EQ(std::string(buf, got), "hello");
+  // A write the pipe cannot take at once (capacity 64) goes the asynchronous way and still
+  // completes once the reader drains.
+  io.restart();
+  const std::string big(200, 'x');
+  std::size_t big_written = 0;
+  asio::async_write(writer, asio::buffer(big), [&](error_code ec, std::size_t n) {
+    EXPECT_FALSE(ec);
+    big_written = n;
+  });
+  std::string drained;
+  std::function<void()> read_more = [&] {
+    reader.async_read_some(asio::buffer(buf), [&](error_code ec, std::size_t n) {
+      if (ec) return;
+      drained.append(buf, n);
+      if (drained.size() < big.size()) read_more();
+    });
+  };
+  read_more();
+  io.run();
+  EXPECT_EQ(big_written, big.size());
+  EXPECT_EQ(drained, big);
+}
+
 class TlsStreamTest : public ::testing::Test {
  protected:
   void SetUp() override { cert_ = test::MakeSelfSignedCert(dir_.path()); }
@@ -192,6 +245,37 @@ TEST_F(TlsStreamTest, VerifiedEchoWithHalfClose) {
     EXPECT_EQ(client.AlpnProtocol(), "test/1");
     co_await HalfCloseExchange(client, server, RandomBytes(2 * 1024 * 1024));
   }());
+}
+
+// Our server picks AES-128-GCM even for a client that lists AES-256-GCM first (OpenSSL's
+// default order, which rustls shares); our clients ask for it first too.
+TEST_F(TlsStreamTest, NegotiatesAes128Gcm) {
+  asio::io_context io;
+  auto server_ctx = MakeTlsServerContext({cert_.cert, cert_.key, "", {}});
+  TlsClientOptions client_opts;
+  client_opts.ca_file = cert_.cert;
+  auto ours = MakeTlsClientContext(client_opts);
+  asio::ssl::context plain_openssl(asio::ssl::context::tls_client);
+  plain_openssl.set_verify_mode(asio::ssl::verify_none);
+  for (asio::ssl::context* client_ctx : {ours.get(), &plain_openssl}) {
+    auto [c, s] = test::TcpPair(io);
+    TlsStream client(std::move(c), *client_ctx, TlsStream::Role::kClient, "localhost");
+    TlsStream server(std::move(s), *server_ctx, TlsStream::Role::kServer);
+    RunFor(io, [&]() -> awaitable<void> {
+      auto [cec, sec] = co_await Handshake(client, server);
+      EXPECT_FALSE(cec) << client.LastError();
+      EXPECT_FALSE(sec) << server.LastError();
+      EXPECT_STREQ(SSL_CIPHER_get_name(SSL_get_current_cipher(client.native_handle())),
+                   "TLS_AES_128_GCM_SHA256");
+    }());
+    io.restart();
+  }
+  // A client of ours offers AES-128-GCM first.
+  auto [c, s] = test::TcpPair(io);
+  TlsStream client(std::move(c), *ours, TlsStream::Role::kClient, "localhost");
+  STACK_OF(SSL_CIPHER)* offered = SSL_get_ciphers(client.native_handle());
+  ASSERT_GT(sk_SSL_CIPHER_num(offered), 0);
+  EXPECT_STREQ(SSL_CIPHER_get_name(sk_SSL_CIPHER_value(offered, 0)), "TLS_AES_128_GCM_SHA256");
 }
 
 TEST_F(TlsStreamTest, VerifiesIpAddressSan) {

@@ -46,6 +46,10 @@ class StreamRef {
         break;
       }
     }
+    IoResult done;
+    if (first.size() > 0 && stream_->TryReadSome(first, done)) {
+      return Complete(done, std::forward<ReadToken>(token));
+    }
     return Run(DoRead(stream_, first), std::forward<ReadToken>(token));
   }
 
@@ -65,6 +69,10 @@ class StreamRef {
       total += b.size();
     }
     if (count <= 1 || first.size() >= kGatherLimit) {
+      IoResult done;
+      if (first.size() > 0 && stream_->TryWrite(first, done)) {
+        return Complete(done, std::forward<WriteToken>(token));
+      }
       return Run(DoWrite(stream_, first), std::forward<WriteToken>(token));
     }
     std::string gathered;
@@ -74,6 +82,10 @@ class StreamRef {
       boost::asio::const_buffer b(*it);
       std::size_t take = std::min(b.size(), kGatherLimit - gathered.size());
       gathered.append(static_cast<const char*>(b.data()), take);
+    }
+    IoResult done;
+    if (stream_->TryWrite(boost::asio::buffer(gathered), done)) {
+      return Complete(done, std::forward<WriteToken>(token));
     }
     return Run(DoWriteCopy(stream_, std::move(gathered)), std::forward<WriteToken>(token));
   }
@@ -109,6 +121,19 @@ class StreamRef {
               });
         },
         token, stream_, std::move(op));
+  }
+
+  // An operation that already finished (Try*): the handler runs through its executor, never
+  // inline, as for any asynchronous operation.
+  template <class Token>
+  auto Complete(IoResult r, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        [](auto handler, Stream* stream, IoResult r) {
+          auto hex = boost::asio::get_associated_executor(handler, stream->get_executor());
+          boost::asio::post(
+              hex, [handler = std::move(handler), r]() mutable { handler(r.ec, r.bytes); });
+        },
+        token, stream_, r);
   }
 
   Stream* stream_;

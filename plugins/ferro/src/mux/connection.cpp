@@ -90,33 +90,62 @@ std::optional<IoResult> MuxStream::EndOfInput() const {
   return std::nullopt;
 }
 
+std::size_t MuxStream::CopyOut(asio::mutable_buffer buffer) {
+  // Copies from the queued frames' payloads (kept as received: no joining copy).
+  const std::size_t n = std::min(buffer.size(), inbound_bytes_);
+  auto* out = static_cast<std::uint8_t*>(buffer.data());
+  std::size_t copied = 0;
+  while (copied < n) {
+    const Bytes& front = inbound_[inbound_head_];
+    const std::size_t take = std::min(n - copied, front.size() - inbound_offset_);
+    std::memcpy(out + copied, front.data() + inbound_offset_, take);
+    copied += take;
+    inbound_offset_ += take;
+    if (inbound_offset_ == front.size()) {
+      Bytes().swap(inbound_[inbound_head_]);
+      ++inbound_head_;
+      inbound_offset_ = 0;
+    }
+  }
+  DropFront(n);
+  return n;
+}
+
 asio::awaitable<IoResult> MuxStream::ReadSome(asio::mutable_buffer buffer) {
   auto self = shared_from_this();
   for (;;) {
-    if (inbound_bytes_ > 0) {
-      // Copies from the queued frames' payloads (kept as received: no joining copy).
-      const std::size_t n = std::min(buffer.size(), inbound_bytes_);
-      auto* out = static_cast<std::uint8_t*>(buffer.data());
-      std::size_t copied = 0;
-      while (copied < n) {
-        const Bytes& front = inbound_[inbound_head_];
-        const std::size_t take = std::min(n - copied, front.size() - inbound_offset_);
-        std::memcpy(out + copied, front.data() + inbound_offset_, take);
-        copied += take;
-        inbound_offset_ += take;
-        if (inbound_offset_ == front.size()) {
-          Bytes().swap(inbound_[inbound_head_]);
-          ++inbound_head_;
-          inbound_offset_ = 0;
-        }
-      }
-      DropFront(n);
-      co_return IoResult{{}, n};
-    }
+    if (inbound_bytes_ > 0) co_return IoResult{{}, CopyOut(buffer)};
     if (auto end = EndOfInput()) co_return *end;
     if (buffer.size() == 0) co_return IoResult{};
     co_await readable_.Wait();
   }
+}
+
+bool MuxStream::TryReadSome(asio::mutable_buffer buffer, IoResult& result) {
+  if (inbound_bytes_ > 0) {
+    result = IoResult{{}, CopyOut(buffer)};
+    return true;
+  }
+  if (auto end = EndOfInput()) {
+    result = *end;
+    return true;
+  }
+  return false;
+}
+
+bool MuxStream::TryWrite(asio::const_buffer buffer, IoResult& result) {
+  // Only what needs no waiting: one frame's worth, within the credit, with room in the queue.
+  const std::size_t size = buffer.size();
+  if (reset_ || connection_->closed_ || local_finished_ || size > kMaxDataChunk ||
+      (connection_->options_.flow_control && send_credit_ < size) ||
+      connection_->queued_bytes_ + size > Connection::kMaxQueuedBytes) {
+    return false;
+  }
+  if (connection_->options_.flow_control) send_credit_ -= size;
+  connection_->EnqueueData(id_, priority_, static_cast<const std::uint8_t*>(buffer.data()), size);
+  bytes_moved_ += size;
+  result = IoResult{{}, size};
+  return true;
 }
 
 asio::awaitable<IoResult> MuxStream::ReadPiece(Bytes& piece) {

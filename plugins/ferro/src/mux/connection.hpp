@@ -55,6 +55,8 @@ class MuxStream final : public Stream, public std::enable_shared_from_this<MuxSt
   boost::asio::awaitable<boost::system::error_code> ShutdownWrite() override;
   void Reset() override;
   std::string Describe() const override;
+  bool TryReadSome(boost::asio::mutable_buffer buffer, IoResult& result) override;
+  bool TryWrite(boost::asio::const_buffer buffer, IoResult& result) override;
 
   // The next received payload as it arrived (moved out, not copied), for a reader that
   // forwards whole pieces; ends as ReadSome does.
@@ -88,6 +90,8 @@ class MuxStream final : public Stream, public std::enable_shared_from_this<MuxSt
   friend class Connection;
   // The reader took `n` bytes: flow-control credit goes back to the peer.
   void Consumed(std::size_t n);
+  // Copies buffered bytes into `buffer` (at most inbound_bytes_).
+  std::size_t CopyOut(boost::asio::mutable_buffer buffer);
   // After taking `taken` bytes from the front of the inbound queue.
   void DropFront(std::size_t taken);
   // eof / reset once nothing more will arrive, nullopt otherwise.

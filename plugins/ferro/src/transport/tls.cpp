@@ -5,6 +5,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "tunnelkit/stream/tls_context.hpp"
+
 namespace tunnelkit::ferro {
 
 namespace ssl = boost::asio::ssl;
@@ -25,6 +27,7 @@ std::string OpenSslReason(const boost::system::error_code& ec) {
 std::shared_ptr<ssl::context> Tls13Context(ssl::context::method method) {
   auto context = std::make_shared<ssl::context>(method);
   SSL_CTX_set_min_proto_version(context->native_handle(), TLS1_3_VERSION);
+  PreferAes128Gcm(context->native_handle());
   context->set_options(ssl::context::default_workarounds | ssl::context::no_compression);
   return context;
 }
