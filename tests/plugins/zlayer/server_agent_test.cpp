@@ -3,6 +3,7 @@
 // (extension-less) agent sees on the wire.
 #include <gtest/gtest.h>
 #include <spdlog/sinks/null_sink.h>
+#include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -19,8 +20,12 @@
 
 #include "agent/tunnel_agent.hpp"
 #include "codec/codec.hpp"
+#include "codec/extension.hpp"
 #include "process.hpp"
 #include "server/tunnel_server.hpp"
+#include "transport/data_socket.hpp"
+#include "tunnelkit/stream/deadline.hpp"
+#include "util/random.hpp"
 
 namespace tunnelkit::zlayer {
 namespace {
@@ -107,7 +112,8 @@ struct Harness {
 
   // A range of `count` ports that were free a moment ago (consecutive ports are not
   // guaranteed free, so the range starts at a fresh ephemeral port).
-  bool StartServer(int count, ServerOptions options = {}) {
+  bool StartServer(int count, ServerOptions options = {},
+                   std::shared_ptr<spdlog::logger> logger = TestLogger()) {
     const int low = tunnelkit::test::FreeTcpPort();
     range = {low, low + count - 1};
     options.ws.host = "127.0.0.1";
@@ -116,7 +122,7 @@ struct Harness {
         PortPool(static_cast<std::uint16_t>(low), static_cast<std::uint16_t>(low + count - 1));
     options.tokens.Add({HashToken("good-token"), std::nullopt});
     options.tokens.Add({HashToken("second-token"), std::nullopt});
-    server = std::make_unique<TunnelServer>(io, std::move(options), TestLogger());
+    server = std::make_unique<TunnelServer>(io, std::move(options), std::move(logger));
     std::string error;
     const bool ok = server->Start(error);
     EXPECT_TRUE(ok) << error;
@@ -466,6 +472,119 @@ TEST(ZlayerServerAgent, FirstMessageMustBeAuth) {
           }
         }
         EXPECT_FALSE(co_await conn->Receive());  // then closed
+        client.Stop();
+      },
+      std::chrono::seconds(20));
+}
+
+// Logs into a string, for tests that check what the server says.
+struct CapturedLog {
+  std::ostringstream text;
+  std::shared_ptr<spdlog::logger> logger = std::make_shared<spdlog::logger>(
+      "zlayer-captured", std::make_shared<spdlog::sinks::ostream_sink_mt>(text));
+  CapturedLog() { logger->set_level(spdlog::level::debug); }
+  std::string str() {
+    logger->flush();
+    return text.str();
+  }
+};
+
+// A tunnelkit agent's control session by hand (lws client): Auth offering `hello`, the AuthOk.
+asio::awaitable<std::optional<codec::AuthOk>> HandAuth(
+    transport::WsLoop& client, int port, std::string hello,
+    std::shared_ptr<transport::WsConnection>& conn, std::size_t& auth_ok_size) {
+  std::string error;
+  const transport::WsUrl url{false, "127.0.0.1", port, "/tunnel/v1"};
+  conn = co_await client.Connect(url, error);
+  EXPECT_TRUE(conn) << error;
+  if (!conn) co_return std::nullopt;
+  const auto auth = codec::Encode(codec::Auth{"good-token", {}, std::move(hello)}).bytes;
+  co_await conn->Send(auth);
+  auto reply = co_await conn->Receive();
+  EXPECT_TRUE(reply);
+  if (!reply) co_return std::nullopt;
+  auth_ok_size = reply->size();
+  auto decoded = codec::Decode(*reply);
+  EXPECT_TRUE(decoded.ok && std::holds_alternative<codec::AuthOk>(decoded.message));
+  if (!decoded.ok || !std::holds_alternative<codec::AuthOk>(decoded.message))
+    co_return std::nullopt;
+  co_return std::get<codec::AuthOk>(decoded.message);
+}
+
+// A data upgrade (tunnelkit-data.v2) whose DataAttach carries a wrong secret, or names no
+// pending connection, is closed and logged; the right secret for a pending one is not refused.
+TEST(ZlayerServerAgent, DataAttachWithABadSecretIsRefusedAndLogged) {
+  Harness h;
+  CapturedLog log;
+  ASSERT_TRUE(h.StartServer(2, {}, log.logger));
+  transport::WsLoop client(h.io);
+  std::string error;
+  ASSERT_TRUE(client.Start(std::nullopt, nullptr, transport::WsClientOptions{}, error));
+  h.Run(
+      [&]() -> asio::awaitable<void> {
+        std::shared_ptr<transport::WsConnection> control;
+        std::size_t size = 0;
+        auto ok = co_await HandAuth(client, h.server->listen_port(), codec::EncodeAgentHello({}),
+                                    control, size);
+        if (!ok) co_return;
+        const auto hello = codec::DecodeServerHello(ok->trailer);
+        EXPECT_TRUE(hello);
+        if (!hello) co_return;
+        EXPECT_EQ(hello->version, 2);
+
+        // Sends DataAttach with `secret` and reports whether the server closed the socket.
+        auto attach_is_refused = [&](std::array<std::uint8_t, 16> secret) -> asio::awaitable<bool> {
+          std::string dial_error;
+          const transport::WsUrl url{false, "127.0.0.1", h.server->listen_port(), "/tunnel/v1"};
+          auto data = co_await transport::DialDataSocket(h.io.get_executor(), url, nullptr,
+                                                         std::chrono::seconds(5), dial_error);
+          EXPECT_TRUE(data) << dial_error;
+          if (!data) co_return false;
+          const auto attach =
+              codec::Encode(codec::DataAttach{ok->tunnel_id, RandomUuidV4(), secret});
+          EXPECT_FALSE(co_await data->WriteMessage(asio::buffer(attach.bytes)));
+          Deadline deadline(h.io.get_executor());
+          deadline.Arm(std::chrono::seconds(5), [data] { data->Close(); });
+          std::array<char, 16> buf;
+          const auto r = co_await data->ReadSome(asio::buffer(buf));
+          co_return r.ec && !deadline.fired();
+        };
+        auto wrong = hello->data_secret;
+        wrong[3] ^= 0x40;
+        EXPECT_TRUE(co_await attach_is_refused(wrong));
+        EXPECT_NE(log.str().find("with a wrong secret; closing"), std::string::npos) << log.str();
+        // The right secret, but no such pending connection: refused too, for another reason.
+        EXPECT_TRUE(co_await attach_is_refused(hello->data_secret));
+        EXPECT_NE(log.str().find("data connection for unknown or expired connection"),
+                  std::string::npos)
+            << log.str();
+        control->Close();
+        client.Stop();
+      },
+      std::chrono::seconds(20));
+}
+
+// An agent of data plane v1 is served the control channel only (byte-exact upstream AuthOk),
+// with a line saying why.
+TEST(ZlayerServerAgent, DataPlaneV1AgentGetsTheControlChannelOnly) {
+  Harness h;
+  CapturedLog log;
+  ASSERT_TRUE(h.StartServer(2, {}, log.logger));
+  transport::WsLoop client(h.io);
+  std::string error;
+  ASSERT_TRUE(client.Start(std::nullopt, nullptr, transport::WsClientOptions{}, error));
+  h.Run(
+      [&]() -> asio::awaitable<void> {
+        std::shared_ptr<transport::WsConnection> control;
+        std::size_t size = 0;
+        auto ok = co_await HandAuth(client, h.server->listen_port(), std::string("TKDP\x01"),
+                                    control, size);
+        EXPECT_TRUE(ok);
+        EXPECT_EQ(size, 21u);
+        EXPECT_NE(log.str().find("offers tunnelkit data plane v1; this server needs v2"),
+                  std::string::npos)
+            << log.str();
+        if (control) control->Close();
         client.Stop();
       },
       std::chrono::seconds(20));

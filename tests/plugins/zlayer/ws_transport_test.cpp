@@ -1,5 +1,5 @@
-// libwebsockets transport over real loopback sockets: ws and wss, message sizes, fragmentation,
-// flow control with a large transfer through WsStream, certificate verification failures.
+// libwebsockets transport (the control channel) over real loopback sockets: ws and wss, message
+// sizes, fragmentation, certificate verification failures. The data plane: data_plane_test.cpp.
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -13,7 +13,6 @@
 #include "process.hpp"
 #include "test_certs.hpp"
 #include "transport/ws_loop.hpp"
-#include "transport/ws_stream.hpp"
 
 namespace tunnelkit::zlayer::transport {
 namespace {
@@ -178,87 +177,6 @@ TEST(ZlayerWsTransport, BadCertificateFileIsAStartError) {
       loop.Start(WsServerOptions{"127.0.0.1", 0, "/nonexistent/cert.pem", "/nonexistent/key.pem"},
                  nullptr, std::nullopt, error));
   EXPECT_NE(error.find("certificate"), std::string::npos) << error;
-}
-
-// 8 MiB one way through WsStream with a slow reader (flow control), then half-close both ways.
-TEST(ZlayerWsTransport, StreamCarriesLargeBodyWithHalfClose) {
-  asio::io_context io;
-  WsLoop server(io);
-  WsLoop client(io);
-  const auto body = Pattern(8 << 20, 7);
-  std::string received;
-  bool server_done = false;
-  std::string error;
-  ASSERT_TRUE(server.Start(
-      WsServerOptions{"127.0.0.1", 0, "", ""},
-      [&](std::shared_ptr<WsConnection> conn) {
-        asio::co_spawn(
-            io,
-            [&, conn]() -> asio::awaitable<void> {
-              WsStream stream(io.get_executor(), conn, "server side");
-              std::vector<char> buf(50000);
-              for (;;) {
-                auto r = co_await stream.ReadSome(asio::buffer(buf));
-                if (r.ec) {
-                  EXPECT_EQ(r.ec, asio::error::eof);
-                  break;
-                }
-                received.append(buf.data(), r.bytes);
-                if (received.size() < 1000000) {  // slow at first: the writer must wait
-                  asio::steady_timer t(io, std::chrono::milliseconds(1));
-                  co_await t.async_wait(asio::use_awaitable);
-                }
-              }
-              const std::string reply = "got " + std::to_string(received.size());
-              auto w = co_await stream.Write(asio::buffer(reply));
-              EXPECT_FALSE(w.ec);
-              EXPECT_FALSE(co_await stream.ShutdownWrite());
-              server_done = true;
-            },
-            asio::detached);
-      },
-      std::nullopt, error))
-      << error;
-  ASSERT_TRUE(client.Start(std::nullopt, nullptr, WsClientOptions{}, error)) << error;
-  bool done = false;
-  asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> {
-        WsUrl url{false, "127.0.0.1", server.listen_port(), "/data"};
-        auto conn = co_await client.Connect(url, error);
-        EXPECT_TRUE(conn) << error;
-        if (!conn) co_return;
-        WsStream stream(io.get_executor(), conn, "client side");
-        auto w = co_await stream.Write(asio::buffer(body));
-        EXPECT_FALSE(w.ec);
-        EXPECT_EQ(w.bytes, body.size());
-        EXPECT_FALSE(co_await stream.ShutdownWrite());
-        std::string reply;
-        char buf[100];
-        for (;;) {
-          auto r = co_await stream.ReadSome(asio::buffer(buf));
-          if (r.ec) {
-            EXPECT_EQ(r.ec, asio::error::eof);
-            break;
-          }
-          reply.append(buf, r.bytes);
-        }
-        EXPECT_EQ(reply, "got " + std::to_string(body.size()));
-        done = true;
-        io.stop();
-      },
-      asio::detached);
-  asio::steady_timer guard(io, std::chrono::seconds(60));
-  guard.async_wait([&](boost::system::error_code ec) {
-    if (!ec) io.stop();
-  });
-  io.run();
-  client.Stop();
-  server.Stop();
-  EXPECT_TRUE(done);
-  EXPECT_TRUE(server_done);
-  EXPECT_EQ(tunnelkit::test::Sha256Hex(received),
-            tunnelkit::test::Sha256Hex(std::string(body.begin(), body.end())));
 }
 
 }  // namespace

@@ -12,9 +12,11 @@
 
 #include "codec/codec.hpp"
 #include "codec/extension.hpp"
-#include "transport/ws_stream.hpp"
+#include "transport/data_splice.hpp"
+#include "transport/data_stream.hpp"
 #include "tunnelkit/stream/socket_stream.hpp"
 #include "tunnelkit/stream/splice.hpp"
+#include "tunnelkit/stream/tls_context.hpp"
 #include "util/random.hpp"
 
 namespace tunnelkit::zlayer {
@@ -60,6 +62,10 @@ TunnelAgent::TunnelAgent(asio::io_context& io, AgentOptions options,
 }
 
 TunnelAgent::~TunnelAgent() {
+  *alive_ = false;
+  for (auto& [raw, weak] : live_data_) {
+    if (auto data = weak.lock()) data->Close();
+  }
   loop_.Stop();
 }
 
@@ -69,6 +75,17 @@ bool TunnelAgent::Start(std::string& error) {
         "{}: TLS certificate verification is OFF (--tls-skip-verify): anyone on the path "
         "can impersonate {}",
         options_.name, options_.server.host);
+  }
+  if (options_.server.tls) {
+    try {
+      TlsClientOptions tls;
+      tls.ca_file = options_.tls.tls_ca;
+      tls.insecure_skip_verify = options_.tls.tls_skip_verify;
+      data_tls_ = MakeTlsClientContext(tls);
+    } catch (const std::exception& e) {
+      error = e.what();
+      return false;
+    }
   }
   return loop_.Start(std::nullopt, nullptr, options_.tls, error);
 }
@@ -136,13 +153,20 @@ asio::awaitable<session::SessionOutcome> TunnelAgent::RunSession(session::Sessio
   auto state = std::make_shared<SessionState>();
   state->control = conn;
   state->tunnel_id = ok->tunnel_id;
+  std::string plane_note = "; upstream server: control channel only, no data plane";
   if (const auto hello = codec::DecodeServerHello(ok->trailer)) {
-    state->extended = true;
-    state->data_secret = hello->data_secret;
+    if (hello->version >= codec::kExtensionVersion) {
+      state->extended = true;
+      state->data_secret = hello->data_secret;
+      plane_note.clear();
+    } else {
+      plane_note = "; the server speaks tunnelkit data plane v" + std::to_string(hello->version) +
+                   ", this agent needs v" + std::to_string(codec::kExtensionVersion) +
+                   ": control channel only (upgrade the server)";
+    }
   }
   log_->info("{}: authenticated to {} (tunnel {}{})", options_.name, options_.server.ToString(),
-             state->tunnel_id.ToString(),
-             state->extended ? "" : "; upstream server: control channel only, no data plane");
+             state->tunnel_id.ToString(), plane_note);
 
   // Register everything back to back; replies come in the same order.
   for (const auto& spec : options_.services) {
@@ -248,6 +272,7 @@ asio::awaitable<session::SessionOutcome> TunnelAgent::RunSession(session::Sessio
 
 asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> state,
                                                 codec::Connect connect) {
+  const auto alive = alive_;  // false once the agent is gone
   const auto control = state->control;
   const auto it = state->services.find(connect.service_id);
   if (it == state->services.end()) {
@@ -277,6 +302,7 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
     if (!ec) udp_socket->open(target.protocol(), ec);
     if (!ec) udp_socket->connect(target, ec);
   }
+  if (!*alive) co_return;
   if (ec) {
     log_->warn("{}: {} connection from {}: cannot reach {}: {}", options_.name, spec.name,
                connect.client_addr, local, ec.message());
@@ -285,20 +311,37 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
     co_return;
   }
   std::string error;
-  auto data = co_await loop_.Connect(options_.server, error);
+  auto data = co_await transport::DialDataSocket(executor, options_.server, data_tls_.get(),
+                                                 options_.local_connect_timeout, error);
+  if (!*alive) co_return;
   if (!data) {
+    log_->warn("{}: {} connection {}: {}", options_.name, spec.name,
+               connect.connection_id.ToString(), error);
     SendMessage(control, codec::ConnectFail{connect.connection_id,
                                             "cannot open a data connection: " + error});
     co_return;
   }
-  SendMessage(data, codec::DataAttach{state->tunnel_id, connect.connection_id, state->data_secret});
+  const auto attach =
+      codec::Encode(codec::DataAttach{state->tunnel_id, connect.connection_id, state->data_secret});
+  const bool attach_failed = !attach.ok || co_await data->WriteMessage(asio::buffer(attach.bytes));
+  if (!*alive) co_return;
+  if (attach_failed) {
+    SendMessage(control, codec::ConnectFail{connect.connection_id,
+                                            "cannot open a data connection: attach failed"});
+    co_return;
+  }
   SendMessage(control, codec::ConnectAck{connect.connection_id});
   log_->debug("{}: {} connection {} from {} -> {}", options_.name, spec.name,
               connect.connection_id.ToString(), connect.client_addr, local);
+  live_data_[data.get()] = data;
+  // Nothing below touches `this` after the traffic ends unless the agent still exists.
 
   if (tcp) {
-    transport::WsStream remote(executor, data, "zlayer data " + connect.connection_id.ToString());
-    co_await Splice(*tcp, remote);
+    transport::DataStream remote(data, "zlayer data " + connect.connection_id.ToString());
+    const auto spliced = co_await transport::SpliceData(*tcp, remote, transport::DataSide::kAgent);
+    if (spliced.clean) co_await data->Finish();
+    data->Close();
+    if (*alive) live_data_.erase(data.get());
     co_return;
   }
 
@@ -306,9 +349,10 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
   auto socket = std::shared_ptr<udp::socket>(std::move(udp_socket));
   auto last =
       std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
+  auto ended = std::make_shared<bool>(false);
   asio::co_spawn(
       io_,
-      [socket, data, last]() -> asio::awaitable<void> {
+      [socket, data, last, ended]() -> asio::awaitable<void> {
         std::vector<std::uint8_t> buffer(65536);
         static constexpr std::uint8_t kDatagram[1] = {
             static_cast<std::uint8_t>(codec::DataFrameKind::kDatagram)};
@@ -317,24 +361,25 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
           const std::size_t n = co_await socket->async_receive(
               asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, rec));
           if (rec == asio::error::operation_aborted || rec == asio::error::bad_descriptor ||
-              data->closed()) {
+              *ended) {
             co_return;
           }
           if (rec) continue;  // connection refused from a previous send: the service may come back
           *last = std::chrono::steady_clock::now();
-          if (!co_await data->Send(kDatagram, std::span(buffer.data(), n))) co_return;
+          if (co_await data->WriteMessage(asio::buffer(kDatagram), asio::buffer(buffer.data(), n)))
+            co_return;
         }
       },
       asio::detached);
   auto idle = std::make_shared<asio::steady_timer>(io_);
   asio::co_spawn(
       io_,
-      [idle, data, last, timeout = options_.udp_idle_timeout]() -> asio::awaitable<void> {
+      [idle, data, last, ended, timeout = options_.udp_idle_timeout]() -> asio::awaitable<void> {
         for (;;) {
           idle->expires_at(*last + timeout);
           boost::system::error_code iec;
           co_await idle->async_wait(asio::redirect_error(asio::use_awaitable, iec));
-          if (iec || data->closed()) co_return;
+          if (iec || *ended) co_return;
           if (std::chrono::steady_clock::now() - *last >= timeout) {
             data->Close();
             co_return;
@@ -342,7 +387,9 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
         }
       },
       asio::detached);
-  while (auto message = co_await data->Receive()) {
+  boost::system::error_code rec;
+  while (auto message =
+             co_await transport::ReadDataMessage(*data, transport::kMaxDataMessage, rec)) {
     const auto frame = codec::DecodeDataFrame(*message);
     if (!frame.ok || frame.frame.kind != codec::DataFrameKind::kDatagram) break;
     *last = std::chrono::steady_clock::now();
@@ -351,10 +398,12 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
         asio::buffer(frame.frame.payload.data(), frame.frame.payload.size()),
         asio::redirect_error(asio::use_awaitable, sec));
   }
+  *ended = true;
   data->Close();
   idle->cancel();
   boost::system::error_code cec;
   socket->close(cec);
+  if (*alive) live_data_.erase(data.get());
 }
 
 }  // namespace tunnelkit::zlayer

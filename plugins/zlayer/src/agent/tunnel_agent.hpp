@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "agent/service_spec.hpp"
+#include "transport/data_socket.hpp"
 #include "transport/ws_loop.hpp"
 #include "tunnelkit/session/supervisor.hpp"
 
@@ -80,7 +82,11 @@ class TunnelAgent {
   boost::asio::io_context& io_;
   AgentOptions options_;
   std::shared_ptr<spdlog::logger> log_;
-  transport::WsLoop loop_;
+  transport::WsLoop loop_;                               // the control connection (libwebsockets)
+  std::shared_ptr<boost::asio::ssl::context> data_tls_;  // wss data connections
+  // Live data sockets, closed when the agent goes away.
+  std::map<transport::DataSocket*, std::weak_ptr<transport::DataSocket>> live_data_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::unique_ptr<session::Supervisor> supervisor_;
   std::vector<RegisteredService> registered_;
   std::function<void(const std::vector<RegisteredService>&)> on_registered_;

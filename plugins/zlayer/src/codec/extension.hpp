@@ -17,7 +17,7 @@
 namespace tunnelkit::zlayer::codec {
 
 inline constexpr std::string_view kExtensionMagic = "TKDP";
-inline constexpr std::uint8_t kExtensionVersion = 1;
+inline constexpr std::uint8_t kExtensionVersion = 2;
 
 // Auth trailer: the agent can attach data WebSockets.
 struct AgentHello {
@@ -44,7 +44,7 @@ std::optional<RegisterExtra> DecodeRegisterExtra(std::string_view trailer);
 enum class DataFrameKind : std::uint8_t { kData = 0, kFin = 1, kDatagram = 2 };
 
 // Largest payload of one data frame (one WebSocket message).
-inline constexpr std::size_t kMaxDataFramePayload = 65536;
+inline constexpr std::size_t kMaxDataFramePayload = 256 * 1024;
 
 struct DataFrame {
   DataFrameKind kind = DataFrameKind::kData;

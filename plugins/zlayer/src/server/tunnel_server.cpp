@@ -14,8 +14,10 @@
 
 #include "codec/codec.hpp"
 #include "codec/extension.hpp"
-#include "transport/ws_stream.hpp"
+#include "transport/data_splice.hpp"
+#include "transport/data_stream.hpp"
 #include "tunnelkit/session/liveness.hpp"
+#include "tunnelkit/stream/deadline.hpp"
 #include "tunnelkit/stream/socket_stream.hpp"
 #include "tunnelkit/stream/splice.hpp"
 #include "util/random.hpp"
@@ -73,7 +75,7 @@ struct TunnelServer::UdpFlow {
   codec::Uuid connection_id;
   udp::endpoint client;
   std::weak_ptr<Service> service;
-  std::shared_ptr<WsConnection> conn;            // once attached
+  std::shared_ptr<transport::DataSocket> data;   // once attached
   std::deque<std::vector<std::uint8_t>> queued;  // datagrams that arrived before the attach
   std::chrono::steady_clock::time_point last_activity = std::chrono::steady_clock::now();
 };
@@ -100,11 +102,20 @@ struct TunnelServer::Tunnel {
 
 TunnelServer::TunnelServer(asio::io_context& io, ServerOptions options,
                            std::shared_ptr<spdlog::logger> logger)
-    : io_(io), options_(std::move(options)), log_(std::move(logger)), loop_(io) {
+    : io_(io),
+      options_(std::move(options)),
+      log_(std::move(logger)),
+      loop_(io),
+      front_door_(io, log_) {
   if (options_.public_host.empty()) options_.public_host = options_.ws.host;
 }
 
 TunnelServer::~TunnelServer() {
+  *alive_ = false;
+  front_door_.Stop();
+  for (auto& [raw, weak] : live_data_) {
+    if (auto data = weak.lock()) data->Close();
+  }
   loop_.Stop();
 }
 
@@ -116,18 +127,40 @@ bool TunnelServer::Start(std::string& error) {
     error = "public address '" + host + "' is not an IP address";
     return false;
   }
+  // Control connections: libwebsockets without a listener of its own; the front door owns
+  // the port and hands it every connection that is not a data-plane upgrade.
+  transport::WsServerOptions control;
+  control.adopt_only = true;
   if (!loop_.Start(
-          options_.ws,
+          control,
           [this](std::shared_ptr<WsConnection> conn) {
             asio::co_spawn(io_, HandleConnection(std::move(conn)), asio::detached);
           },
           std::nullopt, error)) {
     return false;
   }
+  transport::FrontDoorOptions door;
+  door.host = options_.ws.host;
+  door.port = options_.ws.port;
+  door.tls_cert = options_.ws.tls_cert;
+  door.tls_key = options_.ws.tls_key;
+  door.head_timeout = options_.auth_timeout;
+  if (!front_door_.Start(
+          door,
+          [this](std::shared_ptr<transport::DataSocket> data) {
+            asio::co_spawn(io_, HandleData(std::move(data)), asio::detached);
+          },
+          [this](int fd, std::string head, std::string peer) {
+            loop_.Adopt(fd, std::move(head), std::move(peer));
+          },
+          error)) {
+    loop_.Stop();
+    return false;
+  }
   const bool tls = !options_.ws.tls_cert.empty();
   log_->info("zlayer server listening on {}://{}:{} (public ports {}-{} on {}, {} token(s))",
              tls ? "wss" : "ws", options_.ws.host.empty() ? "0.0.0.0" : options_.ws.host,
-             loop_.listen_port(), options_.ports.low(), options_.ports.high(), host,
+             front_door_.port(), options_.ports.low(), options_.ports.high(), host,
              options_.tokens.size());
   return true;
 }
@@ -135,6 +168,10 @@ bool TunnelServer::Start(std::string& error) {
 void TunnelServer::Stop(const std::string& reason, std::function<void()> done) {
   if (stopping_) return;
   stopping_ = true;
+  front_door_.Stop();
+  for (auto& [raw, weak] : live_data_) {
+    if (auto data = weak.lock()) data->Close();
+  }
   auto tunnels = tunnels_;
   for (auto& [id, tunnel] : tunnels) {
     tunnel->end_reason = "server stopping";
@@ -181,7 +218,12 @@ asio::awaitable<void> TunnelServer::HandleConnection(std::shared_ptr<WsConnectio
     co_return;
   }
   if (decoded.ok && std::holds_alternative<codec::DataAttach>(decoded.message)) {
-    co_await RunData(conn, std::get<codec::DataAttach>(decoded.message));
+    // Data plane v1 (DataAttach on a libwebsockets connection): gone since v2.
+    log_->warn(
+        "connection from {}: data connection of tunnelkit data plane v1 refused (this "
+        "server speaks v2; upgrade the agent); closing",
+        conn->peer());
+    conn->Close();
     co_return;
   }
   log_->warn("connection from {}: {}; closing", conn->peer(),
@@ -219,7 +261,14 @@ asio::awaitable<void> TunnelServer::RunControl(std::shared_ptr<WsConnection> con
   tunnel->token_hash = verdict.hash;
   tunnel->peer = conn->peer();
   tunnel->conn = conn;
-  tunnel->extended = codec::DecodeAgentHello(auth.trailer).has_value();
+  const auto hello = codec::DecodeAgentHello(auth.trailer);
+  tunnel->extended = hello && hello->version >= codec::kExtensionVersion;
+  if (hello && !tunnel->extended) {
+    log_->warn(
+        "agent {} offers tunnelkit data plane v{}; this server needs v{}: control "
+        "channel only, its connections will fail (upgrade the agent)",
+        conn->peer(), hello->version, codec::kExtensionVersion);
+  }
   tunnel->data_secret = RandomSecret();
   tunnels_[tunnel->id] = tunnel;
   tokens_in_use_.insert(tunnel->token_hash);
@@ -365,7 +414,7 @@ void TunnelServer::RemoveService(Tunnel& tunnel, const codec::Uuid& service_id) 
   if (service->acceptor) service->acceptor->close(ec);
   if (service->udp_socket) service->udp_socket->close(ec);
   for (auto& [endpoint, flow] : service->flows) {
-    if (flow->conn) flow->conn->Close();
+    if (flow->data) flow->data->Close();
   }
   service->flows.clear();
   options_.ports.Release(service->public_port);
@@ -444,36 +493,65 @@ asio::awaitable<void> TunnelServer::ReceiveUdp(std::shared_ptr<Service> service)
                   codec::Connect{service->id, flow->connection_id, FormatEndpoint(from)});
     }
     flow->last_activity = std::chrono::steady_clock::now();
-    if (flow->conn) {
+    if (flow->data) {
       static constexpr std::uint8_t kDatagram[1] = {
           static_cast<std::uint8_t>(codec::DataFrameKind::kDatagram)};
-      auto conn = flow->conn;
-      co_await conn->Send(kDatagram, std::span(buffer.data(), n));
+      auto data = flow->data;
+      co_await data->WriteMessage(asio::buffer(kDatagram), asio::buffer(buffer.data(), n));
     } else if (flow->queued.size() < 64) {
       flow->queued.emplace_back(buffer.begin(), buffer.begin() + static_cast<long>(n));
     }
   }
 }
 
-asio::awaitable<void> TunnelServer::RunData(std::shared_ptr<WsConnection> conn,
+asio::awaitable<void> TunnelServer::HandleData(std::shared_ptr<transport::DataSocket> data) {
+  const auto alive = alive_;
+  live_data_[data.get()] = data;
+  // The first message must be DataAttach, within auth_timeout.
+  Deadline deadline(io_.get_executor());
+  deadline.Arm(options_.auth_timeout, [data] { data->Close(); });
+  boost::system::error_code ec;
+  auto first = co_await transport::ReadDataMessage(*data, 1024, ec);
+  if (!*alive) co_return;
+  const bool timed_out = deadline.fired();
+  deadline.Cancel();
+  std::optional<codec::DataAttach> attach;
+  if (first) {
+    auto decoded = codec::Decode(*first);
+    if (decoded.ok && std::holds_alternative<codec::DataAttach>(decoded.message)) {
+      attach = std::get<codec::DataAttach>(decoded.message);
+    } else {
+      log_->warn("data connection from {}: first message is not DataAttach ({}); closing",
+                 data->peer(),
+                 decoded.ok ? std::string(codec::MessageTypeName(codec::TypeOf(decoded.message)))
+                            : decoded.error);
+    }
+  } else {
+    log_->info("data connection from {} closed before DataAttach: {}", data->peer(),
+               timed_out ? std::string("timed out") : ec.message());
+  }
+  if (attach) co_await RunData(data, *attach);
+  data->Close();
+  if (*alive) live_data_.erase(data.get());
+}
+
+asio::awaitable<void> TunnelServer::RunData(std::shared_ptr<transport::DataSocket> data,
                                             codec::DataAttach attach) {
   const auto it = tunnels_.find(attach.tunnel_id);
   if (it == tunnels_.end() || !it->second->extended) {
-    log_->warn("data connection from {} for an unknown tunnel; closing", conn->peer());
-    conn->Close();
+    log_->warn("data connection from {} for an unknown tunnel; closing", data->peer());
     co_return;
   }
   auto tunnel = it->second;
   if (CRYPTO_memcmp(attach.secret.data(), tunnel->data_secret.data(), attach.secret.size()) != 0) {
-    log_->warn("data connection from {} with a wrong secret; closing", conn->peer());
-    conn->Close();
+    log_->warn("data connection from {} for tunnel {} with a wrong secret; closing", data->peer(),
+               tunnel->id.ToString());
     co_return;
   }
   const auto pending_it = tunnel->pending.find(attach.connection_id);
   if (pending_it == tunnel->pending.end()) {
     log_->info("tunnel {}: data connection for unknown or expired connection {}; closing",
                tunnel->id.ToString(), attach.connection_id.ToString());
-    conn->Close();
     co_return;
   }
   auto pending = pending_it->second;
@@ -482,65 +560,74 @@ asio::awaitable<void> TunnelServer::RunData(std::shared_ptr<WsConnection> conn,
 
   if (pending->socket) {
     TcpStream public_side(std::move(*pending->socket));
-    transport::WsStream agent_side(io_.get_executor(), conn,
-                                   "zlayer data " + attach.connection_id.ToString());
-    const auto result = co_await Splice(public_side, agent_side);
+    transport::DataStream agent_side(data, "zlayer data " + attach.connection_id.ToString());
+    const auto alive = alive_;
+    const auto spliced =
+        co_await transport::SpliceData(public_side, agent_side, transport::DataSide::kServer);
+    const auto& result = spliced.totals;
+    if (spliced.clean) co_await data->Finish();
+    if (!*alive) co_return;
     log_->debug("tunnel {}: connection {} done ({} bytes in, {} out{}{})", tunnel->id.ToString(),
                 attach.connection_id.ToString(), result.a_to_b, result.b_to_a,
                 result.ec ? ", " : "", result.ec ? result.ec.message() : "");
     co_return;
   }
-  co_await ServeUdpFlow(pending->flow, conn);
+  co_await ServeUdpFlow(pending->flow, data);
 }
 
 asio::awaitable<void> TunnelServer::ServeUdpFlow(std::shared_ptr<UdpFlow> flow,
-                                                 std::shared_ptr<WsConnection> conn) {
+                                                 std::shared_ptr<transport::DataSocket> data) {
+  const auto alive = alive_;
   auto service = flow->service.lock();
-  if (!service || service->closed) {
-    conn->Close();
-    co_return;
-  }
-  flow->conn = conn;
+  if (!service || service->closed) co_return;
   static constexpr std::uint8_t kDatagram[1] = {
       static_cast<std::uint8_t>(codec::DataFrameKind::kDatagram)};
+  // Datagrams that came before the attach go first; ReceiveUdp queues more meanwhile, and
+  // writes itself once `data` is set (one writer at a time).
   while (!flow->queued.empty()) {
     auto datagram = std::move(flow->queued.front());
     flow->queued.pop_front();
-    co_await conn->Send(kDatagram, datagram);
+    if (co_await data->WriteMessage(asio::buffer(kDatagram), asio::buffer(datagram))) co_return;
   }
+  if (!*alive) co_return;
+  flow->data = data;
   // Idle expiry: nothing either way for udp_idle_timeout ends the flow.
   auto watchdog = std::make_shared<asio::steady_timer>(io_);
+  auto ended = std::make_shared<bool>(false);
   asio::co_spawn(
       io_,
-      [flow, conn, watchdog, idle = options_.udp_idle_timeout]() -> asio::awaitable<void> {
+      [flow, data, watchdog, ended, idle = options_.udp_idle_timeout]() -> asio::awaitable<void> {
         for (;;) {
           watchdog->expires_at(flow->last_activity + idle);
           boost::system::error_code ec;
           co_await watchdog->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-          if (ec || conn->closed()) co_return;
+          if (ec || *ended) co_return;
           if (std::chrono::steady_clock::now() - flow->last_activity >= idle) {
-            conn->Close();
+            data->Close();
             co_return;
           }
         }
       },
       asio::detached);
-  while (auto message = co_await conn->Receive()) {
+  boost::system::error_code ec;
+  while (auto message =
+             co_await transport::ReadDataMessage(*data, transport::kMaxDataMessage, ec)) {
+    if (!*alive) break;
     const auto frame = codec::DecodeDataFrame(*message);
     if (!frame.ok || frame.frame.kind != codec::DataFrameKind::kDatagram) {
       log_->warn("udp flow {}: bad frame from the agent; closing", flow->connection_id.ToString());
-      conn->Close();
       break;
     }
     flow->last_activity = std::chrono::steady_clock::now();
     if (service->closed) break;
-    boost::system::error_code ec;
+    boost::system::error_code send_ec;
     co_await service->udp_socket->async_send_to(
         asio::buffer(frame.frame.payload.data(), frame.frame.payload.size()), flow->client,
-        asio::redirect_error(asio::use_awaitable, ec));
+        asio::redirect_error(asio::use_awaitable, send_ec));
   }
+  *ended = true;
   watchdog->cancel();
-  conn->Close();
+  data->Close();
   if (!service->closed) {
     const auto it = service->flows.find(flow->client);
     if (it != service->flows.end() && it->second == flow) service->flows.erase(it);

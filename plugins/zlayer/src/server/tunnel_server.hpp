@@ -17,6 +17,8 @@
 #include "codec/messages.hpp"
 #include "server/port_pool.hpp"
 #include "server/token_store.hpp"
+#include "transport/data_socket.hpp"
+#include "transport/front_door.hpp"
 #include "transport/ws_loop.hpp"
 
 namespace spdlog {
@@ -58,7 +60,7 @@ class TunnelServer {
   // Sends Disconnect{reason} to every agent, closes the public ports, and stops the WebSocket
   // thread shortly after (so the Disconnect frames leave). Calls `done` on the io_context.
   void Stop(const std::string& reason, std::function<void()> done = {});
-  int listen_port() const { return loop_.listen_port(); }
+  int listen_port() const { return front_door_.port(); }
   ServerStats stats() const;
 
   struct Tunnel;
@@ -70,7 +72,8 @@ class TunnelServer {
   boost::asio::awaitable<void> HandleConnection(std::shared_ptr<transport::WsConnection> conn);
   boost::asio::awaitable<void> RunControl(std::shared_ptr<transport::WsConnection> conn,
                                           codec::Auth auth);
-  boost::asio::awaitable<void> RunData(std::shared_ptr<transport::WsConnection> conn,
+  boost::asio::awaitable<void> HandleData(std::shared_ptr<transport::DataSocket> data);
+  boost::asio::awaitable<void> RunData(std::shared_ptr<transport::DataSocket> data,
                                        codec::DataAttach attach);
   boost::asio::awaitable<void> Register(std::shared_ptr<Tunnel> tunnel, codec::Register request);
   void RemoveService(Tunnel& tunnel, const codec::Uuid& service_id);
@@ -78,12 +81,18 @@ class TunnelServer {
   boost::asio::awaitable<void> ReceiveUdp(std::shared_ptr<Service> service);
   void AddPending(const std::shared_ptr<Tunnel>& tunnel, std::shared_ptr<Pending> pending);
   boost::asio::awaitable<void> ServeUdpFlow(std::shared_ptr<UdpFlow> flow,
-                                            std::shared_ptr<transport::WsConnection> conn);
+                                            std::shared_ptr<transport::DataSocket> data);
 
   boost::asio::io_context& io_;
   ServerOptions options_;
   std::shared_ptr<spdlog::logger> log_;
-  transport::WsLoop loop_;
+  transport::WsLoop loop_;  // control connections (libwebsockets)
+  transport::FrontDoor front_door_;
+  // Live data sockets, closed on Stop.
+  std::map<transport::DataSocket*, std::weak_ptr<transport::DataSocket>> live_data_;
+  // Data coroutines outlive the server when it is destroyed mid-transfer (their sockets are
+  // closed then): they check this before touching it again.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::map<codec::Uuid, std::shared_ptr<Tunnel>> tunnels_;
   std::set<std::string> tokens_in_use_;  // hashes
   std::uint64_t connections_ = 0;

@@ -15,6 +15,7 @@ namespace asio = boost::asio;
 WsConnection::WsConnection(asio::io_context& io, WsLoop& loop, std::shared_ptr<WsShared> shared)
     : io_(io),
       loop_(loop),
+      loop_alive_(loop.alive_token()),
       shared_(std::move(shared)),
       recv_wake_(io),
       send_wake_(io),
@@ -30,8 +31,14 @@ WsConnection::~WsConnection() {
       std::lock_guard lock(shared_->mu);
       shared_->close_requested = true;
     }
-    loop_.Ring(shared_);
+    Ring();
   }
+}
+
+void WsConnection::Ring() {
+  // A connection can outlive its loop (a coroutine destroyed with the io_context after the
+  // server or agent that owned the loop).
+  if (*loop_alive_) loop_.Ring(shared_);
 }
 
 asio::awaitable<std::optional<std::vector<std::uint8_t>>> WsConnection::Receive() {
@@ -47,7 +54,7 @@ asio::awaitable<std::optional<std::vector<std::uint8_t>>> WsConnection::Receive(
   const std::size_t before = shared_->inbox_bytes.fetch_sub(message.size());
   const std::size_t after = before - message.size();
   // Crossing the low-water mark may let a paused lws reader go on.
-  if (before >= kLowWater && after < kLowWater) loop_.Ring(shared_);
+  if (before >= kLowWater && after < kLowWater) Ring();
   co_return message;
 }
 
@@ -63,7 +70,7 @@ bool WsConnection::Queue(std::span<const std::uint8_t> head, std::span<const std
     shared_->outbox.push_back(std::move(message));
   }
   shared_->outbox_bytes += size;
-  loop_.Ring(shared_);
+  Ring();
   return true;
 }
 
@@ -90,7 +97,7 @@ void WsConnection::Close() {
     std::lock_guard lock(shared_->mu);
     shared_->close_requested = true;
   }
-  loop_.Ring(shared_);
+  Ring();
 }
 
 void WsConnection::OnOpen(std::string peer, std::string path) {

@@ -87,8 +87,11 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   boost::asio::steady_timer& state_timer() { return state_timer_; }
 
  private:
+  void Ring();
+
   boost::asio::io_context& io_;
   WsLoop& loop_;
+  std::shared_ptr<const bool> loop_alive_;
   std::shared_ptr<WsShared> shared_;
   std::deque<std::vector<std::uint8_t>> inbox_;
   boost::asio::steady_timer recv_wake_;

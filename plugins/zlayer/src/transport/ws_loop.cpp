@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cstring>
 
+#include <unistd.h>
+
 namespace tunnelkit::zlayer::transport {
 
 namespace asio = boost::asio;
@@ -40,6 +42,14 @@ const lws_protocols kProtocols[] = {
 
 std::once_flag lws_log_once;
 
+// lws 4.1.6 logs a debugging line at error level for every adopted socket with a read buffer
+// ("adopt_socket_readbuf: calling service"): dropped; everything else goes to stderr as lws's
+// own emitter would.
+void EmitLwsLog(int level, const char* line) {
+  if (std::strstr(line, "adopt_socket_readbuf: calling service") != nullptr) return;
+  lwsl_emit_stderr(level, line);
+}
+
 // lws 4.1.6 creates a vhost even when its certificate cannot be loaded; check first so that a
 // bad --tls-cert/--tls-key is a start error naming the file.
 bool CheckCertificatePair(const std::string& cert, const std::string& key, std::string& error) {
@@ -69,15 +79,16 @@ bool CheckCertificatePair(const std::string& cert, const std::string& key, std::
 WsLoop::WsLoop(asio::io_context& io) : io_(io) {}
 
 WsLoop::~WsLoop() {
+  *alive_ = false;
   Stop();
 }
 
 bool WsLoop::Start(const std::optional<WsServerOptions>& server, AcceptHandler on_accept,
                    const std::optional<WsClientOptions>& client, std::string& error) {
-  std::call_once(lws_log_once, [] { lws_set_log_level(LLL_ERR, nullptr); });
+  std::call_once(lws_log_once, [] { lws_set_log_level(LLL_ERR, &EmitLwsLog); });
   on_accept_ = std::move(on_accept);
   client_options_ = client;
-  if (server && (!server->tls_cert.empty() || !server->tls_key.empty())) {
+  if (server && !server->adopt_only && (!server->tls_cert.empty() || !server->tls_key.empty())) {
     if (server->tls_cert.empty() || server->tls_key.empty()) {
       error = "TLS needs both a certificate and a key";
       return false;
@@ -100,13 +111,13 @@ bool WsLoop::Start(const std::optional<WsServerOptions>& server, AcceptHandler o
   if (server) {
     lws_context_creation_info v;
     std::memset(&v, 0, sizeof v);
-    v.port = server->port;
+    v.port = server->adopt_only ? CONTEXT_PORT_NO_LISTEN_SERVER : server->port;
     const bool any = server->host.empty() || server->host == "0.0.0.0" || server->host == "::";
     v.iface = any ? nullptr : server->host.c_str();
     v.protocols = kProtocols;
     v.vhost_name = "zlayer-server";
     v.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    if (!server->tls_cert.empty()) {
+    if (!server->adopt_only && !server->tls_cert.empty()) {
       v.ssl_cert_filepath = server->tls_cert.c_str();
       v.ssl_private_key_filepath = server->tls_key.c_str();
     }
@@ -120,7 +131,7 @@ bool WsLoop::Start(const std::optional<WsServerOptions>& server, AcceptHandler o
       context_ = nullptr;
       return false;
     }
-    listen_port_ = lws_get_vhost_listen_port(server_vhost_);
+    if (!server->adopt_only) listen_port_ = lws_get_vhost_listen_port(server_vhost_);
   }
   if (client) {
     lws_context_creation_info v;
@@ -163,6 +174,10 @@ void WsLoop::Stop() {
   lws_context_destroy(context_);
   context_ = nullptr;
   live_.clear();
+  adopted_peers_.clear();
+  std::lock_guard lock(doorbell_mu_);
+  for (const auto& adoption : adopt_requests_) ::close(adoption.fd);
+  adopt_requests_.clear();
 }
 
 void WsLoop::Ring(const std::shared_ptr<WsShared>& shared) {
@@ -172,6 +187,18 @@ void WsLoop::Ring(const std::shared_ptr<WsShared>& shared) {
     rung_.push_back(shared);
   }
   if (started_) lws_cancel_service(context_);
+}
+
+void WsLoop::Adopt(int fd, std::string head, std::string peer) {
+  if (!started_ || server_vhost_ == nullptr) {
+    ::close(fd);
+    return;
+  }
+  {
+    std::lock_guard lock(doorbell_mu_);
+    adopt_requests_.push_back({fd, std::move(head), std::move(peer)});
+  }
+  lws_cancel_service(context_);
 }
 
 asio::awaitable<std::shared_ptr<WsConnection>> WsLoop::Connect(const WsUrl& url,
@@ -209,10 +236,22 @@ asio::awaitable<std::shared_ptr<WsConnection>> WsLoop::Connect(const WsUrl& url,
 void WsLoop::DrainDoorbell() {
   std::vector<std::shared_ptr<WsShared>> rung;
   std::vector<ConnectRequest> requests;
+  std::vector<AdoptRequest> adoptions;
   {
     std::lock_guard lock(doorbell_mu_);
     rung.swap(rung_);
     requests.swap(connect_requests_);
+    adoptions.swap(adopt_requests_);
+  }
+  for (auto& adoption : adoptions) {
+    // lws parses the head (and usually completes the upgrade) inside this call: the peer is
+    // taken from adopting_peer_ then, from adopted_peers_ if the upgrade finishes later. On
+    // failure lws has closed the fd already.
+    adopting_peer_ = &adoption.peer;
+    struct lws* wsi = lws_adopt_socket_vhost_readbuf(server_vhost_, adoption.fd,
+                                                     adoption.head.data(), adoption.head.size());
+    if (wsi != nullptr && adopting_peer_ != nullptr) adopted_peers_[wsi] = adoption.peer;
+    adopting_peer_ = nullptr;
   }
   for (const auto& shared : rung) {
     shared->rung = false;  // before acting: a later ring must not be lost
@@ -304,11 +343,22 @@ int WsLoop::Handle(struct lws* wsi, int reason, void* user, void* in, std::size_
       shared->wsi = wsi;
       lws_set_opaque_user_data(wsi, shared.get());
       live_.push_back(shared);
-      char peer[128] = {0};
-      lws_get_peer_simple(wsi, peer, sizeof peer);
+      char peer_buf[128] = {0};
+      std::string peer;
+      if (adopting_peer_ != nullptr) {  // upgraded inside lws_adopt_socket_vhost_readbuf
+        peer = *adopting_peer_;
+        adopting_peer_ = nullptr;
+        adopted_peers_.erase(wsi);
+      } else if (const auto adopted = adopted_peers_.find(wsi); adopted != adopted_peers_.end()) {
+        peer = std::move(adopted->second);
+        adopted_peers_.erase(adopted);
+      } else {
+        lws_get_peer_simple(wsi, peer_buf, sizeof peer_buf);
+        peer = peer_buf;
+      }
       char uri[512] = {0};
       if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) < 0) uri[0] = 0;
-      asio::post(io_, [this, shared, peer = std::string(peer), path = std::string(uri)] {
+      asio::post(io_, [this, shared, peer = std::move(peer), path = std::string(uri)] {
         auto conn = std::make_shared<WsConnection>(io_, *this, shared);
         shared->owner = conn;
         conn->OnOpen(peer, path);
@@ -405,6 +455,10 @@ int WsLoop::Handle(struct lws* wsi, int reason, void* user, void* in, std::size_
       if (auto shared = find()) Finish(shared, "connection closed by the peer");
       return 0;
     }
+
+    case LWS_CALLBACK_WSI_DESTROY:
+      adopted_peers_.erase(wsi);
+      break;
 
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
       std::string why = in ? std::string(static_cast<const char*>(in), len) : "connection failed";

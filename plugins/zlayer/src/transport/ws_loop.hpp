@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -32,6 +33,9 @@ struct WsServerOptions {
   int port = 0;          // 0: an ephemeral port (see WsLoop::listen_port)
   std::string tls_cert;  // PEM files; both empty: plain ws
   std::string tls_key;
+  // No listener of its own: the server vhost only serves sockets handed over with Adopt
+  // (host, port and TLS are then ignored).
+  bool adopt_only = false;
 };
 
 struct WsClientOptions {
@@ -61,8 +65,16 @@ class WsLoop {
   boost::asio::awaitable<std::shared_ptr<WsConnection>> Connect(const WsUrl& url,
                                                                 std::string& error);
 
+  // False once this loop is destroyed (connections may outlive it).
+  std::shared_ptr<const bool> alive_token() const { return alive_; }
+
   // Asio side: asks the lws thread to look at this connection (write, close, resume reads).
   void Ring(const std::shared_ptr<WsShared>& shared);
+
+  // Hands an accepted socket to the server vhost, as if its own listener had accepted it;
+  // `head` (at most 2048 bytes) is what was already read from it. Takes ownership of `fd`.
+  // `peer` names the client in logs (the fd may be one end of a socketpair).
+  void Adopt(int fd, std::string head, std::string peer);
 
   // The lws callback (lws thread only).
   int Handle(struct lws* wsi, int reason, void* user, void* in, std::size_t len);
@@ -71,6 +83,11 @@ class WsLoop {
   struct ConnectRequest {
     std::shared_ptr<WsShared> shared;
     WsUrl url;
+  };
+  struct AdoptRequest {
+    int fd = -1;
+    std::string head;
+    std::string peer;
   };
   void DrainDoorbell();
   void Deliver(const std::shared_ptr<WsShared>& shared);
@@ -91,10 +108,15 @@ class WsLoop {
   std::mutex doorbell_mu_;
   std::vector<std::shared_ptr<WsShared>> rung_;   // guarded by doorbell_mu_
   std::vector<ConnectRequest> connect_requests_;  // guarded by doorbell_mu_
+  std::vector<AdoptRequest> adopt_requests_;      // guarded by doorbell_mu_
 
   // lws thread only: keeps each live connection's shared state alive while lws holds a raw
   // pointer to it.
   std::vector<std::shared_ptr<WsShared>> live_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  // lws thread only: the client address of adopted sockets until they become WebSockets.
+  std::map<struct lws*, std::string> adopted_peers_;
+  const std::string* adopting_peer_ = nullptr;  // during lws_adopt_socket_vhost_readbuf
 };
 
 }  // namespace tunnelkit::zlayer::transport

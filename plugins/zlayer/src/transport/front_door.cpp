@@ -1,0 +1,247 @@
+#include "transport/front_door.hpp"
+
+#include <openssl/ssl.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/rfc7230.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+
+#include "tunnelkit/stream/deadline.hpp"
+#include "tunnelkit/stream/socket_stream.hpp"
+#include "tunnelkit/stream/splice.hpp"
+#include "tunnelkit/stream/tls_context.hpp"
+#include "tunnelkit/stream/tls_stream.hpp"
+
+namespace tunnelkit::zlayer::transport {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using asio::ip::tcp;
+using boost::system::error_code;
+
+namespace {
+
+std::string FormatEndpoint(const tcp::endpoint& endpoint) {
+  const auto address = endpoint.address();
+  if (address.is_v6()) return "[" + address.to_string() + "]:" + std::to_string(endpoint.port());
+  return address.to_string() + ":" + std::to_string(endpoint.port());
+}
+
+bool IsDataUpgrade(const UpgradeRequest& request) {
+  if (!boost::beast::websocket::is_upgrade(request)) return false;
+  const auto protocols = request[http::field::sec_websocket_protocol];
+  for (const auto token : http::token_list(protocols)) {
+    if (token == kDataSubprotocol) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+FrontDoor::FrontDoor(asio::io_context& io, std::shared_ptr<spdlog::logger> logger)
+    : io_(io), log_(std::move(logger)) {}
+
+FrontDoor::~FrontDoor() {
+  *alive_ = false;
+  Stop();
+}
+
+bool FrontDoor::Start(const FrontDoorOptions& options, DataHandler on_data,
+                      ControlHandler on_control, std::string& error) {
+  options_ = options;
+  on_data_ = std::move(on_data);
+  on_control_ = std::move(on_control);
+  if (!options_.tls_cert.empty() || !options_.tls_key.empty()) {
+    if (options_.tls_cert.empty() || options_.tls_key.empty()) {
+      error = "TLS needs both a certificate and a key";
+      return false;
+    }
+    try {
+      tls_context_ = MakeTlsServerContext({options_.tls_cert, options_.tls_key, "", {}});
+      // No TLS 1.3 session tickets: agents never resume, and each ticket costs both sides
+      // memory per connection (a parsed session) and the server a ticket encryption.
+      SSL_CTX_set_num_tickets(tls_context_->native_handle(), 0);
+    } catch (const std::exception& e) {
+      error = e.what();
+      return false;
+    }
+  }
+  error_code ec;
+  tcp::endpoint endpoint;
+  const std::string& host = options_.host;
+  const auto port = static_cast<std::uint16_t>(options_.port);
+  if (host.empty() || host == "0.0.0.0") {
+    endpoint = tcp::endpoint(tcp::v4(), port);
+  } else {
+    const auto address = asio::ip::make_address(host, ec);
+    if (!ec) {
+      endpoint = tcp::endpoint(address, port);
+    } else {
+      tcp::resolver resolver(io_);
+      const auto results = resolver.resolve(host, std::to_string(port), ec);
+      if (ec || results.empty()) {
+        error = "cannot resolve listen address '" + host + "'";
+        return false;
+      }
+      endpoint = results.begin()->endpoint();
+    }
+  }
+  auto acceptor = std::make_unique<tcp::acceptor>(io_);
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor->bind(endpoint, ec);
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    error = "cannot listen on " + FormatEndpoint(endpoint) + ": " + ec.message();
+    return false;
+  }
+  port_ = acceptor->local_endpoint().port();
+  acceptor_ = std::move(acceptor);
+  asio::co_spawn(io_, AcceptLoop(), asio::detached);
+  return true;
+}
+
+void FrontDoor::Stop() {
+  if (acceptor_) {
+    error_code ec;
+    acceptor_->close(ec);
+  }
+}
+
+asio::awaitable<void> FrontDoor::AcceptLoop() {
+  auto alive = alive_;
+  for (;;) {
+    error_code ec;
+    tcp::socket socket =
+        co_await acceptor_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (!*alive || !acceptor_->is_open()) co_return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted) co_return;
+      continue;  // e.g. out of descriptors for a moment
+    }
+    asio::co_spawn(io_, Serve(std::move(socket)), asio::detached);
+  }
+}
+
+asio::awaitable<void> FrontDoor::Serve(tcp::socket socket) {
+  auto alive = alive_;
+  const auto executor = socket.get_executor();
+  error_code ec;
+  const auto remote = socket.remote_endpoint(ec);
+  const std::string peer = ec ? std::string("unknown") : FormatEndpoint(remote);
+  auto log = log_;
+
+  std::unique_ptr<TlsStream> tls;
+  std::unique_ptr<TcpStream> tcp;
+  Stream* stream = nullptr;
+  Deadline deadline(executor);
+  if (tls_context_) {
+    tls = std::make_unique<TlsStream>(std::move(socket), *tls_context_, TlsStream::Role::kServer);
+    stream = tls.get();
+    deadline.Arm(options_.head_timeout, [stream] { stream->Reset(); });
+    ec = co_await tls->Handshake();
+    if (ec) {
+      log->info("connection from {}: TLS handshake failed: {}", peer,
+                deadline.fired() ? std::string("timed out")
+                                 : (tls->LastError().empty() ? ec.message() : tls->LastError()));
+      co_return;
+    }
+  } else {
+    tcp = std::make_unique<TcpStream>(std::move(socket));
+    stream = tcp.get();
+    deadline.Arm(options_.head_timeout, [stream] { stream->Reset(); });
+  }
+
+  // The upgrade head, and nothing we cannot give back: read until its blank line.
+  std::string head;
+  std::size_t head_end = std::string::npos;
+  std::array<char, 1024> chunk;
+  while (head_end == std::string::npos) {
+    const auto r = co_await stream->ReadSome(asio::buffer(chunk));
+    if (r.ec) {
+      log->info("connection from {} closed before its upgrade request{}", peer,
+                deadline.fired() ? " (timed out)" : "");
+      co_return;
+    }
+    const std::size_t from = head.size() >= 3 ? head.size() - 3 : 0;
+    head.append(chunk.data(), r.bytes);
+    head_end = head.find("\r\n\r\n", from);
+    if (head_end == std::string::npos && head.size() > kMaxHead) {
+      log->warn("connection from {}: upgrade request longer than {} bytes; closing", peer,
+                kMaxHead);
+      co_return;
+    }
+  }
+  head_end += 4;
+  if (!*alive) co_return;
+
+  http::request_parser<http::empty_body> parser;
+  parser.header_limit(kMaxHead);
+  parser.put(asio::buffer(head.data(), head_end), ec);
+  if (!ec && parser.is_header_done() && IsDataUpgrade(parser.get())) {
+    deadline.Cancel();
+    if (head.size() > head_end) {
+      log->warn("data connection from {} sent bytes before its upgrade completed; closing", peer);
+      co_return;
+    }
+    std::string error;
+    tcp::socket plain(executor);
+    if (tcp) plain = std::move(tcp->socket());
+    auto data = co_await AcceptDataSocket(std::move(plain), std::move(tls), parser.get(), peer,
+                                          options_.head_timeout, error);
+    if (!data) {
+      log->info("data connection from {}: {}", peer, error);
+      co_return;
+    }
+    if (*alive && on_data_) on_data_(std::move(data));
+    co_return;
+  }
+
+  // A control connection (or something else: libwebsockets answers it as upstream does).
+  if (head.size() > kMaxControlHead) {
+    log->warn(
+        "connection from {}: request of {} bytes is too long for the control channel; "
+        "closing",
+        peer, head.size());
+    co_return;
+  }
+  deadline.Cancel();
+  if (tcp) {
+    const int fd = tcp->socket().release(ec);
+    if (ec) {
+      log->warn("connection from {}: cannot hand the socket over: {}", peer, ec.message());
+      co_return;
+    }
+    on_control_(fd, std::move(head), peer);
+    co_return;
+  }
+  // wss: libwebsockets gets one end of a socketpair; the TLS stream is relayed to the other.
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    log->warn("connection from {}: socketpair failed; closing", peer);
+    co_return;
+  }
+  asio::local::stream_protocol::socket ours(executor);
+  ours.assign(asio::local::stream_protocol(), fds[0], ec);
+  if (ec) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    co_return;
+  }
+  on_control_(fds[1], std::move(head), peer);
+  UnixStream relay(std::move(ours));
+  co_await Splice(*tls, relay, 16 * 1024);
+}
+
+}  // namespace tunnelkit::zlayer::transport

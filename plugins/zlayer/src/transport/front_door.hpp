@@ -1,0 +1,76 @@
+// The server's one public port (`--listen`), owned by asio. Each connection gets TLS (when
+// configured) and its HTTP upgrade head read here, then goes one of two ways:
+// - a data-plane upgrade (Sec-WebSocket-Protocol: tunnelkit-data.v2, sent only by our agent)
+//   is accepted with Beast and handed over as a DataSocket;
+// - anything else is a control connection for libwebsockets: the caller adopts the given fd
+//   with the bytes already read. Plain ws: the accepted socket's own fd. wss: one end of a
+//   socketpair, while this class relays the TLS stream to the other end (control traffic is
+//   small), so lws never sees TLS.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include "transport/data_socket.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace tunnelkit::zlayer::transport {
+
+struct FrontDoorOptions {
+  std::string host;      // "" or "0.0.0.0": every interface
+  int port = 0;          // 0: an ephemeral port
+  std::string tls_cert;  // PEM files; both empty: plain ws
+  std::string tls_key;
+  // TLS handshake + upgrade head, and the data upgrade, must complete within this.
+  std::chrono::milliseconds head_timeout{10000};
+};
+
+class FrontDoor {
+ public:
+  using DataHandler = std::function<void(std::shared_ptr<DataSocket>)>;
+  // Takes ownership of `fd`; `head` holds the bytes already read from the connection.
+  using ControlHandler = std::function<void(int fd, std::string head, std::string peer)>;
+
+  FrontDoor(boost::asio::io_context& io, std::shared_ptr<spdlog::logger> logger);
+  ~FrontDoor();
+  FrontDoor(const FrontDoor&) = delete;
+  FrontDoor& operator=(const FrontDoor&) = delete;
+
+  // Binds and starts accepting; false with a one-line reason (address in use, bad cert...).
+  bool Start(const FrontDoorOptions& options, DataHandler on_data, ControlHandler on_control,
+             std::string& error);
+  // Stops accepting (connections already handed over are not touched).
+  void Stop();
+  int port() const { return port_; }
+  bool tls() const { return tls_context_ != nullptr; }
+
+  // Largest upgrade head accepted (lws takes at most 2048 bytes of already-read input).
+  static constexpr std::size_t kMaxControlHead = 2048;
+  static constexpr std::size_t kMaxHead = 8192;
+
+ private:
+  boost::asio::awaitable<void> AcceptLoop();
+  boost::asio::awaitable<void> Serve(boost::asio::ip::tcp::socket socket);
+
+  boost::asio::io_context& io_;
+  std::shared_ptr<spdlog::logger> log_;
+  FrontDoorOptions options_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  std::shared_ptr<boost::asio::ssl::context> tls_context_;
+  DataHandler on_data_;
+  ControlHandler on_control_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  int port_ = 0;
+};
+
+}  // namespace tunnelkit::zlayer::transport
