@@ -8,6 +8,7 @@
 #include "client/quick_tunnel_client.hpp"
 #include "tunnelkit/admin/admin_server.hpp"
 #include "tunnelkit/logging.hpp"
+#include "tunnelkit/memory_trim.hpp"
 #include "tunnelkit/origin/origin_proxy.hpp"
 #include "tunnelkit/runtime.hpp"
 #include "tunnelkit/session/backoff.hpp"
@@ -84,6 +85,7 @@ class CloudflareBackend final : public Backend {
   }
 
   int Run(Runtime& runtime) override {
+    TuneAllocator();  // heap trims come after bursts (EdgeStreamServer), not on every free
     std::vector<ConfigIssue> issues;
     Validate(runtime.config(), issues);
     for (const auto& issue : issues) {

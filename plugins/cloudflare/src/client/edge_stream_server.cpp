@@ -10,6 +10,7 @@
 #include "codec/http_metadata.hpp"
 #include "rpc/cloudflared_server.hpp"
 #include "stream/connect_stream.hpp"
+#include "tunnelkit/memory_trim.hpp"
 #include "tunnelkit/stream/counting_stream.hpp"
 #include "tunnelkit/stream/deadline.hpp"
 #include "tunnelkit/stream/prefixed_stream.hpp"
@@ -20,6 +21,8 @@ namespace asio = boost::asio;
 using boost::system::error_code;
 
 namespace {
+
+constexpr std::size_t kTrimAfterStreams = 128;
 
 const char* TypeName(ConnectionType type) {
   switch (type) {
@@ -168,6 +171,7 @@ asio::awaitable<void> EdgeStreamServer::Serve(std::shared_ptr<Stream> stream, in
     co_return;
   }
   metrics_.active_streams.Inc();
+  peak_ = std::max(peak_, ++active_);
   try {
     StreamOpening opening;
     {
@@ -202,6 +206,11 @@ asio::awaitable<void> EdgeStreamServer::Serve(std::shared_ptr<Stream> stream, in
     stream->Reset();
   }
   metrics_.active_streams.Dec();
+  --active_;
+  if (active_ == 0 || (peak_ >= kTrimAfterStreams && active_ <= peak_ / 2)) {
+    peak_ = active_;
+    ScheduleMemoryTrim(stream->get_executor());
+  }
 }
 
 asio::awaitable<void> EdgeStreamServer::ServeHttp(std::shared_ptr<Stream> stream,

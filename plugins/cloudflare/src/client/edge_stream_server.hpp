@@ -73,6 +73,10 @@ class EdgeStreamServer {
   AsioKjLoop& loop_;
   session::DrainTracker& drain_;
   EdgeStreamMetrics metrics_;
+  // Streams in flight, and the most since the last heap trim: once they are all done (a burst
+  // ended) or most of a crowd is gone, freed memory goes back to the system.
+  std::size_t active_ = 0;
+  std::size_t peak_ = 0;
   std::shared_ptr<spdlog::logger> log_;
   Options options_;
 };
