@@ -641,13 +641,16 @@ asio::awaitable<void> Connection::ReadLoop() {
     const auto room = decoder_.Prepare(want);
     IoResult r = co_await transport_->ReadSome(asio::buffer(room.data(), room.size()));
     decoder_.Commit(r.ec ? 0 : r.bytes);
-    if (closed_) co_return;
-    if (r.ec) {
-      Close(r.ec == asio::error::eof ? "peer closed the connection"
-                                     : "read failed: " + r.ec.message());
-      co_return;
-    }
+    if (EndedBy(r)) co_return;
   }
+}
+
+bool Connection::EndedBy(const IoResult& read) {
+  if (closed_) return true;
+  if (!read.ec) return false;
+  Close(read.ec == asio::error::eof ? "peer closed the connection"
+                                    : "read failed: " + read.ec.message());
+  return true;
 }
 
 bool Connection::WithinWindow(const MuxStream& stream, std::size_t size) {
@@ -680,12 +683,7 @@ asio::awaitable<void> Connection::ReadPayloadDirect(std::shared_ptr<MuxStream> s
   while (have < payload.size()) {
     IoResult r =
         co_await transport_->ReadSome(asio::buffer(payload.data() + have, payload.size() - have));
-    if (closed_) co_return;
-    if (r.ec) {
-      Close(r.ec == asio::error::eof ? "peer closed the connection"
-                                     : "read failed: " + r.ec.message());
-      co_return;
-    }
+    if (EndedBy(r)) co_return;
     have += r.bytes;
   }
   header_sized_read_ = true;
@@ -706,12 +704,7 @@ asio::awaitable<void> Connection::SpliceInbound(std::shared_ptr<MuxStream> strea
       const auto room = decoder_.Prepare(std::min(left, kReadChunk));
       IoResult r = co_await transport_->ReadSome(asio::buffer(room.data(), room.size()));
       decoder_.Commit(r.ec ? 0 : r.bytes);
-      if (closed_) co_return;
-      if (r.ec) {
-        Close(r.ec == asio::error::eof ? "peer closed the connection"
-                                       : "read failed: " + r.ec.message());
-        co_return;
-      }
+      if (EndedBy(r)) co_return;
       decoder_.Discard(r.bytes);
       left -= r.bytes;
       continue;

@@ -209,6 +209,9 @@ class Connection final : public std::enable_shared_from_this<Connection> {
                                                  DataFrameStart start);
   // Hands a received payload to its stream (memory or sink), with plain-mode backpressure.
   boost::asio::awaitable<void> Deliver(std::shared_ptr<MuxStream> stream, Bytes&& payload);
+  // After a transport read: true when the connection is closed or the read failed (then it
+  // closes the connection, naming why).
+  bool EndedBy(const IoResult& read);
   // False (and the connection closed) when `size` more bytes would exceed the stream's window.
   bool WithinWindow(const MuxStream& stream, std::size_t size);
   boost::asio::awaitable<void> WriteToSink(MuxStream& stream, const std::uint8_t* data,
