@@ -508,26 +508,13 @@ asio::awaitable<bool> Connection::SendFromPipe(std::uint32_t id, StreamPriority 
 }
 
 asio::awaitable<bool> Connection::DrainPipe(KernelPipe& pipe, std::size_t size) {
-  while (size > 0) {
-    const KernelPipe::Move m = pipe.DrainTo(tcp_->socket().native_handle(), size);
-    if (m.status == KernelPipe::Status::kMoved) {
-      size -= m.bytes;
-      spliced_bytes_ += m.bytes;
-      continue;
-    }
-    if (m.status != KernelPipe::Status::kWouldBlock) {
-      Close("write failed: " + std::string(m.error ? std::strerror(m.error) : "pipe ended"));
-      co_return false;
-    }
-    boost::system::error_code ec;
-    co_await tcp_->socket().async_wait(tcp::socket::wait_write,
-                                       asio::redirect_error(asio::use_awaitable, ec));
-    if (closed_) co_return false;
-    if (ec) {
-      Close("write failed: " + ec.message());
-      co_return false;
-    }
+  const boost::system::error_code ec = co_await DrainExactly(pipe, tcp_->socket(), size);
+  if (closed_) co_return false;
+  if (ec) {
+    Close("write failed: " + ec.message());
+    co_return false;
   }
+  spliced_bytes_ += size;
   co_return true;
 }
 

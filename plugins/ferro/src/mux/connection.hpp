@@ -31,9 +31,9 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "codec/codec.hpp"
-#include "mux/kernel_pipe.hpp"
 #include "mux/notifier.hpp"
 #include "tunnelkit/stream.hpp"
+#include "tunnelkit/stream/kernel_pipe.hpp"
 
 namespace spdlog {
 class logger;

@@ -9,10 +9,10 @@
 
 #include "codec/codec.hpp"
 #include "mux/connection.hpp"
-#include "mux/kernel_pipe.hpp"
 #include "mux/notifier.hpp"
 #include "transport/socket_stream.hpp"
 #include "tunnelkit/buffer_pool.hpp"
+#include "tunnelkit/stream/kernel_pipe.hpp"
 
 namespace tunnelkit::ferro {
 
@@ -67,7 +67,7 @@ class KernelRoute {
   // After `moved` bytes went through a `chunk`-sized buffer.
   void Consider(std::size_t moved, std::size_t chunk) {
     if (pipe_ || failed_ || (!outbound_ && !inbound_) || moved < chunk) return;
-    pipe_ = KernelPipe::Create(outbound_ ? to_mux_->get_executor() : from_mux_->get_executor());
+    pipe_ = KernelPipe::Create();
     failed_ = pipe_ == nullptr;  // no descriptors left: keep copying
   }
   // True once the kernel path carries this direction (inbound: once nothing is buffered).

@@ -16,6 +16,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "tunnelkit/buffer_pool.hpp"
+#include "tunnelkit/stream/kernel_pipe.hpp"
 
 namespace tunnelkit::zlayer::transport {
 
@@ -33,88 +34,17 @@ BufferPool& BigBuffers() {
   return *pool;
 }
 
-// A pipe for splice(2), borrowed per message: it goes back to the thread's pool empty (or is
-// closed if an error left bytes in it). With thousands of idle connections none holds one.
-struct Pipe {
-  int read_fd = -1;
-  int write_fd = -1;
-  std::size_t capacity = 0;
-};
-
-class PipePool {
- public:
-  ~PipePool() {
-    for (auto& p : free_) Close(p);
-  }
-  bool Acquire(Pipe& pipe) {
-    if (!free_.empty()) {
-      pipe = free_.back();
-      free_.pop_back();
-      return true;
-    }
-    int fds[2];
-    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return false;
-    pipe.read_fd = fds[0];
-    pipe.write_fd = fds[1];
-    ::fcntl(pipe.write_fd, F_SETPIPE_SZ, static_cast<int>(codec::kMaxDataFramePayload));
-    const int size = ::fcntl(pipe.write_fd, F_GETPIPE_SZ);
-    pipe.capacity = size > 0 ? static_cast<std::size_t>(size) : 65536;
-    return true;
-  }
-  void Release(Pipe& pipe, bool empty) {
-    if (pipe.read_fd < 0) return;
-    if (empty && free_.size() < kPoolFree) {
-      free_.push_back(pipe);
-    } else {
-      Close(pipe);
-    }
-    pipe = Pipe{};
-  }
-
- private:
-  static void Close(Pipe& p) {
-    ::close(p.read_fd);
-    ::close(p.write_fd);
-  }
-  std::vector<Pipe> free_;
-};
-
-PipePool& Pipes() {
-  thread_local PipePool pool;
-  return pool;
-}
-
-struct PipeLease {
-  Pipe pipe;
-  bool empty = true;
-  ~PipeLease() { Pipes().Release(pipe, empty); }
-};
-
 error_code Errno() {
   return error_code(errno, boost::system::system_category());
 }
 
-// Moves exactly `n` bytes from the pipe to `socket`.
-asio::awaitable<error_code> DrainPipe(Pipe& pipe, tcp::socket& socket, std::size_t n) {
-  while (n > 0) {
-    const ssize_t m = ::splice(pipe.read_fd, nullptr, socket.native_handle(), nullptr, n,
-                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (m > 0) {
-      n -= static_cast<std::size_t>(m);
-      continue;
-    }
-    if (m < 0 && errno == EINTR) continue;
-    if (m < 0 && errno == EAGAIN) {
-      error_code ec;
-      co_await socket.async_wait(tcp::socket::wait_write,
-                                 asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) co_return ec;
-      continue;
-    }
-    co_return m < 0 ? Errno() : error_code(asio::error::broken_pipe);
-  }
-  co_return error_code{};
-}
+// A pipe for splice(2), borrowed per message from the thread's pool (tunnelkit::BorrowPipe): it
+// goes back empty, or is closed if an error left bytes in it. With thousands of idle
+// connections none holds one.
+struct PipeLease {
+  std::shared_ptr<KernelPipe> pipe = BorrowPipe();
+  ~PipeLease() { ReturnPipe(std::move(pipe)); }
+};
 
 // Writes all of `bytes` (a frame header) to the socket, marked "more is coming".
 asio::awaitable<error_code> SendHeader(tcp::socket& socket, const std::uint8_t* bytes,
@@ -149,16 +79,15 @@ asio::awaitable<IoResult> SendFramesFrom(tcp::socket& source, tcp::socket& ws) {
                                asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return IoResult{ec, total};
     PipeLease lease;
-    if (!Pipes().Acquire(lease.pipe)) co_return IoResult{Errno(), total};
-    const std::size_t want = std::min(lease.pipe.capacity, codec::kMaxDataFramePayload);
-    const ssize_t n = ::splice(source.native_handle(), nullptr, lease.pipe.write_fd, nullptr, want,
-                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n == 0) co_return IoResult{asio::error::eof, total};
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EINTR) continue;
-      co_return IoResult{Errno(), total};
+    if (!lease.pipe) co_return IoResult{Errno(), total};
+    const std::size_t want = std::min(lease.pipe->capacity(), codec::kMaxDataFramePayload);
+    const KernelPipe::Move moved = lease.pipe->FillFrom(source.native_handle(), want);
+    if (moved.status == KernelPipe::Status::kEnd) co_return IoResult{asio::error::eof, total};
+    if (moved.status == KernelPipe::Status::kWouldBlock) continue;
+    if (moved.status == KernelPipe::Status::kError) {
+      co_return IoResult{error_code(moved.error, boost::system::system_category()), total};
     }
-    lease.empty = false;
+    const std::size_t n = moved.bytes;
     // FIN + binary, unmasked, length of kind byte + payload, then the kind byte.
     const std::uint64_t length = static_cast<std::uint64_t>(n) + 1;
     std::array<std::uint8_t, 11> header{};
@@ -178,9 +107,8 @@ asio::awaitable<IoResult> SendFramesFrom(tcp::socket& source, tcp::socket& ws) {
     header[h++] = static_cast<std::uint8_t>(codec::DataFrameKind::kData);
     ec = co_await SendHeader(ws, header.data(), h);
     if (ec) co_return IoResult{ec, total};
-    ec = co_await DrainPipe(lease.pipe, ws, static_cast<std::size_t>(n));
+    ec = co_await DrainExactly(*lease.pipe, ws, n);
     if (ec) co_return IoResult{ec, total};
-    lease.empty = true;
     total += static_cast<std::uint64_t>(n);
   }
 }
@@ -245,28 +173,26 @@ asio::awaitable<IoResult> ReceiveFramesTo(tcp::socket& ws, tcp::socket& target) 
     }
     if (remaining == 0) continue;
     PipeLease lease;
-    if (!Pipes().Acquire(lease.pipe)) co_return IoResult{Errno(), total};
+    if (!lease.pipe) co_return IoResult{Errno(), total};
     while (remaining > 0) {
-      const ssize_t m =
-          ::splice(ws.native_handle(), nullptr, lease.pipe.write_fd, nullptr,
-                   std::min(remaining, lease.pipe.capacity), SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-      if (m == 0) co_return IoResult{asio::error::connection_reset, total};
-      if (m < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN) {
-          co_await ws.async_wait(tcp::socket::wait_read,
-                                 asio::redirect_error(asio::use_awaitable, ec));
-          if (ec) co_return IoResult{ec, total};
-          continue;
-        }
-        co_return IoResult{Errno(), total};
+      const KernelPipe::Move moved =
+          lease.pipe->FillFrom(ws.native_handle(), std::min(remaining, lease.pipe->capacity()));
+      if (moved.status == KernelPipe::Status::kEnd) {
+        co_return IoResult{asio::error::connection_reset, total};
       }
-      lease.empty = false;
-      ec = co_await DrainPipe(lease.pipe, target, static_cast<std::size_t>(m));
+      if (moved.status == KernelPipe::Status::kError) {
+        co_return IoResult{error_code(moved.error, boost::system::system_category()), total};
+      }
+      if (moved.status == KernelPipe::Status::kWouldBlock) {
+        co_await ws.async_wait(tcp::socket::wait_read,
+                               asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) co_return IoResult{ec, total};
+        continue;
+      }
+      ec = co_await DrainExactly(*lease.pipe, target, moved.bytes);
       if (ec) co_return IoResult{ec, total};
-      lease.empty = true;
-      remaining -= static_cast<std::size_t>(m);
-      total += static_cast<std::uint64_t>(m);
+      remaining -= moved.bytes;
+      total += static_cast<std::uint64_t>(moved.bytes);
     }
   }
 }
