@@ -221,6 +221,16 @@ class TlsStreamTest : public ::testing::Test {
     co_return std::make_pair(client_ec, server_ec);
   }
 
+  // A server with cert_, and a client that trusts it.
+  std::shared_ptr<asio::ssl::context> ServerContext() {
+    return MakeTlsServerContext({cert_.cert, cert_.key, "", {}});
+  }
+  std::shared_ptr<asio::ssl::context> TrustingClientContext() {
+    TlsClientOptions options;
+    options.ca_file = cert_.cert;
+    return MakeTlsClientContext(options);
+  }
+
   test::TempDir dir_;
   test::CertFiles cert_;
 };
@@ -251,10 +261,8 @@ TEST_F(TlsStreamTest, VerifiedEchoWithHalfClose) {
 // default order, which rustls shares); our clients ask for it first too.
 TEST_F(TlsStreamTest, NegotiatesAes128Gcm) {
   asio::io_context io;
-  auto server_ctx = MakeTlsServerContext({cert_.cert, cert_.key, "", {}});
-  TlsClientOptions client_opts;
-  client_opts.ca_file = cert_.cert;
-  auto ours = MakeTlsClientContext(client_opts);
+  auto server_ctx = ServerContext();
+  auto ours = TrustingClientContext();
   asio::ssl::context plain_openssl(asio::ssl::context::tls_client);
   plain_openssl.set_verify_mode(asio::ssl::verify_none);
   for (asio::ssl::context* client_ctx : {ours.get(), &plain_openssl}) {
@@ -280,10 +288,8 @@ TEST_F(TlsStreamTest, NegotiatesAes128Gcm) {
 
 TEST_F(TlsStreamTest, VerifiesIpAddressSan) {
   asio::io_context io;
-  auto server_ctx = MakeTlsServerContext({cert_.cert, cert_.key, "", {}});
-  TlsClientOptions client_opts;
-  client_opts.ca_file = cert_.cert;
-  auto client_ctx = MakeTlsClientContext(client_opts);
+  auto server_ctx = ServerContext();
+  auto client_ctx = TrustingClientContext();
   auto [c, s] = test::TcpPair(io);
   TlsStream client(std::move(c), *client_ctx, TlsStream::Role::kClient, "127.0.0.1");
   TlsStream server(std::move(s), *server_ctx, TlsStream::Role::kServer);
@@ -297,7 +303,7 @@ TEST_F(TlsStreamTest, VerifiesIpAddressSan) {
 
 TEST_F(TlsStreamTest, RejectsUnknownIssuerAndWrongHostname) {
   asio::io_context io;
-  auto server_ctx = MakeTlsServerContext({cert_.cert, cert_.key, "", {}});
+  auto server_ctx = ServerContext();
   // System roots do not know our self-signed certificate.
   auto system_ctx = MakeTlsClientContext({});
   TlsClientOptions pinned;
@@ -321,7 +327,7 @@ TEST_F(TlsStreamTest, RejectsUnknownIssuerAndWrongHostname) {
 
 TEST_F(TlsStreamTest, InsecureModeSkipsVerification) {
   asio::io_context io;
-  auto server_ctx = MakeTlsServerContext({cert_.cert, cert_.key, "", {}});
+  auto server_ctx = ServerContext();
   TlsClientOptions opts;
   opts.insecure_skip_verify = true;
   auto client_ctx = MakeTlsClientContext(opts);
