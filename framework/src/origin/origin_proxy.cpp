@@ -133,6 +133,17 @@ void Append(http::fields& fields, beast::string_view name, const std::string& va
   }
 }
 
+// The Content-Length field as a number; nullopt when absent or not a plain decimal.
+std::optional<std::uint64_t> ContentLengthOf(const http::fields& fields) {
+  auto it = fields.find(http::field::content_length);
+  if (it == fields.end()) return std::nullopt;
+  auto v = View(it->value());
+  std::uint64_t n = 0;
+  auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || ptr != v.data() + v.size()) return std::nullopt;
+  return n;
+}
+
 // Prepares the request head sent to the origin.
 void RewriteRequest(http::request_header<>& req, const Rule& rule, const ClientInfo& client) {
   bool upgrade = IsUpgrade(req);
@@ -311,8 +322,15 @@ struct ProxyInternals {
       error_code write_ec;
       bool body_complete = !has_body;
       std::uint64_t body_bytes = 0;
+      // Set once the proxy broke the origin connection: it must never go back to the pool, even
+      // when the writer finishes cleanly afterwards (its last write can be empty).
+      bool origin_reset = false;
+      auto reset_origin = [&] {
+        origin_reset = true;
+        origin.Reset();
+      };
       Deadline deadline(p.executor_);
-      deadline.Arm(rule.options.response_timeout, [&origin] { origin.Reset(); });
+      deadline.Arm(rule.options.response_timeout, reset_origin);
       http::request<http::buffer_body> out_req;
       out_req.base() = req;
       if (has_body && !out_req.has_content_length()) out_req.chunked(true);
@@ -342,7 +360,7 @@ struct ProxyInternals {
               }
               if (r.ec) {
                 write_ec = r.ec;
-                origin.Reset();
+                reset_origin();
                 break;
               }
               body_bytes += r.bytes;
@@ -358,10 +376,15 @@ struct ProxyInternals {
           },
           asio::detached);
 
-      // Finishes the writer before leaving (it refers to this frame).
+      // Every byte of a declared-length body is written: the writer needs nothing more from the
+      // client (the reader answers end-of-body without I/O) and its last write is empty.
+      const std::optional<std::uint64_t> declared_length = ContentLengthOf(out_req);
+      auto body_sent = [&] { return declared_length && body_bytes >= *declared_length; };
+      // Finishes the writer before leaving (it refers to this frame). A writer still waiting
+      // for body bytes is stopped by breaking the origin (and the client, when asked to).
       auto finish_writer = [&](bool abort_client) -> awaitable<void> {
-        if (!writer_done.done()) {
-          origin.Reset();
+        if (!writer_done.done() && !body_sent()) {
+          reset_origin();
           if (abort_client) sink.Abort();
         }
         co_await writer_done.Wait();
@@ -435,12 +458,7 @@ struct ProxyInternals {
                            res.result_int() != 204 && res.result_int() != 304;
       std::optional<std::uint64_t> length;
       if (auto cl = parser.content_length()) length = *cl;
-      if (head_request && res.has_content_length()) {
-        std::uint64_t n = 0;
-        auto v = View(res[http::field::content_length]);
-        std::from_chars(v.data(), v.data() + v.size(), n);
-        length = n;
-      }
+      if (head_request) length = ContentLengthOf(res);
       error_code client_ec = co_await sink.Head(res.base(), length, body_expected);
       bool origin_ok = true;
       if (!client_ec && body_expected) {
@@ -466,7 +484,7 @@ struct ProxyInternals {
       if (!origin_ok) sink.Abort();
       co_await finish_writer(!client_ec && !body_complete);
       bool reusable_origin = origin_ok && !client_ec && parser.is_done() && res.keep_alive() &&
-                             body_complete && !write_ec &&
+                             body_complete && !write_ec && !origin_reset &&
                              (!head_request || parser.is_header_done());
       if (reusable_origin) {
         p.pool_.Release(key, std::move(conn), rule.options.keep_alive_connections);
@@ -757,13 +775,7 @@ awaitable<error_code> OriginProxy::ForwardRequest(const RequestHead& head, Strea
     req.set(http::field::host, head.host);
   }
   std::string host = head.host.empty() ? std::string(View(req[http::field::host])) : head.host;
-  std::optional<std::uint64_t> length;
-  if (req.find(http::field::content_length) != req.end()) {
-    std::uint64_t n = 0;
-    auto v = View(req[http::field::content_length]);
-    auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-    if (ec == std::errc() && ptr == v.data() + v.size()) length = n;
-  }
+  std::optional<std::uint64_t> length = ContentLengthOf(req);
   bool chunked = beast::iequals(req[http::field::transfer_encoding], "chunked");
   auto verb = req.method();
   bool bodyless_method = verb == http::verb::get || verb == http::verb::head ||

@@ -359,6 +359,75 @@ TEST_F(OriginProxyTest, StructuredRequestEntry) {
   }());
 }
 
+// Small uploads racing their responses over pooled connections: the echo answers as soon as
+// the body is in, while the proxy's request writer is still finishing. A connection must never
+// go back to the pool after the proxy reset it (the next request on it was a 502).
+TEST_F(OriginProxyTest, ConcurrentSmallUploadsOverPooledConnectionsAllSucceed) {
+  OriginProxy proxy(io_.get_executor(), Router::CatchAll(Svc("hello_world")));
+  constexpr int kRounds = 10;
+  constexpr int kRequests = 100;
+  int ok = 0;
+  std::vector<std::string> failures;
+  RunFor(io_, [&]() -> awaitable<void> {
+    for (int round = 0; round < kRounds; ++round) {
+      int finished = 0;
+      for (int i = 0; i < kRequests; ++i) {
+        asio::co_spawn(
+            io_,
+            [&, i]() -> awaitable<void> {
+              auto [tunnel_side, edge_side] = MakeStreamPair(io_.get_executor(), 64 * 1024);
+              std::string body = "request " + std::to_string(i);
+              CapturingWriter writer(*tunnel_side);
+              RequestHead head;
+              head.host = "app.test";
+              head.method = "POST";
+              head.target = "/echo";
+              head.headers = {{"Content-Length", std::to_string(body.size())}};
+              // The body arrives a few turns of the loop after the head, as from a network.
+              asio::co_spawn(
+                  io_,
+                  [&io = io_, &edge = *edge_side, &body, turns = i % 7]() -> awaitable<void> {
+                    for (int k = 0; k < turns; ++k) co_await asio::post(io, asio::use_awaitable);
+                    co_await edge.Write(asio::buffer(body));
+                    co_await edge.ShutdownWrite();
+                  },
+                  asio::detached);
+              auto result = co_await proxy.ForwardRequest(head, *tunnel_side, writer);
+              std::string got;
+              std::vector<char> buf(4096);
+              for (;;) {
+                IoResult r = co_await edge_side->ReadSome(asio::buffer(buf));
+                if (r.ec) {
+                  if (r.ec != asio::error::eof) got += "<" + r.ec.message() + ">";
+                  break;
+                }
+                got.append(buf.data(), r.bytes);
+              }
+              if (!result && writer.head_.status == 200 && got == body) {
+                ++ok;
+              } else {
+                failures.push_back(std::to_string(writer.head_.status) + " [" + result.message() +
+                                   "] " + got.substr(0, 120));
+              }
+              ++finished;
+            },
+            asio::detached);
+      }
+      asio::steady_timer t(io_);
+      while (finished < kRequests) {
+        t.expires_after(std::chrono::milliseconds(1));
+        co_await t.async_wait(asio::use_awaitable);
+      }
+    }
+  }());
+  EXPECT_EQ(ok, kRounds * kRequests);
+  for (std::size_t i = 0; i < std::min<std::size_t>(failures.size(), 3); ++i) {
+    ADD_FAILURE() << failures[i];
+  }
+  EXPECT_EQ(proxy.stats().bad_gateway, 0u);
+  EXPECT_GT(proxy.stats().pooled_reuses, 0u);
+}
+
 // (c): raw splice to a tcp:// origin that answers with the SHA-256 of what it got.
 TEST_F(OriginProxyTest, TcpServiceSplice) {
   asio::ip::tcp::acceptor echo(io_, {asio::ip::make_address("127.0.0.1"), 0});
