@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Samples the tunnel processes with `perf record -g` while one workload runs through them
 # (docs/benchmarks.md, "Profiles and fixes"). Loopback only, ephemeral ports, bounded in time.
-#   bench/e2e/profile_perf.sh [BUILD_DIR] [ferro-plain|ferro-tls|zlayer-ws] [iperf|http] [SECONDS]
+#   bench/e2e/profile_perf.sh [BUILD_DIR] [ferro-plain|ferro-tls|zlayer-ws|cloudflare] \
+#     [iperf|http|big] [SECONDS]
 # iperf: one iperf3 stream through the TCP ingress; http: wrk, 50 connections, GET / of a small
-# page from a private nginx (as the e2e harness).
+# page from a private nginx (as the e2e harness); big: one wrk connection downloading a 64 MiB
+# body (the harness's GET /big). cloudflare: tunnelctl --backend cloudflare through cfedge (both
+# sampled: cfedge is part of the path); it has no TCP ingress, so http or big only.
 # Writes perf.data.<role> and prints the top of `perf report --no-children` for each process.
 # With CPU_ONLY=1 it does not sample: it prints each tunnel process's CPU time (user + system)
 # per 1000 requests (http) or per GB moved (iperf), a figure that holds up on a busy machine
@@ -28,13 +31,14 @@ iperf3 -s -p "$origin" >"$out/iperf3-server.log" 2>&1 &
 pids+=($!)
 mkdir -p "$out/www"
 echo "hello from the benchmark origin" >"$out/www/index.html"
+[[ $load == big ]] && head -c $((64 << 20)) /dev/urandom >"$out/www/big"
 cat >"$out/nginx.conf" <<EOF
 $([[ $(id -u) == 0 ]] && echo "user $(id -un);")
 worker_processes 1; daemon off; pid $out/nginx.pid; error_log $out/nginx-error.log warn;
 events { worker_connections 4096; }
 http { access_log off; client_body_temp_path $out/b; proxy_temp_path $out/p;
   fastcgi_temp_path $out/f; uwsgi_temp_path $out/u; scgi_temp_path $out/s;
-  keepalive_requests 1000000; keepalive_timeout 120s;
+  keepalive_requests 1000000; keepalive_timeout 120s; sendfile on;
   server { listen 127.0.0.1:$http_origin; root $out/www; location / { index index.html; } } }
 EOF
 nginx -c "$out/nginx.conf" -p "$out" &
@@ -86,6 +90,23 @@ case "$path" in
     for _ in $(seq 200); do curl -sf "http://127.0.0.1:$http/" >/dev/null && break; sleep 0.1; done
     host=origin
     ;;
+  cloudflare)
+    [[ $load == iperf ]] && { echo "cloudflare has no TCP ingress: use http or big" >&2; exit 2; }
+    api=$(port) http=$(port)
+    quic=$(python3 -c 'import socket; s=socket.socket(type=socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    "$build/bin/cfedge" --api-listen "127.0.0.1:$api" --quic-listen "127.0.0.1:$quic" \
+      --http-listen "127.0.0.1:$http" --write-ca "$out/cfedge-ca.pem" >"$out/edge.log" 2>&1 &
+    pids+=($!) && roles+=("edge:$!")
+    for _ in $(seq 200); do [[ -s $out/cfedge-ca.pem ]] && break; sleep 0.1; done
+    for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$api/" && break; sleep 0.1; done
+    "${tunnelctl[@]}" --backend cloudflare --url "http://127.0.0.1:$http_origin" \
+      --quick-service "http://127.0.0.1:$api" --edge "127.0.0.1:$quic" \
+      --edge-ca "$out/cfedge-ca.pem" "${common[@]}" >"$out/client.log" 2>&1 &
+    pids+=($!) && roles+=("client:$!")
+    wait_log "$out/client.log" 'trycloudflare.com'
+    host=$(grep -o '[A-Za-z0-9-]*\.trycloudflare\.com' "$out/client.log" | head -n 1)
+    for _ in $(seq 200); do curl -sf -H "Host: $host" "http://127.0.0.1:$http/" >/dev/null && break; sleep 0.1; done
+    ;;
   *) echo "unknown path $path" >&2; exit 2 ;;
 esac
 sleep 0.5
@@ -106,6 +127,17 @@ if [[ $load == iperf ]]; then
     --connect-timeout 20000 -J)
   echo "$report" | python3 -c 'import json,sys; e=json.load(sys.stdin)["end"]["sum_received"]; print("received %.2f Gbit/s" % (e["bits_per_second"]/1e9))'
   units=$(echo "$report" | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bytes"]/1e9)')
+  unit_name="GB"
+elif [[ $load == big ]]; then
+  report=$(timeout $((seconds + 30)) wrk -t 1 -c 1 -d "${seconds}s" --timeout 5s \
+    -H "Host: $host" "http://127.0.0.1:$http/big")
+  echo "$report" | grep -E 'Requests/sec|Transfer/sec'
+  units=$(echo "$report" | python3 -c '
+import re, sys
+t = sys.stdin.read()
+m = re.search(r"requests in [^,]+, ([\d.]+)([KMGT]?B) read", t)
+print(float(m.group(1)) * {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}[m.group(2)] / 1e9)')
+  python3 -c "print('received %.2f Gbit/s' % ($units * 8 / $seconds))"
   unit_name="GB"
 else
   report=$(timeout $((seconds + 30)) wrk -t 2 -c 50 -d "${seconds}s" --latency -H "Host: $host" \

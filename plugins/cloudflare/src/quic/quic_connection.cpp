@@ -39,6 +39,11 @@ constexpr std::size_t kTxBufferSize = 1500;
 // kMaxGsoSegments equal-sized datagrams (the last may be shorter), cutting the syscalls per
 // packet on the bulk path. Falls back to one send per packet where the kernel refuses it.
 constexpr std::size_t kMaxGsoSegments = 44;  // 44 * 1452 < 65507, the largest UDP payload
+// The largest UDP payload over IPv4 (65535 - 20 - 8) and our send buffer: one packet.
+constexpr std::size_t kMaxUdpPayload = 65507;
+// A Write() returns while at most this much of its stream is not yet in packets: the writer
+// fetches its next buffer while the connection sends this one.
+constexpr std::uint64_t kWriteBehind = 128 * 1024;
 
 ngtcp2_tstamp Now() {
   return static_cast<ngtcp2_tstamp>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -93,13 +98,21 @@ void TracePrintf(void*, const char* format, ...) {
   std::fputc('\n', stderr);
 }
 
-void ApplySettings(ngtcp2_settings& settings, const QuicTransportOptions& t) {
+// `path_payload`: the payload a known path carries (a loopback path's MTU), 0 if unknown.
+void ApplySettings(ngtcp2_settings& settings, const QuicTransportOptions& t,
+                   std::size_t path_payload = 0) {
   ngtcp2_settings_default(&settings);
   if (const char* trace = std::getenv("TUNNELKIT_QUIC_TRACE"); trace != nullptr && *trace == '1') {
     settings.log_printf = TracePrintf;
   }
   settings.initial_ts = Now();
   settings.max_tx_udp_payload_size = t.max_udp_payload;
+  if (path_payload > t.max_udp_payload) {
+    // The path's size is known, not discovered: use it as is (within the peer's limit).
+    settings.max_tx_udp_payload_size = std::min(path_payload, kMaxUdpPayload);
+    settings.no_tx_udp_payload_size_shaping = 1;
+    settings.no_pmtud = 1;
+  }
   settings.handshake_timeout = ToDuration(t.handshake_timeout);
 }
 
@@ -276,7 +289,7 @@ QuicConnection::QuicConnection(Role role, const asio::any_io_executor& ex,
       accept_wait_(ex),
       open_wait_(ex),
       closed_wait_(ex),
-      tx_(kTxBufferSize * kMaxGsoSegments) {
+      tx_(std::max(kTxBufferSize * kMaxGsoSegments, kMaxUdpPayload)) {
   InitSignal(handshake_wait_);
   InitSignal(accept_wait_);
   InitSignal(open_wait_);
@@ -311,12 +324,20 @@ std::shared_ptr<QuicConnection> QuicConnection::CreateClient(const asio::any_io_
   link->socket.open(remote.protocol(), ec);
   if (!ec) link->socket.connect(remote, ec);
   if (!ec) link->EnableGro();
+  if (!ec) link->SetBuffers(options.transport.socket_buffer);
   if (!ec) link->socket.non_blocking(true, ec);
   if (ec) {
     throw QuicError(ec, "cannot set up a UDP socket to " + remote.address().to_string() + ":" +
                             std::to_string(remote.port()) + ": " + ec.message());
   }
   link->connected = true;
+  // A loopback path's MTU is the loopback device's, known exactly: nothing to discover.
+  std::size_t path_payload = 0;
+  if (options.transport.loopback_mtu && remote.address().is_loopback()) {
+    const std::size_t mtu = link->PathMtu();
+    const std::size_t headers = remote.address().is_v6() ? 48 : 28;  // IP + UDP
+    if (mtu > headers) path_payload = mtu - headers;
+  }
 
   std::shared_ptr<QuicConnection> self(
       new QuicConnection(Role::kClient, ex, link, options.transport));
@@ -339,7 +360,7 @@ std::shared_ptr<QuicConnection> QuicConnection::CreateClient(const asio::any_io_
   Random(scid.data, scid.datalen);
 
   ngtcp2_settings settings;
-  ApplySettings(settings, options.transport);
+  ApplySettings(settings, options.transport, path_payload);
   ngtcp2_transport_params params;
   ApplyParams(params, options.transport);
   ngtcp2_callbacks callbacks;
@@ -418,6 +439,11 @@ std::string QuicConnection::Describe() const {
          remote_.address().to_string() + ":" + std::to_string(remote_.port());
 }
 
+std::size_t QuicConnection::MaxUdpPayload() const {
+  if (conn_ == nullptr) return 0;
+  return std::min(tx_.size(), ngtcp2_conn_get_path_max_tx_udp_payload_size(conn_));
+}
+
 std::chrono::nanoseconds QuicConnection::SmoothedRtt() const {
   if (conn_ == nullptr) return {};
   ngtcp2_conn_stat stat;
@@ -435,6 +461,24 @@ void UdpLink::EnableGro() {
   int on = 1;
   ::setsockopt(socket.native_handle(), SOL_UDP, UDP_GRO, &on, sizeof(on));
 #endif
+}
+
+void UdpLink::SetBuffers(int bytes) {
+  if (bytes <= 0) return;
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
+}
+
+std::size_t UdpLink::PathMtu() {
+  int mtu = 0;
+  socklen_t len = sizeof(mtu);
+  const bool v6 = socket.local_endpoint().address().is_v6();
+  if (::getsockopt(socket.native_handle(), v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_MTU : IP_MTU,
+                   &mtu, &len) != 0 ||
+      mtu <= 0) {
+    return 0;
+  }
+  return static_cast<std::size_t>(mtu);
 }
 
 bool UdpLink::ReceiveOnce(std::size_t& len, std::size_t& segment) {
@@ -526,8 +570,10 @@ void QuicConnection::Flush() {
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);
   ngtcp2_pkt_info pi{};
-  const std::size_t max_payload =
-      std::min(tx_.size(), ngtcp2_conn_get_path_max_tx_udp_payload_size(conn_));
+  std::size_t max_payload = MaxUdpPayload();
+  // Until the handshake is done the peer's max_udp_payload_size is unknown: handshake packets
+  // (a client's Initial is padded to the buffer's size) stay within the configured size.
+  if (!established_) max_payload = std::min(max_payload, transport_.max_udp_payload);
   std::size_t max_packets = ngtcp2_conn_get_send_quantum(conn_) / max_payload;
   max_packets = std::clamp<std::size_t>(max_packets, 1, kMaxPacketsPerFlush);
 
@@ -727,12 +773,12 @@ void QuicConnection::SendPacket(const std::uint8_t* data, std::size_t len,
 void QuicConnection::ArmTimer() {
   if (closed_) return;
   const ngtcp2_tstamp expiry = ngtcp2_conn_get_expiry(conn_);
-  if (expiry == armed_expiry_) return;
+  // A pending wait that ends no later than the new expiry stays: it wakes early at worst, and
+  // OnTimer re-arms. Every flush moves the loss timer forward, and re-arming (cancel, a new
+  // wait, a timerfd_settime) for each would cost more than an occasional early wake-up.
+  if (armed_expiry_ != 0 && armed_expiry_ <= expiry) return;
+  if (expiry == UINT64_MAX) return;
   armed_expiry_ = expiry;
-  if (expiry == UINT64_MAX) {
-    timer_.cancel();
-    return;
-  }
   timer_.expires_at(asio::steady_timer::time_point(
       std::chrono::duration_cast<asio::steady_timer::duration>(std::chrono::nanoseconds(expiry))));
   timer_.async_wait([weak = weak_from_this()](const error_code& ec) {
@@ -742,8 +788,8 @@ void QuicConnection::ArmTimer() {
 }
 
 void QuicConnection::OnTimer() {
-  if (closed_) return;
   armed_expiry_ = 0;
+  if (closed_) return;
   int rv = ngtcp2_conn_handle_expiry(conn_, Now());
   if (rv != 0) {
     HandleLibError(rv, false);
@@ -769,8 +815,10 @@ void QuicConnection::SendConnectionClose(const ngtcp2_connection_close_error& cc
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);
   ngtcp2_pkt_info pi{};
-  ngtcp2_ssize n = ngtcp2_conn_write_connection_close(conn_, &ps.path, &pi, tx_.data(), tx_.size(),
-                                                      &ccerr, Now());
+  // A client's Initial is padded to the buffer's size: keep it to the configured size.
+  const std::size_t size = std::min(tx_.size(), transport_.max_udp_payload);
+  ngtcp2_ssize n =
+      ngtcp2_conn_write_connection_close(conn_, &ps.path, &pi, tx_.data(), size, &ccerr, Now());
   if (n > 0) SendPacket(tx_.data(), static_cast<std::size_t>(n), ps.path);
 }
 
@@ -1112,7 +1160,7 @@ asio::awaitable<std::pair<error_code, std::size_t>> QuicConnection::StreamWrite(
   const std::uint64_t target = st->queued;
   QueueSend(*st);
   for (;;) {
-    if (st->sent >= target) co_return std::pair{error_code{}, buffer.size()};
+    if (st->sent + kWriteBehind >= target) co_return std::pair{error_code{}, buffer.size()};
     if (st->write_error) co_return std::pair{st->write_error, std::size_t{0}};
     co_await WaitSignal(st->write_wait);
   }

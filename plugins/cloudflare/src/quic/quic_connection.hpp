@@ -17,10 +17,11 @@
 //
 // Memory bounds. ngtcp2 does not copy stream data: each Write() copies its buffer into one
 // chunk that stays in the stream's deque until ngtcp2 reports it acknowledged; Write() returns
-// once ngtcp2 has taken all of it into packets, so unsent data is bounded by one write per
-// stream. Received data is buffered per stream and the flow-control windows move forward only
-// as the application reads (ReadSome), so a slow reader holds back its own sender without
-// stalling other streams, and buffering is bounded by the receive windows.
+// once at most kWriteBehind bytes of the stream are not yet in packets (so the writer can fetch
+// its next buffer while this one is being sent), so unsent data is bounded by kWriteBehind plus
+// one write per stream. Received data is buffered per stream and the flow-control windows move
+// forward only as the application reads (ReadSome), so a slow reader holds back its own sender
+// without stalling other streams, and buffering is bounded by the receive windows.
 #pragma once
 
 #include <chrono>
@@ -79,6 +80,10 @@ struct UdpLink {
   // Asks the kernel to coalesce datagrams of one flow (UDP_GRO): one read then returns many
   // equal-sized datagrams back to back. Best effort: without it each read is one datagram.
   void EnableGro();
+  // Asks for `bytes` of receive and send buffer (best effort, capped by the kernel).
+  void SetBuffers(int bytes);
+  // The MTU the kernel knows for this connected socket's path (IP_MTU / IPV6_MTU), 0 if none.
+  std::size_t PathMtu();
   // One non-blocking read into `rx` (from `rx_from`): false when nothing is queued or on an
   // error. `segment` is the size of each datagram in rx[0, len) (the last may be shorter).
   bool ReceiveOnce(std::size_t& len, std::size_t& segment);
@@ -167,6 +172,10 @@ class QuicConnection : public std::enable_shared_from_this<QuicConnection> {
 
   // Round-trip estimate, for logs and benchmarks.
   std::chrono::nanoseconds SmoothedRtt() const;
+
+  // The largest UDP payload this endpoint sends now (after the handshake: min of ours and the
+  // peer's max_udp_payload_size, see QuicTransportOptions::loopback_mtu), for logs and tests.
+  std::size_t MaxUdpPayload() const;
 
  private:
   friend class QuicStream;
@@ -257,7 +266,7 @@ class QuicConnection : public std::enable_shared_from_this<QuicConnection> {
   StreamHandler stream_handler_;
 
   boost::asio::steady_timer timer_;
-  std::uint64_t armed_expiry_ = 0;
+  std::uint64_t armed_expiry_ = 0;  // deadline of the pending timer wait; 0: none pending
   bool flush_scheduled_ = false;
   boost::asio::steady_timer handshake_wait_;
   boost::asio::steady_timer accept_wait_;

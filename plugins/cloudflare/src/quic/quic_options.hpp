@@ -28,6 +28,16 @@ struct QuicTransportOptions {
   std::uint64_t max_datagram_frame_size = 1350;
   // Largest UDP payload we send (path MTU discovery probes up to it from 1200).
   std::size_t max_udp_payload = 1452;
+  // A client whose server is on this host (a loopback path) sends packets as large as the
+  // loopback device carries (its MTU, from the kernel: 64 KiB), within the server's
+  // max_udp_payload_size, once the handshake is done; there is no path to discover and
+  // per-packet costs (AEAD calls, ngtcp2's packet loop, syscalls) dominate bulk transfers.
+  // Other paths keep max_udp_payload and path MTU discovery.
+  bool loopback_mtu = true;
+  // Socket buffers asked for (SO_RCVBUF / SO_SNDBUF, capped by the kernel's rmem_max and
+  // wmem_max), as quic-go does: the default ~200 KiB overflows, and drops packets, while a
+  // busy event loop is away from the socket.
+  int socket_buffer = 4 << 20;
 };
 
 struct QuicClientOptions {

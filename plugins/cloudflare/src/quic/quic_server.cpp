@@ -182,6 +182,7 @@ QuicServer::QuicServer(asio::any_io_executor executor, udp::endpoint listen,
   if (!ec) socket.bind(listen, ec);
   if (!ec) socket.non_blocking(true, ec);
   if (!ec) core_->link->EnableGro();
+  if (!ec) core_->link->SetBuffers(core_->options.transport.socket_buffer);
   if (!ec) core_->local = socket.local_endpoint(ec);
   if (ec) {
     throw QuicError(ec, "cannot listen on udp " + listen.address().to_string() + ":" +

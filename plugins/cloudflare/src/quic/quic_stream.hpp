@@ -28,8 +28,10 @@ class QuicStream final : public tunnelkit::Stream {
   // Reads buffered data; returns as soon as at least one byte is available. Reading is what
   // opens the peer's flow-control window.
   boost::asio::awaitable<IoResult> ReadSome(boost::asio::mutable_buffer buffer) override;
-  // Copies the buffer and returns once ngtcp2 has put all of it into packets. The copy lives
-  // until the peer acknowledges it.
+  // Copies the buffer and returns once at most 128 KiB of the stream (this buffer included)
+  // is not yet in packets, so a writer fetches its next buffer while this one is sent. The copy
+  // lives until the peer acknowledges it. An error that comes after a write has returned (the
+  // peer's STOP_SENDING, the connection's end) is reported by the next Write/ShutdownWrite.
   boost::asio::awaitable<IoResult> Write(boost::asio::const_buffer buffer) override;
   // Sends FIN after the data written so far.
   boost::asio::awaitable<boost::system::error_code> ShutdownWrite() override;
