@@ -146,5 +146,43 @@ TEST(QuicBulk, WriteReturnsBeforeAFlowBlockedPeerGrantsCredit) {
   });
 }
 
+TEST(QuicBulk, ReadsOfAnySizeWhileDataArrivesKeepTheBytesInOrder) {
+  // Data for a waiting reader goes straight into its buffer, the rest of a packet into the
+  // stream's queue; reads of 1, 1000 and 70000 bytes must see one ordered byte stream.
+  asio::io_context io;
+  const std::string payload = Pattern(3 * 1024 * 1024 + 17, 14);
+  std::string received;
+  bool done = false;
+  QuicServer server(
+      io.get_executor(), Loopback(), ServerOptions(), [&](std::shared_ptr<QuicConnection> c) {
+        c->SetStreamHandler([&](std::shared_ptr<QuicStream> s) {
+          asio::co_spawn(
+              io,
+              [&, s]() -> asio::awaitable<void> {
+                const std::size_t sizes[] = {1, 1000, 70000};
+                std::vector<char> buf(70000);
+                for (std::size_t i = 0;; ++i) {
+                  auto r = co_await s->ReadSome(asio::buffer(buf.data(), sizes[i % 3]));
+                  if (r.ec) break;
+                  received.append(buf.data(), r.bytes);
+                }
+                done = true;
+              },
+              asio::detached);
+        });
+      });
+  RunWithDeadline(io, [&]() -> asio::awaitable<void> {
+    auto conn =
+        co_await QuicClient::Connect(io.get_executor(), server.local_endpoint(), ClientOptions());
+    auto stream = co_await conn->OpenStream();
+    co_await WriteAll(*stream, payload, 256 * 1024);
+    for (int i = 0; i < 2000 && !done; ++i) co_await Sleep(5ms);
+    EXPECT_TRUE(done);
+    EXPECT_EQ(received.size(), payload.size());
+    EXPECT_EQ(tunnelkit::test::Sha256Hex(received), tunnelkit::test::Sha256Hex(payload));
+    conn->Close(0, "done");
+  });
+}
+
 }  // namespace
 }  // namespace tunnelkit::cloudflare::quic::test

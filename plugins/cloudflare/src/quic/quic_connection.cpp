@@ -1053,12 +1053,23 @@ void QuicConnection::OnStreamData(detail::StreamState& st, std::uint32_t flags,
     // Nobody will read it: give the credit back at once.
     ngtcp2_conn_extend_max_stream_offset(conn_, st.id, len);
     ngtcp2_conn_extend_max_offset(conn_, len);
-  } else if (len > 0) {
-    if (st.rx_head > 0 && st.rx_head >= st.rx.size() / 2) {
-      st.rx.erase(st.rx.begin(), st.rx.begin() + static_cast<std::ptrdiff_t>(st.rx_head));
-      st.rx_head = 0;
+  } else {
+    if (len > 0 && st.read_into != nullptr && st.Buffered() == 0 &&
+        st.read_delivered < st.read_capacity) {
+      // A reader is waiting and nothing is queued before this data: one copy instead of two.
+      const std::size_t direct = std::min(len, st.read_capacity - st.read_delivered);
+      std::memcpy(st.read_into + st.read_delivered, data, direct);
+      st.read_delivered += direct;
+      data += direct;
+      len -= direct;
     }
-    st.rx.insert(st.rx.end(), data, data + len);
+    if (len > 0) {
+      if (st.rx_head > 0 && st.rx_head >= st.rx.size() / 2) {
+        st.rx.erase(st.rx.begin(), st.rx.begin() + static_cast<std::ptrdiff_t>(st.rx_head));
+        st.rx_head = 0;
+      }
+      st.rx.insert(st.rx.end(), data, data + len);
+    }
   }
   if (flags & NGTCP2_STREAM_DATA_FLAG_FIN) st.fin_received = true;
   Notify(st.read_wait);
@@ -1075,9 +1086,10 @@ void QuicConnection::OnStreamAcked(detail::StreamState& st, std::uint64_t offset
 }
 
 void QuicConnection::DropBuffered(detail::StreamState& st) {
-  std::size_t n = st.Buffered();
+  std::size_t n = st.Buffered() + st.read_delivered;
   st.rx.clear();
   st.rx_head = 0;
+  st.read_delivered = 0;
   if (n > 0 && conn_ != nullptr && !closed_) {
     ngtcp2_conn_extend_max_offset(conn_, n);
     ScheduleFlush();
@@ -1118,7 +1130,20 @@ asio::awaitable<std::pair<error_code, std::size_t>> QuicConnection::StreamRead(
     std::shared_ptr<detail::StreamState> st, asio::mutable_buffer buffer) {
   auto self = shared_from_this();
   for (;;) {
+    st->read_into = nullptr;
+    st->read_capacity = 0;
     if (st->read_error) co_return std::pair{st->read_error, std::size_t{0}};
+    if (st->read_delivered > 0) {
+      // Copied into `buffer` by OnStreamData while we waited.
+      const std::size_t n = st->read_delivered;
+      st->read_delivered = 0;
+      if (!closed_) {
+        ngtcp2_conn_extend_max_stream_offset(conn_, st->id, n);
+        ngtcp2_conn_extend_max_offset(conn_, n);
+        ScheduleFlush();
+      }
+      co_return std::pair{error_code{}, n};
+    }
     if (st->Buffered() > 0) {
       if (buffer.size() == 0) co_return std::pair{error_code{}, std::size_t{0}};
       std::size_t n = std::min(buffer.size(), st->Buffered());
@@ -1138,6 +1163,8 @@ asio::awaitable<std::pair<error_code, std::size_t>> QuicConnection::StreamRead(
     }
     if (st->fin_received) co_return std::pair{error_code(asio::error::eof), std::size_t{0}};
     if (closed_) co_return std::pair{close_info_.ec, std::size_t{0}};
+    st->read_into = static_cast<std::uint8_t*>(buffer.data());
+    st->read_capacity = buffer.size();
     co_await WaitSignal(st->read_wait);
   }
 }

@@ -104,6 +104,11 @@ class StreamState {
   // Receive side: bytes delivered by ngtcp2, not yet read by the application.
   std::vector<std::uint8_t> rx;
   std::size_t rx_head = 0;
+  // The buffer of a reader waiting in StreamRead while rx is empty: arriving data is copied
+  // straight into it (read_delivered bytes so far) instead of through rx.
+  std::uint8_t* read_into = nullptr;
+  std::size_t read_capacity = 0;
+  std::size_t read_delivered = 0;
   bool fin_received = false;
   boost::system::error_code read_error;
   // Send side: chunks from `acked` on; chunks before send_index are fully handed to ngtcp2.
