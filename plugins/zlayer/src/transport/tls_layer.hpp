@@ -102,35 +102,82 @@ struct TlsOp {
   }
 };
 
+// Reads records until the buffer is full or the socket has nothing more (one scheduler round
+// trip per burst rather than per 16 KiB record). A failure after some bytes is left for the
+// next read to report (OpenSSL keeps it).
 struct ReadAttempt {
   boost::asio::mutable_buffer buffer;
   int operator()(SSL* ssl, std::size_t& bytes) const {
-    if (buffer.size() == 0) return 1;
-    return SSL_read_ex(ssl, buffer.data(), buffer.size(), &bytes);
+    auto* out = static_cast<unsigned char*>(buffer.data());
+    std::size_t total = 0;
+    while (total < buffer.size()) {
+      std::size_t n = 0;
+      const int ret = SSL_read_ex(ssl, out + total, buffer.size() - total, &n);
+      if (ret != 1) {
+        if (total == 0) return ret;
+        ERR_clear_error();
+        break;
+      }
+      total += n;
+    }
+    bytes = total;
+    return 1;
   }
 };
 
-// Beast writes a frame as its header and payload (two buffers): the header is copied in front
-// of the payload's start so that both go in one TLS record rather than a tiny record of its own.
+// Writes as much of the buffers as the socket takes. Beast writes a frame as its header and
+// payload (two buffers): the header goes out with the payload's start, copied in front of it,
+// rather than as a tiny record of its own.
 struct WriteAttempt {
   static constexpr std::size_t kGather = 16 * 1024;
   const boost::asio::const_buffer* buffers;
   std::size_t count;
+
   int operator()(SSL* ssl, std::size_t& bytes) const {
-    if (count == 0) return 1;
-    if (count == 1 || buffers[0].size() >= kGather) {
-      if (buffers[0].size() == 0) return 1;
-      return SSL_write_ex(ssl, buffers[0].data(), buffers[0].size(), &bytes);
+    std::size_t total = 0;
+    std::size_t index = 0;   // buffer being written
+    std::size_t offset = 0;  // bytes of it already written
+    if (count > 1 && buffers[0].size() < kGather) {
+      std::array<unsigned char, kGather> gathered;
+      std::size_t used = 0;
+      for (std::size_t i = 0; i < count && used < kGather; ++i) {
+        const std::size_t take = std::min(buffers[i].size(), kGather - used);
+        std::memcpy(gathered.data() + used, buffers[i].data(), take);
+        used += take;
+      }
+      std::size_t n = 0;
+      const int ret = SSL_write_ex(ssl, gathered.data(), used, &n);
+      if (ret != 1) return ret;
+      total = n;
+      // Where the rest starts.
+      std::size_t skip = n;
+      while (index < count && skip >= buffers[index].size()) skip -= buffers[index++].size();
+      offset = skip;
+      if (n < used) {  // a partial write: the caller comes back for the rest
+        bytes = total;
+        return 1;
+      }
     }
-    std::array<unsigned char, kGather> gathered;
-    std::size_t used = 0;
-    for (std::size_t i = 0; i < count && used < kGather; ++i) {
-      const std::size_t take = std::min(buffers[i].size(), kGather - used);
-      std::memcpy(gathered.data() + used, buffers[i].data(), take);
-      used += take;
+    while (index < count) {
+      const auto* data = static_cast<const unsigned char*>(buffers[index].data()) + offset;
+      const std::size_t left = buffers[index].size() - offset;
+      std::size_t n = 0;
+      const int ret = SSL_write_ex(ssl, data, left, &n);
+      if (ret != 1) {
+        if (total == 0) return ret;
+        // What was written stands; the socket is full (or failed: the next write says so).
+        ERR_clear_error();
+        break;
+      }
+      total += n;
+      offset += n;
+      if (offset == buffers[index].size()) {
+        ++index;
+        offset = 0;
+      }
     }
-    if (used == 0) return 1;
-    return SSL_write_ex(ssl, gathered.data(), used, &bytes);
+    bytes = total;
+    return 1;
   }
 };
 
