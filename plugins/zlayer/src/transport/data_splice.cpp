@@ -31,9 +31,27 @@ namespace {
 constexpr std::size_t kSmallRead = 256;
 constexpr std::size_t kPoolFree = 8;
 
-BufferPool& BigBuffers() {
+std::shared_ptr<BufferPool>& BigBufferPool() {
   thread_local std::shared_ptr<BufferPool> pool = BufferPool::Create(kDataSpliceBuffer, kPoolFree);
-  return *pool;
+  return pool;
+}
+
+BufferPool& BigBuffers() {
+  return *BigBufferPool();
+}
+
+// The pool's idle chunks are every page touched (up to 8 x 256 KiB): after a bulk transfer, or
+// every 64 spliced connections, a fresh pool replaces it, so that they go back to the system
+// (chunks still in use return to the old pool, which frees everything once the last is back)
+// rather than staying resident under a crowd of idle connections.
+constexpr std::uint64_t kBulkBytes = 4 * 1024 * 1024;
+constexpr int kSplicesPerPoolRenewal = 64;
+
+void NoteSpliceEnded(std::uint64_t bytes) {
+  thread_local int ended = 0;
+  if (bytes < kBulkBytes && ++ended < kSplicesPerPoolRenewal) return;
+  ended = 0;
+  BigBufferPool() = BufferPool::Create(kDataSpliceBuffer, kPoolFree);
 }
 
 error_code Errno() {
@@ -327,6 +345,7 @@ asio::awaitable<DataSpliceResult> SpliceData(TcpStream& tcp, DataStream& data, D
   }
   result.totals.ec = state->ec;
   result.clean = !state->ec && data.finished_cleanly();
+  NoteSpliceEnded(result.totals.a_to_b + result.totals.b_to_a);
   co_return result;
 }
 
