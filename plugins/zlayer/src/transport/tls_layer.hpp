@@ -102,8 +102,8 @@ struct TlsOp {
   }
 };
 
-// Reads records until the buffer is full or the socket has nothing more (one scheduler round
-// trip per burst rather than per 16 KiB record). A failure after some bytes is left for the
+// Reads records until the buffer is full or what OpenSSL read ahead is used up (one scheduler
+// round trip per burst rather than per 16 KiB record). A failure after some bytes is left for the
 // next read to report (OpenSSL keeps it).
 struct ReadAttempt {
   boost::asio::mutable_buffer buffer;
@@ -119,6 +119,9 @@ struct ReadAttempt {
         break;
       }
       total += n;
+      // Nothing decrypted or read ahead is left: another SSL_read would only meet an empty
+      // socket (a wasted recv); the next read tries it.
+      if (SSL_pending(ssl) == 0 && SSL_has_pending(ssl) == 0) break;
     }
     bytes = total;
     return 1;
