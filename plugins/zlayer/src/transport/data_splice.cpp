@@ -27,8 +27,10 @@ using boost::system::error_code;
 namespace {
 
 // What an idle direction reads into (small messages too); a read that fills it takes a pooled
-// buffer. Every held connection keeps one of these per buffered direction.
-constexpr std::size_t kSmallRead = 256;
+// buffer. Every held connection keeps one of these per buffered direction; smaller (256 B)
+// saved 0.75 KiB per side but split typical HTTP responses into two reads and a pool round
+// trip (wss, 50 connections: fewer requests per second).
+constexpr std::size_t kSmallRead = 1024;
 constexpr std::size_t kPoolFree = 8;
 
 std::shared_ptr<BufferPool>& BigBufferPool() {
