@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Samples the tunnel processes with `perf record -g` while one workload runs through them
 # (docs/benchmarks.md, "Profiles and fixes"). Loopback only, ephemeral ports, bounded in time.
-#   bench/e2e/profile_perf.sh [BUILD_DIR] [ferro-plain|ferro-tls|zlayer-ws|cloudflare] \
+#   bench/e2e/profile_perf.sh [BUILD_DIR] [ferro-plain|ferro-tls|zlayer-ws|ssh-l|cloudflare] \
 #     [iperf|http|big] [SECONDS]
 # iperf: one iperf3 stream through the TCP ingress; http: wrk, 50 connections, GET / of a small
 # page from a private nginx (as the e2e harness); big: one wrk connection downloading a 64 MiB
@@ -106,6 +106,32 @@ case "$path" in
     wait_log "$out/client.log" 'trycloudflare.com'
     host=$(grep -o '[A-Za-z0-9-]*\.trycloudflare\.com' "$out/client.log" | head -n 1)
     for _ in $(seq 200); do curl -sf -H "Host: $host" "http://127.0.0.1:$http/" >/dev/null && break; sleep 0.1; done
+    ;;
+  ssh-l)
+    # The reference the targets are set against: a private sshd on loopback, aes128-gcm.
+    d="$out/ssh" && mkdir -p "$d" && chmod 700 "$d"
+    for key in host_key client_key; do ssh-keygen -q -t ed25519 -N "" -f "$d/$key"; done
+    cp "$d/client_key.pub" "$d/authorized_keys" && chmod 600 "$d/authorized_keys"
+    sport=$(port) tcp=$(port) http=$(port)
+    printf '%s\n' "Port $sport" "ListenAddress 127.0.0.1" "HostKey $d/host_key" \
+      "AuthorizedKeysFile $d/authorized_keys" "PidFile $d/sshd.pid" "PasswordAuthentication no" \
+      "KbdInteractiveAuthentication no" "PermitRootLogin prohibit-password" "StrictModes no" \
+      "UsePAM no" "AllowTcpForwarding yes" "Ciphers aes128-gcm@openssh.com" "LogLevel ERROR" \
+      >"$d/sshd_config"
+    mkdir -p /run/sshd
+    "$(command -v sshd || echo /usr/sbin/sshd)" -D -e -f "$d/sshd_config" >"$out/sshd.log" 2>&1 &
+    sshd_pid=$! && pids+=($sshd_pid)
+    sleep 0.5
+    ssh -N -T -F /dev/null -p "$sport" -i "$d/client_key" -o IdentitiesOnly=yes \
+      -o StrictHostKeyChecking=no -o "UserKnownHostsFile=$d/known_hosts" -o BatchMode=yes \
+      -o Ciphers=aes128-gcm@openssh.com -o Compression=no -o LogLevel=ERROR \
+      -L "127.0.0.1:$tcp:127.0.0.1:$origin" -L "127.0.0.1:$http:127.0.0.1:$http_origin" \
+      127.0.0.1 >"$out/ssh.log" 2>&1 &
+    pids+=($!) && roles+=("ssh:$!")
+    for _ in $(seq 200); do curl -sf "http://127.0.0.1:$http/" >/dev/null && break; sleep 0.1; done
+    # The forwarding runs in sshd's session process (a child of the listener).
+    roles+=("sshd:$(pgrep -P "$sshd_pid" | head -n1)")
+    host=origin
     ;;
   *) echo "unknown path $path" >&2; exit 2 ;;
 esac

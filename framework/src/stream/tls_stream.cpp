@@ -4,6 +4,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <sys/socket.h>
+
 #include <cerrno>
 
 #include <fmt/format.h>
@@ -13,7 +15,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
-#include "tunnelkit/stream/sigpipe.hpp"
+#include "tunnelkit/buffer_pool.hpp"
 
 namespace tunnelkit {
 
@@ -24,21 +26,133 @@ namespace {
 // OpenSSL reads ahead into a buffer this large: one recv() takes several records, rather than
 // one recv() for each record's header and another for its body.
 constexpr std::size_t kReadAhead = 64 * 1024;
+
+// Outgoing records gather in a buffer this large and leave in one send(): a 64 KiB write is
+// five records, and a syscall and a TCP segment per record cost more kernel time than copying
+// them once (docs/benchmarks.md, "TLS record batching"). The buffer comes from a per-thread
+// pool only while it holds bytes, so idle connections keep none.
+constexpr std::size_t kWriteBatch = 128 * 1024;
+
+BufferPool& WriteBatches() {
+  thread_local std::shared_ptr<BufferPool> pool = BufferPool::Create(kWriteBatch, 8);
+  return *pool;
+}
 }  // namespace
+
+struct TlsStream::RecordBatch {
+  explicit RecordBatch(int socket_fd) : fd(socket_fd) {}
+
+  // Sends what is gathered. True once nothing is left (the buffer goes back to the pool);
+  // false with errno set (EAGAIN: the socket is full).
+  bool Send() {
+    while (chunk && !chunk.empty()) {
+      const auto bytes = chunk.readable();
+      const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      ++sends;
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return false;
+      }
+      chunk.Consume(static_cast<std::size_t>(n));
+    }
+    chunk = Chunk();
+    return true;
+  }
+
+  // OpenSSL's write BIO. While TlsStream::Write runs (`gathering`), records are appended (as
+  // much as fits; OpenSSL resumes partial writes) and a full buffer is sent first; otherwise
+  // (handshake, reads, callers driving SSL_write themselves) they go straight to the socket,
+  // after whatever was gathered.
+  static int Write(BIO* bio, const char* data, int size) {
+    auto* self = static_cast<RecordBatch*>(BIO_get_data(bio));
+    BIO_clear_retry_flags(bio);
+    if (size <= 0) return 0;
+    if (!self->gathering) {
+      ssize_t n = -1;
+      if (self->Send()) {
+        do {
+          n = ::send(self->fd, data, static_cast<std::size_t>(size), MSG_NOSIGNAL | MSG_DONTWAIT);
+          ++self->sends;
+        } while (n < 0 && errno == EINTR);
+      }
+      if (n >= 0) return static_cast<int>(n);
+      if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_write(bio);
+      return -1;
+    }
+    if (!self->chunk) self->chunk = WriteBatches().Acquire();
+    if (self->chunk.writable().empty()) {
+      if (!self->Send()) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_write(bio);
+        return -1;
+      }
+      self->chunk = WriteBatches().Acquire();
+    }
+    const auto* bytes = reinterpret_cast<const std::uint8_t*>(data);
+    return static_cast<int>(self->chunk.Append({bytes, static_cast<std::size_t>(size)}));
+  }
+
+  static long Control(BIO* bio, int cmd, long /*num*/, void* /*ptr*/) {
+    auto* self = static_cast<RecordBatch*>(BIO_get_data(bio));
+    switch (cmd) {
+      case BIO_CTRL_FLUSH:
+        BIO_clear_retry_flags(bio);
+        if (self->Send()) return 1;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          BIO_set_retry_write(bio);
+          return 0;
+        }
+        return -1;
+      case BIO_CTRL_WPENDING:
+        return self->chunk ? static_cast<long>(self->chunk.size()) : 0;
+      case BIO_CTRL_DUP:
+        return 1;
+      default:
+        return 0;
+    }
+  }
+
+  static int Create(BIO* bio) {
+    BIO_set_init(bio, 1);
+    return 1;
+  }
+
+  static const BIO_METHOD* Method() {
+    static BIO_METHOD* method = [] {
+      BIO_METHOD* m =
+          BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "tunnelkit record batch");
+      BIO_meth_set_write(m, &RecordBatch::Write);
+      BIO_meth_set_ctrl(m, &RecordBatch::Control);
+      BIO_meth_set_create(m, &RecordBatch::Create);
+      return m;
+    }();
+    return method;
+  }
+
+  int fd;
+  Chunk chunk;
+  bool gathering = false;
+  std::uint64_t sends = 0;
+};
 
 TlsStream::TlsStream(asio::ip::tcp::socket socket, asio::ssl::context& context, Role role,
                      const std::string& server_name)
     : socket_(std::move(socket)), server_name_(server_name) {
-  IgnoreBrokenPipeSignal();  // OpenSSL writes the socket with write(2), without MSG_NOSIGNAL
   error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   socket_.native_non_blocking(true, ec);
+  out_ = std::make_unique<RecordBatch>(socket_.native_handle());
   ssl_ = SSL_new(context.native_handle());
   if (!ssl_) throw std::runtime_error("SSL_new failed");
-  if (SSL_set_fd(ssl_, socket_.native_handle()) != 1) {
+  BIO* rbio = BIO_new_socket(socket_.native_handle(), BIO_NOCLOSE);
+  BIO* wbio = BIO_new(RecordBatch::Method());
+  if (!rbio || !wbio) {
+    BIO_free(rbio);
+    BIO_free(wbio);
     SSL_free(ssl_);
-    throw std::runtime_error("SSL_set_fd failed");
+    throw std::runtime_error("BIO_new failed");
   }
+  BIO_set_data(wbio, out_.get());
+  SSL_set_bio(ssl_, rbio, wbio);
   // Partial writes (Write loops over them); a retried write may come from a moved buffer; idle
   // connections give their record buffers back (thousands of held tunnels).
   SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
@@ -94,14 +208,36 @@ error_code TlsStream::SslError(int ret, const char* what) {
 }
 
 asio::awaitable<error_code> TlsStream::WaitOrFail(int ret, const char* what) {
+  // OpenSSL's state is read before anything else runs (other streams share the error queue).
   const int err = SSL_get_error(ssl_, ret);
   if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) co_return SslError(ret, what);
+  // Our write BIO is the only writer: wanting to write means its buffer could not go out, and
+  // sending it is the wait.
+  if (err == SSL_ERROR_WANT_WRITE) co_return co_await Flush();
+  // Records made before a read stopped (a key update's answer) go out if the socket takes
+  // them now. A reader never waits for the socket to drain: the peer may be waiting for us
+  // to read before it reads again (a concurrent writer sends the rest).
+  out_->Send();
   error_code ec;
-  co_await socket_.async_wait(err == SSL_ERROR_WANT_READ ? asio::ip::tcp::socket::wait_read
-                                                         : asio::ip::tcp::socket::wait_write,
+  co_await socket_.async_wait(asio::ip::tcp::socket::wait_read,
                               asio::redirect_error(asio::use_awaitable, ec));
   if (ec) last_error_ = fmt::format("{}: {}", what, ec.message());
   co_return ec;
+}
+
+asio::awaitable<error_code> TlsStream::Flush() {
+  for (;;) {
+    if (out_->Send()) co_return error_code{};
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      const error_code ec(errno, boost::system::system_category());
+      last_error_ = fmt::format("write: {}", ec.message());
+      co_return ec;
+    }
+    error_code ec;
+    co_await socket_.async_wait(asio::ip::tcp::socket::wait_write,
+                                asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return ec;
+  }
 }
 
 asio::awaitable<error_code> TlsStream::Handshake() {
@@ -111,7 +247,7 @@ asio::awaitable<error_code> TlsStream::Handshake() {
     const int ret = SSL_do_handshake(ssl_);
     if (ret == 1) {
       handshake_done_ = true;
-      co_return error_code{};
+      co_return co_await Flush();
     }
     if (error_code ec = co_await WaitOrFail(ret, "handshake")) co_return ec;
   }
@@ -124,7 +260,23 @@ asio::awaitable<IoResult> TlsStream::ReadSome(asio::mutable_buffer buffer) {
     errno = 0;
     std::size_t n = 0;
     const int ret = SSL_read_ex(ssl_, buffer.data(), buffer.size(), &n);
-    if (ret == 1) co_return IoResult{{}, n};
+    if (ret == 1) {
+      // One call returns one record: take the others OpenSSL already holds (decrypted or read
+      // ahead) while there is room, rather than a trip through the caller for each 16 KiB.
+      auto* out = static_cast<unsigned char*>(buffer.data());
+      while (n < buffer.size() && (SSL_pending(ssl_) > 0 || SSL_has_pending(ssl_) == 1)) {
+        std::size_t more = 0;
+        if (SSL_read_ex(ssl_, out + n, buffer.size() - n, &more) != 1) {
+          ERR_clear_error();  // the next read meets it again (or the socket was empty)
+          break;
+        }
+        n += more;
+      }
+      // Reading can make records to send (a key update's answer): they go if the socket takes
+      // them now (see WaitOrFail).
+      out_->Send();
+      co_return IoResult{{}, n};
+    }
     if (SSL_get_error(ssl_, ret) == SSL_ERROR_ZERO_RETURN) {
       co_return IoResult{asio::error::eof, 0};
     }
@@ -136,6 +288,7 @@ asio::awaitable<IoResult> TlsStream::Write(asio::const_buffer buffer) {
   const char* p = static_cast<const char*>(buffer.data());
   std::size_t left = buffer.size();
   std::size_t done = 0;
+  out_->gathering = true;
   while (left > 0) {
     ERR_clear_error();
     errno = 0;
@@ -147,8 +300,13 @@ asio::awaitable<IoResult> TlsStream::Write(asio::const_buffer buffer) {
       done += n;
       continue;
     }
-    if (error_code ec = co_await WaitOrFail(ret, "write")) co_return IoResult{ec, done};
+    if (error_code ec = co_await WaitOrFail(ret, "write")) {
+      out_->gathering = false;
+      co_return IoResult{ec, done};
+    }
   }
+  out_->gathering = false;
+  if (error_code ec = co_await Flush()) co_return IoResult{ec, done};
   co_return IoResult{{}, done};
 }
 
@@ -158,7 +316,7 @@ asio::awaitable<error_code> TlsStream::ShutdownWrite() {
     errno = 0;
     // 0: our close_notify is sent, the peer's not received yet (we go on reading); 1: both.
     const int ret = SSL_shutdown(ssl_);
-    if (ret >= 0) co_return error_code{};
+    if (ret >= 0) co_return co_await Flush();
     if (error_code ec = co_await WaitOrFail(ret, "shutdown")) co_return ec;
   }
 }
@@ -184,6 +342,10 @@ std::string TlsStream::AlpnProtocol() const {
   unsigned int len = 0;
   SSL_get0_alpn_selected(ssl_, &data, &len);
   return data ? std::string(reinterpret_cast<const char*>(data), len) : std::string();
+}
+
+std::uint64_t TlsStream::socket_writes() const {
+  return out_->sends;
 }
 
 std::string TlsStream::Version() const {

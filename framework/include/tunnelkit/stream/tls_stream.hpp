@@ -8,9 +8,11 @@
 // shutdown cannot do while a read is outstanding. Configuration comes from a
 // boost::asio::ssl::context (see tls_context.hpp), so its SSL_CTX settings (verify mode,
 // roots, certificates) apply. One reader and one writer may run at once (OpenSSL supports
-// interleaved SSL_read / SSL_write on one connection from one thread).
+// interleaved SSL_read / SSL_write on one connection from one thread). Outgoing records are
+// gathered and leave in one send() per Write (up to 128 KiB), not one per 16 KiB record.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -52,6 +54,8 @@ class TlsStream final : public Stream {
   // The negotiated ALPN protocol (empty if none) and TLS version ("TLSv1.3").
   std::string AlpnProtocol() const;
   std::string Version() const;
+  // send() calls made on the socket so far (records are gathered: see RecordBatch).
+  std::uint64_t socket_writes() const;
   SSL* native_handle() { return ssl_; }
   boost::asio::ip::tcp::socket& socket() { return socket_; }
 
@@ -60,8 +64,13 @@ class TlsStream final : public Stream {
   // (returns {}), or says why the call failed.
   boost::asio::awaitable<boost::system::error_code> WaitOrFail(int ret, const char* what);
   boost::system::error_code SslError(int ret, const char* what);
+  // Sends every gathered record (waiting for the socket as needed).
+  boost::asio::awaitable<boost::system::error_code> Flush();
+
+  struct RecordBatch;
 
   boost::asio::ip::tcp::socket socket_;
+  std::unique_ptr<RecordBatch> out_;  // OpenSSL's write BIO gathers records here
   SSL* ssl_ = nullptr;
   std::string last_error_;
   std::string server_name_;

@@ -10,7 +10,7 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/websocket.hpp>
 
-#include "tunnelkit/stream/asio_adapter.hpp"
+#include "transport/tls_layer.hpp"
 #include "tunnelkit/stream/deadline.hpp"
 #include "tunnelkit/stream/socket_stream.hpp"
 #include "tunnelkit/stream/tls_stream.hpp"
@@ -43,8 +43,8 @@ class BeastDataSocket final : public DataSocket {
   }
   // TLS: Beast over the TlsStream (kept alive here).
   BeastDataSocket(std::unique_ptr<TlsStream> tls,
-                  std::string peer) requires std::is_same_v<Next, StreamRef>
-      : tls_(std::move(tls)), ws_(StreamRef(*tls_)) {
+                  std::string peer) requires std::is_same_v<Next, TlsLayer> : tls_(std::move(tls)),
+                                                                              ws_(TlsLayer(*tls_)) {
     peer_ = std::move(peer);
     Configure();
   }
@@ -137,7 +137,7 @@ class BeastDataSocket final : public DataSocket {
 };
 
 using PlainDataSocket = BeastDataSocket<tcp::socket>;
-using TlsDataSocket = BeastDataSocket<StreamRef>;
+using TlsDataSocket = BeastDataSocket<TlsLayer>;
 
 template <class Socket>
 asio::awaitable<std::string> AcceptOn(Socket& socket, const UpgradeRequest& request,

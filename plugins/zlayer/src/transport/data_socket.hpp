@@ -1,6 +1,6 @@
 // One data-plane WebSocket (tunnelkit data plane v2), served in asio with Boost.Beast: no
 // libwebsockets, no second thread. Plain ws runs Beast straight on the TCP socket; wss runs it
-// over the core's TlsStream (through StreamRef).
+// over the core's TlsStream (through TlsLayer, tls_layer.hpp).
 //
 // A data upgrade carries `Sec-WebSocket-Protocol: tunnelkit-data.v2`, which upstream agents
 // never send: the server's front door (front_door.hpp) routes on it. After the upgrade the
