@@ -591,6 +591,7 @@ void QuicConnection::Flush() {
     blocked_.clear();
   }
   std::size_t packets = 0;
+  bool stream_data = false;  // this flush carried new stream data
   std::array<ngtcp2_vec, 16> vec;
   // The batch of packets waiting to be sent: tx_[0, batch_bytes), `batch_count` segments of
   // `segment` bytes (the last may be shorter).
@@ -644,6 +645,7 @@ void QuicConnection::Flush() {
       if (n == NGTCP2_ERR_WRITE_MORE && st != nullptr) {
         // Room left in the packet: account for the data and fill it with the next stream.
         st->sent += static_cast<std::uint64_t>(accepted);
+        stream_data = stream_data || accepted > 0;
         while (st->send_index < st->chunks.size() &&
                st->chunks[st->send_index].offset + st->chunks[st->send_index].data.size() <=
                    st->sent) {
@@ -678,6 +680,7 @@ void QuicConnection::Flush() {
     }
     if (st != nullptr && accepted >= 0) {
       st->sent += static_cast<std::uint64_t>(accepted);
+      stream_data = stream_data || accepted > 0;
       while (st->send_index < st->chunks.size() &&
              st->chunks[st->send_index].offset + st->chunks[st->send_index].data.size() <=
                  st->sent) {
@@ -715,7 +718,10 @@ void QuicConnection::Flush() {
     if (size < segment) send_batch();
   }
   send_batch();
-  ngtcp2_conn_update_pkt_tx_time(conn_, ts);
+  // Pacing spaces out bulk data. A flush of ACKs and window updates only is not paced: its
+  // pacing deadline would make the timer fire (a timerfd_settime, a wake-up, another flush)
+  // after every ACK a receiver sends, with nothing to send then.
+  if (stream_data) ngtcp2_conn_update_pkt_tx_time(conn_, ts);
   if (packets == max_packets) ScheduleFlush();  // more may be ready; let reads interleave
   ArmTimer();
 }
