@@ -211,15 +211,18 @@ asio::awaitable<error_code> TlsStream::WaitOrFail(int ret, const char* what) {
   // OpenSSL's state is read before anything else runs (other streams share the error queue).
   const int err = SSL_get_error(ssl_, ret);
   if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) co_return SslError(ret, what);
-  // Our write BIO is the only writer: wanting to write means its buffer could not go out, and
-  // sending it is the wait.
-  if (err == SSL_ERROR_WANT_WRITE) co_return co_await Flush();
+  // Wanting to write: gathered records could not go out (sending them is the wait), or a
+  // record written straight through (handshake, alerts) met a full socket.
+  if (err == SSL_ERROR_WANT_WRITE && out_->chunk && !out_->chunk.empty()) {
+    co_return co_await Flush();
+  }
   // Records made before a read stopped (a key update's answer) go out if the socket takes
   // them now. A reader never waits for the socket to drain: the peer may be waiting for us
   // to read before it reads again (a concurrent writer sends the rest).
-  out_->Send();
+  if (err == SSL_ERROR_WANT_READ) out_->Send();
   error_code ec;
-  co_await socket_.async_wait(asio::ip::tcp::socket::wait_read,
+  co_await socket_.async_wait(err == SSL_ERROR_WANT_READ ? asio::ip::tcp::socket::wait_read
+                                                         : asio::ip::tcp::socket::wait_write,
                               asio::redirect_error(asio::use_awaitable, ec));
   if (ec) last_error_ = fmt::format("{}: {}", what, ec.message());
   co_return ec;

@@ -1,5 +1,6 @@
 // TcpStream, UnixStream, TlsStream, MakeStreamPair and Splice over real sockets on 127.0.0.1.
 #include <malloc.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -336,6 +337,43 @@ TEST_F(TlsStreamTest, LargeWritesGatherRecordsIntoFewSends) {
   }());
   EXPECT_EQ(got.size(), kSize);
   EXPECT_TRUE(got == sent);
+}
+
+// A record written straight through (here close_notify) that meets a full socket waits for
+// the socket instead of retrying at once: the peer reads nothing, so a retry loop would spin.
+TEST_F(TlsStreamTest, AlertMeetingAFullSocketWaitsForIt) {
+  asio::io_context io;
+  auto server_ctx = ServerContext();
+  auto client_ctx = TrustingClientContext();
+  auto [c, s] = test::TcpPair(io);
+  TlsStream client(std::move(c), *client_ctx, TlsStream::Role::kClient, "localhost");
+  TlsStream server(std::move(s), *server_ctx, TlsStream::Role::kServer);
+  RunFor(io, [&]() -> awaitable<void> {
+    auto [cec, sec] = co_await Handshake(client, server);
+    EXPECT_FALSE(cec) << client.LastError();
+  }());
+  // Fill the socket behind TLS's back (the peer never reads in this test).
+  std::vector<char> junk(64 * 1024, 'x');
+  while (::send(client.socket().native_handle(), junk.data(), junk.size(),
+                MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
+  }
+  const std::uint64_t before = client.socket_writes();
+  bool finished = false;
+  asio::co_spawn(
+      io,
+      [&]() -> awaitable<void> {
+        co_await client.ShutdownWrite();
+        finished = true;
+      },
+      asio::detached);
+  io.restart();
+  io.run_for(std::chrono::milliseconds(300));
+  EXPECT_FALSE(finished);
+  EXPECT_LE(client.socket_writes() - before, 3u);
+  client.Reset();
+  server.Reset();
+  io.run_for(std::chrono::milliseconds(100));
+  EXPECT_TRUE(finished);
 }
 
 TEST_F(TlsStreamTest, VerifiesIpAddressSan) {
