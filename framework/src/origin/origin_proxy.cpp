@@ -461,20 +461,37 @@ struct ProxyInternals {
       if (head_request) length = ContentLengthOf(res);
       error_code client_ec = co_await sink.Head(res.base(), length, body_expected);
       bool origin_ok = true;
+      bool response_done = parser.is_done();
       if (!client_ec && body_expected) {
         BodyBuffer chunk;
-        while (!parser.is_done()) {
-          res.body().data = chunk.data();
-          res.body().size = chunk.size();
-          co_await http::async_read_some(oref, conn->buffer, parser,
-                                         redirect_error(use_awaitable, ec));
-          if (ec == http::error::need_buffer) ec = {};
+        // A body of known length: once the bytes already in the connection buffer are through
+        // the parser, the rest is read from the origin straight into the chunk (the parser
+        // would read into the connection buffer and copy every byte again).
+        const bool direct = length && !parser.chunked();
+        std::uint64_t left = length.value_or(0);
+        response_done = direct ? left == 0 : parser.is_done();
+        while (!response_done) {
+          std::size_t n = 0;
+          if (direct && conn->buffer.size() == 0) {
+            const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), left));
+            IoResult r = co_await origin.ReadSome(asio::buffer(chunk.data(), want));
+            ec = r.ec == asio::error::eof ? http::error::partial_message : r.ec;
+            n = r.bytes;
+          } else {
+            res.body().data = chunk.data();
+            res.body().size = chunk.size();
+            co_await http::async_read_some(oref, conn->buffer, parser,
+                                           redirect_error(use_awaitable, ec));
+            if (ec == http::error::need_buffer) ec = {};
+            n = chunk.size() - res.body().size;
+          }
           if (ec) {
             log.warn("origin {}: response body cut short: {}", rule.service.text, ec.message());
             origin_ok = false;
             break;
           }
-          std::size_t n = chunk.size() - res.body().size;
+          if (direct) left -= std::min<std::uint64_t>(n, left);
+          response_done = direct ? left == 0 : parser.is_done();
           if (n == 0) continue;
           client_ec = co_await sink.Body(chunk.data(), n);
           if (client_ec) break;
@@ -483,7 +500,7 @@ struct ProxyInternals {
       if (!client_ec && origin_ok) client_ec = co_await sink.End();
       if (!origin_ok) sink.Abort();
       co_await finish_writer(!client_ec && !body_complete);
-      bool reusable_origin = origin_ok && !client_ec && parser.is_done() && res.keep_alive() &&
+      bool reusable_origin = origin_ok && !client_ec && response_done && res.keep_alive() &&
                              body_complete && !write_ec && !origin_reset &&
                              (!head_request || parser.is_header_done());
       if (reusable_origin) {
