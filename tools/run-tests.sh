@@ -19,6 +19,8 @@ ctest --test-dir build --output-on-failure -j "$jobs" --timeout 300
 
 if [ "${TUNNELKIT_SANITIZE:-0}" = 1 ]; then
   build build-asan -DTUNNELKIT_SANITIZE=ON -DTUNNELKIT_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug
-  LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp" \
+  # Full stacks for allocations: with fast unwinding they stop inside libcrypto (no frame
+  # pointers) and the libwebsockets suppressions never match.
+  ASAN_OPTIONS="fast_unwind_on_malloc=0" LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp" \
     ctest --test-dir build-asan --output-on-failure -j "$jobs" --timeout 600
 fi
