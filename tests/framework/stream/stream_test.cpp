@@ -232,6 +232,30 @@ class TlsStreamTest : public ::testing::Test {
     return MakeTlsClientContext(options);
   }
 
+  // A client (trusting cert_, SNI and name check `name`) and a server over a fresh loopback
+  // pair, with the handshake done on `io`.
+  struct Connected {
+    std::shared_ptr<asio::ssl::context> client_ctx;
+    std::shared_ptr<asio::ssl::context> server_ctx;
+    std::unique_ptr<TlsStream> client;
+    std::unique_ptr<TlsStream> server;
+  };
+  Connected ConnectedPair(asio::io_context& io, const std::string& name = "localhost") {
+    auto [c, s] = test::TcpPair(io);
+    Connected pair{TrustingClientContext(), ServerContext(), nullptr, nullptr};
+    pair.client =
+        std::make_unique<TlsStream>(std::move(c), *pair.client_ctx, TlsStream::Role::kClient, name);
+    pair.server =
+        std::make_unique<TlsStream>(std::move(s), *pair.server_ctx, TlsStream::Role::kServer);
+    RunFor(io, [&]() -> awaitable<void> {
+      auto [cec, sec] = co_await Handshake(*pair.client, *pair.server);
+      EXPECT_FALSE(cec) << pair.client->LastError();
+      EXPECT_FALSE(sec) << pair.server->LastError();
+    }());
+    io.restart();
+    return pair;
+  }
+
   test::TempDir dir_;
   test::CertFiles cert_;
 };
@@ -292,18 +316,14 @@ TEST_F(TlsStreamTest, NegotiatesAes128Gcm) {
 // the bytes arrive intact, and a small write still goes out at once.
 TEST_F(TlsStreamTest, LargeWritesGatherRecordsIntoFewSends) {
   asio::io_context io;
-  auto server_ctx = ServerContext();
-  auto client_ctx = TrustingClientContext();
-  auto [c, s] = test::TcpPair(io);
-  TlsStream client(std::move(c), *client_ctx, TlsStream::Role::kClient, "localhost");
-  TlsStream server(std::move(s), *server_ctx, TlsStream::Role::kServer);
+  Connected pair = ConnectedPair(io);
+  TlsStream& client = *pair.client;
+  TlsStream& server = *pair.server;
   constexpr std::size_t kSize = 4 * 1024 * 1024;
   std::string sent(kSize, '\0');
   for (std::size_t i = 0; i < kSize; ++i) sent[i] = static_cast<char>((i * 131 + i / 7) & 0xff);
   std::string got;
   RunFor(io, [&]() -> awaitable<void> {
-    auto [cec, sec] = co_await Handshake(client, server);
-    EXPECT_FALSE(cec) << client.LastError();
     const std::uint64_t before = client.socket_writes();
     bool written = false;
     asio::co_spawn(
@@ -343,15 +363,9 @@ TEST_F(TlsStreamTest, LargeWritesGatherRecordsIntoFewSends) {
 // the socket instead of retrying at once: the peer reads nothing, so a retry loop would spin.
 TEST_F(TlsStreamTest, AlertMeetingAFullSocketWaitsForIt) {
   asio::io_context io;
-  auto server_ctx = ServerContext();
-  auto client_ctx = TrustingClientContext();
-  auto [c, s] = test::TcpPair(io);
-  TlsStream client(std::move(c), *client_ctx, TlsStream::Role::kClient, "localhost");
-  TlsStream server(std::move(s), *server_ctx, TlsStream::Role::kServer);
-  RunFor(io, [&]() -> awaitable<void> {
-    auto [cec, sec] = co_await Handshake(client, server);
-    EXPECT_FALSE(cec) << client.LastError();
-  }());
+  Connected pair = ConnectedPair(io);
+  TlsStream& client = *pair.client;
+  TlsStream& server = *pair.server;
   // Fill the socket behind TLS's back (the peer never reads in this test).
   std::vector<char> junk(64 * 1024, 'x');
   while (::send(client.socket().native_handle(), junk.data(), junk.size(),
