@@ -328,6 +328,10 @@ void TlsStream::Reset() {
   error_code ec;
   if (socket_.is_open()) socket_.set_option(asio::socket_base::linger(true, 0), ec);
   socket_.close(ec);
+  // OpenSSL's BIOs hold the descriptor number, which the kernel hands out again: later calls
+  // must fail, not read or write whichever socket got the number next.
+  out_->fd = -1;
+  if (BIO* rbio = SSL_get_rbio(ssl_)) BIO_set_fd(rbio, -1, BIO_NOCLOSE);
 }
 
 std::string TlsStream::Describe() const {

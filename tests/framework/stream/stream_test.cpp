@@ -390,6 +390,33 @@ TEST_F(TlsStreamTest, AlertMeetingAFullSocketWaitsForIt) {
   EXPECT_TRUE(finished);
 }
 
+// After Reset, reads and writes fail; they never touch the socket that reuses the number.
+TEST_F(TlsStreamTest, AfterResetNothingReachesASocketReusingTheDescriptor) {
+  asio::io_context io;
+  Connected pair = ConnectedPair(io);
+  const int old_fd = pair.client->socket().native_handle();
+  pair.client->Reset();
+  auto [a, b] = test::TcpPair(io);
+  ASSERT_TRUE(a.native_handle() == old_fd || b.native_handle() == old_fd)
+      << "the kernel did not reuse the descriptor; the test cannot tell";
+  auto& reused = a.native_handle() == old_fd ? a : b;
+  auto& other = a.native_handle() == old_fd ? b : a;
+  const char byte = 'z';
+  ASSERT_EQ(::send(other.native_handle(), &byte, 1, MSG_NOSIGNAL), 1);
+  RunFor(io, [&]() -> awaitable<void> {
+    std::string data = "must not arrive";
+    IoResult w = co_await pair.client->Write(asio::buffer(data));
+    EXPECT_TRUE(w.ec);
+    char buf[16];
+    IoResult r = co_await pair.client->ReadSome(asio::buffer(buf));
+    EXPECT_TRUE(r.ec);
+  }());
+  char got[64];
+  EXPECT_EQ(::recv(other.native_handle(), got, sizeof got, MSG_DONTWAIT), -1);
+  EXPECT_EQ(errno, EAGAIN);
+  EXPECT_EQ(::recv(reused.native_handle(), got, sizeof got, MSG_DONTWAIT), 1);
+}
+
 TEST_F(TlsStreamTest, VerifiesIpAddressSan) {
   asio::io_context io;
   auto server_ctx = ServerContext();
