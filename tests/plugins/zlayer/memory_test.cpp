@@ -22,6 +22,7 @@
 #include "agent/tunnel_agent.hpp"
 #include "process.hpp"
 #include "server/tunnel_server.hpp"
+#include "tcp_echo.hpp"
 #include "test_certs.hpp"
 #include "tunnelkit/memory_trim.hpp"
 
@@ -49,38 +50,6 @@ std::size_t HeapInUse() {
   const struct mallinfo2 info = mallinfo2();
   return info.uordblks;
 }
-
-// An echo origin with a small buffer, so that the origin's own cost does not blur the figure.
-struct SmallEcho {
-  tcp::acceptor acceptor;
-  explicit SmallEcho(asio::io_context& io)
-      : acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
-    asio::co_spawn(io, Loop(), asio::detached);
-  }
-  int port() const { return acceptor.local_endpoint().port(); }
-  asio::awaitable<void> Loop() {
-    for (;;) {
-      boost::system::error_code ec;
-      auto socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) co_return;
-      asio::co_spawn(
-          acceptor.get_executor(),
-          [s = std::move(socket)]() mutable -> asio::awaitable<void> {
-            std::array<char, 64> buf;
-            for (;;) {
-              boost::system::error_code rec;
-              const auto n = co_await s.async_read_some(
-                  asio::buffer(buf), asio::redirect_error(asio::use_awaitable, rec));
-              if (rec) break;
-              co_await asio::async_write(s, asio::buffer(buf.data(), n),
-                                         asio::redirect_error(asio::use_awaitable, rec));
-              if (rec) break;
-            }
-          },
-          asio::detached);
-    }
-  }
-};
 
 asio::awaitable<void> Sleep(std::chrono::milliseconds d) {
   asio::steady_timer t(co_await asio::this_coro::executor, d);
@@ -130,7 +99,8 @@ double HeldConnectionHeap(bool tls) {
   test::TestCert cert;
   EXPECT_TRUE(cert.ok);
   if (!cert.ok) return -1;
-  SmallEcho echo(io);
+  tunnelkit::test::TcpEcho echo(
+      io, 64);  // a small buffer: the origin's own cost stays out of the figure
 
   ServerOptions server_options;
   const int low = tunnelkit::test::FreeTcpPort();

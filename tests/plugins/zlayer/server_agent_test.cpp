@@ -23,6 +23,7 @@
 #include "codec/extension.hpp"
 #include "process.hpp"
 #include "server/tunnel_server.hpp"
+#include "tcp_echo.hpp"
 #include "transport/data_socket.hpp"
 #include "tunnelkit/stream/deadline.hpp"
 #include "util/random.hpp"
@@ -50,38 +51,7 @@ std::shared_ptr<spdlog::logger> TestLogger() {
 }
 
 // Echo origins on 127.0.0.1.
-struct TcpEcho {
-  tcp::acceptor acceptor;
-  explicit TcpEcho(asio::io_context& io)
-      : acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
-    asio::co_spawn(io, Loop(), asio::detached);
-  }
-  int port() const { return acceptor.local_endpoint().port(); }
-  asio::awaitable<void> Loop() {
-    for (;;) {
-      boost::system::error_code ec;
-      auto socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) co_return;
-      asio::co_spawn(
-          acceptor.get_executor(),
-          [s = std::move(socket)]() mutable -> asio::awaitable<void> {
-            std::vector<char> buf(65536);
-            for (;;) {
-              boost::system::error_code rec;
-              const auto n = co_await s.async_read_some(
-                  asio::buffer(buf), asio::redirect_error(asio::use_awaitable, rec));
-              if (rec) break;
-              co_await asio::async_write(s, asio::buffer(buf.data(), n),
-                                         asio::redirect_error(asio::use_awaitable, rec));
-              if (rec) break;
-            }
-            boost::system::error_code sec;
-            s.shutdown(tcp::socket::shutdown_send, sec);
-          },
-          asio::detached);
-    }
-  }
-};
+using tunnelkit::test::TcpEcho;
 
 struct UdpEcho {
   udp::socket socket;
