@@ -26,6 +26,17 @@
 
 namespace tunnelkit {
 
+// The first non-empty buffer of a mutable buffer sequence (an empty one if there is none), for
+// layers whose operations read into one buffer at a time.
+template <class MutableBufferSequence>
+boost::asio::mutable_buffer FirstNonEmptyBuffer(const MutableBufferSequence& buffers) {
+  for (auto it = boost::asio::buffer_sequence_begin(buffers);
+       it != boost::asio::buffer_sequence_end(buffers); ++it) {
+    if (boost::asio::mutable_buffer(*it).size() != 0) return *it;
+  }
+  return {};
+}
+
 class StreamRef {
  public:
   using executor_type = boost::asio::any_io_executor;
@@ -38,14 +49,7 @@ class StreamRef {
   template <class MutableBufferSequence, class ReadToken>
   auto async_read_some(const MutableBufferSequence& buffers, ReadToken&& token) {
     if (tcp_) return tcp_->socket().async_read_some(buffers, std::forward<ReadToken>(token));
-    boost::asio::mutable_buffer first;
-    for (auto it = boost::asio::buffer_sequence_begin(buffers);
-         it != boost::asio::buffer_sequence_end(buffers); ++it) {
-      if (boost::asio::mutable_buffer(*it).size() != 0) {
-        first = *it;
-        break;
-      }
-    }
+    const boost::asio::mutable_buffer first = FirstNonEmptyBuffer(buffers);
     IoResult done;
     if (first.size() > 0 && stream_->TryReadSome(first, done)) {
       return Complete(done, std::forward<ReadToken>(token));

@@ -29,6 +29,7 @@
 #include <boost/beast/core/role.hpp>
 #include <boost/system/error_code.hpp>
 
+#include "tunnelkit/stream/asio_adapter.hpp"
 #include "tunnelkit/stream/tls_stream.hpp"
 
 namespace tunnelkit::zlayer::transport {
@@ -197,14 +198,7 @@ class TlsLayer {
 
   template <class MutableBufferSequence, class ReadToken>
   auto async_read_some(const MutableBufferSequence& buffers, ReadToken&& token) {
-    boost::asio::mutable_buffer first;
-    for (auto it = boost::asio::buffer_sequence_begin(buffers);
-         it != boost::asio::buffer_sequence_end(buffers); ++it) {
-      if (boost::asio::mutable_buffer(*it).size() != 0) {
-        first = *it;
-        break;
-      }
-    }
+    const boost::asio::mutable_buffer first = FirstNonEmptyBuffer(buffers);
     using Op = tls_layer_detail::TlsOp<tls_layer_detail::ReadAttempt>;
     return boost::asio::async_compose<ReadToken, void(boost::system::error_code, std::size_t)>(
         Op{tls_, tls_layer_detail::ReadAttempt{first}}, token, tls_->socket());
