@@ -47,6 +47,7 @@ std::vector<ZlayerLink> EffectiveLinks(const ZlayerConfig& z) {
     *link.mutable_service() = z.service();
     link.set_tls_ca(z.tls_ca());
     link.set_tls_skip_verify(z.tls_skip_verify());
+    link.set_data_channels(z.data_channels());
     links.push_back(link);
   }
   for (const auto& l : z.links()) links.push_back(l);
@@ -72,6 +73,10 @@ void ValidateLink(const ZlayerLink& link, const std::string& path,
   }
   if (!link.tls_ca().empty() && link.tls_skip_verify()) {
     issues.push_back({path + "tls_skip_verify", "contradicts tls_ca: give one or the other"});
+  }
+  if (!link.data_channels().empty() && !ParseDataChannels(link.data_channels())) {
+    issues.push_back({path + "data_channels",
+                      "'" + link.data_channels() + "': expected auto, shared or per-connection"});
   }
 }
 
@@ -203,6 +208,9 @@ class ZlayerBackend final : public Backend {
         options.services.push_back(*ServiceSpec::Parse(s, error));
       options.tls.tls_ca = link.tls_ca();
       options.tls.tls_skip_verify = link.tls_skip_verify();
+      if (!link.data_channels().empty()) {
+        options.data_channels = *ParseDataChannels(link.data_channels());
+      }
       if (!z.local_host().empty()) options.local_host = z.local_host();
       if (config.has_reconnect()) {
         // The loader fills in the core's defaults (first delay 1 s); ZLayer agents start at

@@ -124,8 +124,9 @@ void MoveFiftyMiBEachWay(bool tls) {
       io,
       [&]() -> asio::awaitable<void> {
         const WsUrl url{tls, "127.0.0.1", door.port(), "/tunnel/v1"};
-        auto data = co_await DialDataSocket(io.get_executor(), url, client_tls.get(),
-                                            std::chrono::seconds(10), error);
+        auto data =
+            co_await DialDataSocket(io.get_executor(), url, client_tls.get(),
+                                    std::chrono::seconds(10), DataKind::kPerConnection, error);
         EXPECT_TRUE(data) << error;
         if (!data) {
           io.stop();
@@ -197,8 +198,9 @@ TEST(ZlayerDataPlane, TlsDialRefusesAnUnknownCertificate) {
       io,
       [&]() -> asio::awaitable<void> {
         const WsUrl url{true, "127.0.0.1", door.port(), "/"};
-        auto data = co_await DialDataSocket(io.get_executor(), url, system_roots.get(),
-                                            std::chrono::seconds(10), error);
+        auto data =
+            co_await DialDataSocket(io.get_executor(), url, system_roots.get(),
+                                    std::chrono::seconds(10), DataKind::kPerConnection, error);
         EXPECT_FALSE(data);
         EXPECT_NE(error.find("certificate"), std::string::npos) << error;
         done = true;
@@ -353,8 +355,9 @@ TEST(ZlayerDataSplice, ServerZeroCopyFramesAreValidWebSocket) {
       io,
       [&]() -> asio::awaitable<void> {
         const WsUrl url{false, "127.0.0.1", door.port(), "/"};
-        auto data = co_await DialDataSocket(io.get_executor(), url, nullptr,
-                                            std::chrono::seconds(10), error);
+        auto data =
+            co_await DialDataSocket(io.get_executor(), url, nullptr, std::chrono::seconds(10),
+                                    DataKind::kPerConnection, error);
         EXPECT_TRUE(data) << error;
         if (!data) {
           io.stop();
@@ -456,8 +459,9 @@ TEST(ZlayerDataSplice, AgentZeroCopyReaderRefusesAMalformedFrame) {
       io,
       [&]() -> asio::awaitable<void> {
         const WsUrl url{false, "127.0.0.1", door.port(), "/"};
-        auto data = co_await DialDataSocket(io.get_executor(), url, nullptr,
-                                            std::chrono::seconds(10), error);
+        auto data =
+            co_await DialDataSocket(io.get_executor(), url, nullptr, std::chrono::seconds(10),
+                                    DataKind::kPerConnection, error);
         EXPECT_TRUE(data) << error;
         if (!data) {
           io.stop();

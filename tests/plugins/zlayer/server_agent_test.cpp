@@ -506,8 +506,9 @@ TEST(ZlayerServerAgent, DataAttachWithABadSecretIsRefusedAndLogged) {
         auto attach_is_refused = [&](std::array<std::uint8_t, 16> secret) -> asio::awaitable<bool> {
           std::string dial_error;
           const transport::WsUrl url{false, "127.0.0.1", h.server->listen_port(), "/tunnel/v1"};
-          auto data = co_await transport::DialDataSocket(h.io.get_executor(), url, nullptr,
-                                                         std::chrono::seconds(5), dial_error);
+          auto data = co_await transport::DialDataSocket(
+              h.io.get_executor(), url, nullptr, std::chrono::seconds(5),
+              transport::DataKind::kPerConnection, dial_error);
           EXPECT_TRUE(data) << dial_error;
           if (!data) co_return false;
           const auto attach =

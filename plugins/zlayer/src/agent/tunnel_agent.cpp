@@ -12,8 +12,12 @@
 
 #include "codec/codec.hpp"
 #include "codec/extension.hpp"
+#include "codec/mux_codec.hpp"
+#include "transport/data_channel.hpp"
 #include "transport/data_splice.hpp"
 #include "transport/data_stream.hpp"
+#include "tunnelkit/mux/session.hpp"
+#include "tunnelkit/mux/wake_signal.hpp"
 #include "tunnelkit/stream/socket_stream.hpp"
 #include "tunnelkit/stream/splice.hpp"
 #include "tunnelkit/stream/tls_context.hpp"
@@ -41,12 +45,30 @@ const char* KindName(codec::ServiceProtocol protocol) {
 
 }  // namespace
 
+std::optional<DataChannels> ParseDataChannels(std::string_view text) {
+  if (text == "auto") return DataChannels::kAuto;
+  if (text == "shared") return DataChannels::kShared;
+  if (text == "per-connection") return DataChannels::kPerConnection;
+  return std::nullopt;
+}
+
+// The shared data WebSockets of one control session: the current one takes new streams.
+struct TunnelAgent::SharedChannels {
+  explicit SharedChannels(const asio::any_io_executor& executor) : dialed(executor) {}
+  std::shared_ptr<mux::MuxSession> current;
+  std::vector<std::weak_ptr<mux::MuxSession>> all;  // closed when the control session ends
+  bool dialing = false;                             // one dial at a time; others wait for it
+  mux::WakeSignal dialed;
+};
+
 struct TunnelAgent::SessionState {
   std::shared_ptr<WsConnection> control;
   codec::Uuid tunnel_id;
   bool extended = false;
+  bool shared = false;  // the server accepted shared data channels
   std::array<std::uint8_t, 16> data_secret{};
   std::map<codec::Uuid, ServiceSpec> services;  // by service_id
+  std::shared_ptr<SharedChannels> channels;
 };
 
 TunnelAgent::TunnelAgent(asio::io_context& io, AgentOptions options,
@@ -107,7 +129,11 @@ asio::awaitable<session::SessionOutcome> TunnelAgent::RunSession(session::Sessio
                                                  ": " + error);
   control.OnStop([conn] { conn->Close(); });
 
-  codec::Auth auth{options_.token, RandomUuidV4(), codec::EncodeAgentHello({})};
+  const bool offer_shared = options_.data_channels == DataChannels::kShared ||
+                            (options_.data_channels == DataChannels::kAuto && options_.server.tls);
+  const std::uint8_t features = offer_shared ? codec::kFeatureSharedDataChannels : 0;
+  codec::Auth auth{options_.token, RandomUuidV4(),
+                   codec::EncodeAgentHello({codec::kExtensionVersion, features})};
   SendMessage(conn, auth);
 
   asio::steady_timer auth_deadline(io_, options_.auth_timeout);
@@ -158,7 +184,12 @@ asio::awaitable<session::SessionOutcome> TunnelAgent::RunSession(session::Sessio
     if (hello->version >= codec::kExtensionVersion) {
       state->extended = true;
       state->data_secret = hello->data_secret;
-      plane_note.clear();
+      state->shared = offer_shared && (hello->features & codec::kFeatureSharedDataChannels) != 0;
+      plane_note = state->shared ? "; shared data channels"
+                   : offer_shared
+                       ? "; the server does not share data WebSockets: one per connection"
+                       : "";
+      if (state->shared) state->channels = std::make_shared<SharedChannels>(io_.get_executor());
     } else {
       plane_note = "; the server speaks tunnelkit data plane v" + std::to_string(hello->version) +
                    ", this agent needs v" + std::to_string(codec::kExtensionVersion) +
@@ -260,6 +291,13 @@ asio::awaitable<session::SessionOutcome> TunnelAgent::RunSession(session::Sessio
   }
   watchdog->cancel();
   conn->Close();
+  if (state->channels) {
+    // Their connections belonged to this session; the next session opens its own.
+    for (const auto& weak : state->channels->all) {
+      if (auto session = weak.lock()) session->Close("the control connection ended");
+    }
+    state->channels->current.reset();
+  }
   if (end_reason.empty()) {
     end_reason = silent ? "server silent for " +
                               std::to_string(options_.server_silence.count() / 1000) + " s"
@@ -287,6 +325,7 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
   }
   const std::string local = options_.local_host + ":" + std::to_string(spec.local_port);
   const asio::any_io_executor executor = io_.get_executor();
+  const bool shared = state->shared && spec.protocol == codec::ServiceProtocol::kTcp;
 
   std::unique_ptr<TcpStream> tcp;
   std::unique_ptr<udp::socket> udp_socket;
@@ -311,8 +350,25 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
     co_return;
   }
   std::string error;
+  if (shared) {
+    auto stream = co_await OpenSharedStream(state, connect.connection_id, error);
+    if (!*alive) co_return;
+    if (!stream) {
+      log_->warn("{}: {} connection {}: {}", options_.name, spec.name,
+                 connect.connection_id.ToString(), error);
+      SendMessage(control, codec::ConnectFail{connect.connection_id,
+                                              "cannot open a shared data connection: " + error});
+      co_return;
+    }
+    SendMessage(control, codec::ConnectAck{connect.connection_id});
+    log_->debug("{}: {} connection {} from {} -> {} ({})", options_.name, spec.name,
+                connect.connection_id.ToString(), connect.client_addr, local, stream->Describe());
+    co_await Splice(*tcp, *stream);
+    co_return;
+  }
   auto data = co_await transport::DialDataSocket(executor, options_.server, data_tls_.get(),
-                                                 options_.local_connect_timeout, error);
+                                                 options_.local_connect_timeout,
+                                                 transport::DataKind::kPerConnection, error);
   if (!*alive) co_return;
   if (!data) {
     log_->warn("{}: {} connection {}: {}", options_.name, spec.name,
@@ -404,6 +460,69 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
   boost::system::error_code cec;
   socket->close(cec);
   if (*alive) live_data_.erase(data.get());
+}
+
+asio::awaitable<std::shared_ptr<mux::MuxStream>> TunnelAgent::OpenSharedStream(
+    std::shared_ptr<SessionState> state, codec::Uuid connection, std::string& error) {
+  const auto alive = alive_;
+  const auto channels = state->channels;
+  // Two rounds: the current socket, else a new one (or the one another Connect just opened).
+  for (int round = 0; round < 3; ++round) {
+    while (channels->dialing) {
+      co_await channels->dialed.Wait();
+      if (!*alive) co_return nullptr;
+    }
+    if (state->control->closed()) {
+      error = "the control connection closed";
+      co_return nullptr;
+    }
+    if (auto session = channels->current;
+        session && !session->closed() && session->stream_count() < options_.shared_max_streams) {
+      boost::system::error_code ec;
+      auto stream = session->Open(mux::Priority::kNormal, connection.bytes, ec);
+      if (stream) co_return stream;
+    }
+    if (round == 2) break;
+    channels->dialing = true;
+    std::string dial_error;
+    auto data = co_await transport::DialDataSocket(io_.get_executor(), options_.server,
+                                                   data_tls_.get(), options_.local_connect_timeout,
+                                                   transport::DataKind::kShared, dial_error);
+    if (!*alive) co_return nullptr;
+    bool attached = false;
+    if (data) {
+      const auto attach =
+          codec::Encode(codec::DataAttach{state->tunnel_id, codec::Uuid{}, state->data_secret});
+      attached = attach.ok;
+      if (attached) attached = !(co_await data->WriteMessage(asio::buffer(attach.bytes)));
+      if (!*alive) co_return nullptr;
+      if (!attached) dial_error = "attaching the shared data connection failed";
+    }
+    channels->dialing = false;
+    channels->dialed.Notify();
+    if (!attached) {
+      error = dial_error;
+      co_return nullptr;
+    }
+    const std::string label = "zlayer shared data to " + data->peer();
+    live_data_[data.get()] = data;
+    auto session = mux::MuxSession::Create(
+        std::make_unique<transport::DataChannel>(data, label),
+        std::make_unique<codec::ZlayerMuxCodec>(),
+        transport::SharedChannelConfig(mux::IdParity::kOdd, options_.shared_max_streams, label),
+        log_);
+    // The session logs why it closed (one line); new Connects then open another socket.
+    session->SetClosedHandler([this, alive, raw = data.get()](const std::string&) {
+      if (*alive) live_data_.erase(raw);
+    });
+    session->Start();
+    log_->debug("{}: shared data connection to {} open", options_.name, data->peer());
+    channels->current = session;
+    channels->all.push_back(session);
+    std::erase_if(channels->all, [](const auto& weak) { return weak.expired(); });
+  }
+  error = "no shared data connection takes more streams";
+  co_return nullptr;
 }
 
 }  // namespace tunnelkit::zlayer

@@ -9,13 +9,16 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include "agent/service_spec.hpp"
+#include "codec/messages.hpp"
 #include "transport/data_socket.hpp"
 #include "transport/ws_loop.hpp"
 #include "tunnelkit/session/supervisor.hpp"
@@ -24,7 +27,22 @@ namespace spdlog {
 class logger;
 }
 
+namespace tunnelkit::mux {
+class MuxStream;
+}
+
 namespace tunnelkit::zlayer {
+
+// How the agent carries public connections to the server (the server must agree; else it is
+// one data WebSocket per connection):
+//   kShared: several connections per data WebSocket (the core multiplexer; a thousand held
+//            wss connections cost one TLS session instead of a thousand);
+//   kPerConnection: one data WebSocket each (on plain ws the kernel moves payload with
+//            splice(2), and each connection has TCP's own flow control);
+//   kAuto: shared on wss, per connection on ws.
+enum class DataChannels : std::uint8_t { kAuto, kShared, kPerConnection };
+// "auto", "shared", "per-connection"; nullopt for anything else.
+std::optional<DataChannels> ParseDataChannels(std::string_view text);
 
 struct AgentOptions {
   std::string name = "zlayer link";
@@ -42,6 +60,9 @@ struct AgentOptions {
   std::chrono::milliseconds server_silence{90000};
   std::chrono::milliseconds local_connect_timeout{10000};
   std::chrono::milliseconds udp_idle_timeout{60000};
+  DataChannels data_channels = DataChannels::kAuto;
+  // Public connections one shared data WebSocket carries at most; beyond it another opens.
+  std::size_t shared_max_streams = 1024;
 };
 
 // What one registration produced (for printing and the admin view).
@@ -75,7 +96,12 @@ class TunnelAgent {
 
  private:
   struct SessionState;
+  struct SharedChannels;
   boost::asio::awaitable<session::SessionOutcome> RunSession(session::SessionControl& control);
+  // A stream for `connection` on the current shared data WebSocket, opening one if there is
+  // none, it is full or it closed. Null with `error` when no socket could be opened.
+  boost::asio::awaitable<std::shared_ptr<mux::MuxStream>> OpenSharedStream(
+      std::shared_ptr<SessionState> state, codec::Uuid connection, std::string& error);
   boost::asio::awaitable<void> ServeConnect(std::shared_ptr<SessionState> state,
                                             codec::Connect connect);
 

@@ -13,6 +13,7 @@ bool HasMagic(std::string_view trailer) {
 std::string EncodeAgentHello(const AgentHello& hello) {
   std::string out(kExtensionMagic);
   out.push_back(static_cast<char>(hello.version));
+  if (hello.features != 0) out.push_back(static_cast<char>(hello.features));
   return out;
 }
 
@@ -21,6 +22,9 @@ std::optional<AgentHello> DecodeAgentHello(std::string_view trailer) {
   AgentHello hello;
   hello.version = static_cast<std::uint8_t>(trailer[kExtensionMagic.size()]);
   if (hello.version < 1) return std::nullopt;
+  if (trailer.size() > kExtensionMagic.size() + 1) {
+    hello.features = static_cast<std::uint8_t>(trailer[kExtensionMagic.size() + 1]);
+  }
   return hello;
 }
 
@@ -28,6 +32,7 @@ std::string EncodeServerHello(const ServerHello& hello) {
   std::string out(kExtensionMagic);
   out.push_back(static_cast<char>(hello.version));
   out.append(reinterpret_cast<const char*>(hello.data_secret.data()), hello.data_secret.size());
+  if (hello.features != 0) out.push_back(static_cast<char>(hello.features));
   return out;
 }
 
@@ -40,6 +45,7 @@ std::optional<ServerHello> DecodeServerHello(std::string_view trailer) {
   for (std::size_t i = 0; i < 16; ++i) {
     hello.data_secret[i] = static_cast<std::uint8_t>(trailer[kExtensionMagic.size() + 1 + i]);
   }
+  if (trailer.size() > need) hello.features = static_cast<std::uint8_t>(trailer[need]);
   return hello;
 }
 

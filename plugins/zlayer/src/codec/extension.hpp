@@ -19,14 +19,24 @@ namespace tunnelkit::zlayer::codec {
 inline constexpr std::string_view kExtensionMagic = "TKDP";
 inline constexpr std::uint8_t kExtensionVersion = 2;
 
-// Auth trailer: the agent can attach data WebSockets.
+// Optional feature bits, one byte after a hello's fixed fields. Peers that predate them stop
+// reading before it (DecodeAgentHello / DecodeServerHello ignore what follows their fields), so
+// an older tunnelkit peer neither sees nor sends it; it is only sent when a bit is set, so the
+// trailers of an agent or server without features stay byte-identical to before.
+inline constexpr std::uint8_t kFeatureSharedDataChannels = 0x01;  // several connections per
+                                                                  // data WebSocket (mux)
+
+// Auth trailer: the agent can attach data WebSockets; `features` offers extras.
 struct AgentHello {
   std::uint8_t version = kExtensionVersion;
+  std::uint8_t features = 0;
 };
-// AuthOk trailer: the secret the agent presents in DataAttach.
+// AuthOk trailer: the secret the agent presents in DataAttach; `features` accepts a subset of
+// what the agent offered.
 struct ServerHello {
   std::uint8_t version = kExtensionVersion;
   std::array<std::uint8_t, 16> data_secret{};
+  std::uint8_t features = 0;
 };
 // RegisterOk trailer: the public port the service got (upstream does not send it).
 struct RegisterExtra {

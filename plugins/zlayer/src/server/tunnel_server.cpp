@@ -14,8 +14,11 @@
 
 #include "codec/codec.hpp"
 #include "codec/extension.hpp"
+#include "codec/mux_codec.hpp"
+#include "transport/data_channel.hpp"
 #include "transport/data_splice.hpp"
 #include "transport/data_stream.hpp"
+#include "tunnelkit/mux/session.hpp"
 #include "tunnelkit/session/liveness.hpp"
 #include "tunnelkit/stream/deadline.hpp"
 #include "tunnelkit/stream/socket_stream.hpp"
@@ -94,6 +97,7 @@ struct TunnelServer::Tunnel {
   std::string peer;
   std::shared_ptr<WsConnection> conn;
   bool extended = false;  // the agent speaks tunnelkit's data plane
+  bool shared = false;    // ... and shares data WebSockets between connections
   std::array<std::uint8_t, 16> data_secret{};
   std::map<codec::Uuid, std::shared_ptr<Service>> services;
   std::map<codec::Uuid, std::shared_ptr<Pending>> pending;
@@ -186,12 +190,27 @@ void TunnelServer::Stop(const std::string& reason, std::function<void()> done) {
   });
 }
 
+std::size_t TunnelServer::CloseDataSockets() {
+  std::size_t closed = 0;
+  const auto live = live_data_;  // closing may end coroutines that erase entries
+  for (auto& [raw, weak] : live) {
+    if (auto data = weak.lock()) {
+      data->Close();
+      ++closed;
+    }
+  }
+  return closed;
+}
+
 ServerStats TunnelServer::stats() const {
   ServerStats stats;
   stats.tunnels = tunnels_.size();
   for (const auto& [id, tunnel] : tunnels_) stats.services += tunnel->services.size();
   stats.connections = connections_;
   stats.auth_failures = auth_failures_;
+  stats.data_sockets = data_sockets_;
+  stats.shared_data_sockets = shared_data_sockets_;
+  stats.shared_streams = shared_streams_;
   return stats;
 }
 
@@ -269,16 +288,24 @@ asio::awaitable<void> TunnelServer::RunControl(std::shared_ptr<WsConnection> con
         "channel only, its connections will fail (upgrade the agent)",
         conn->peer(), hello->version, codec::kExtensionVersion);
   }
+  tunnel->shared = tunnel->extended && options_.shared_data_channels &&
+                   (hello->features & codec::kFeatureSharedDataChannels) != 0;
   tunnel->data_secret = RandomSecret();
   tunnels_[tunnel->id] = tunnel;
   tokens_in_use_.insert(tunnel->token_hash);
 
   codec::AuthOk ok{tunnel->id, ""};
-  if (tunnel->extended)
-    ok.trailer = codec::EncodeServerHello({codec::kExtensionVersion, tunnel->data_secret});
+  if (tunnel->extended) {
+    // Features only when accepted: an agent that offered none gets the exact v2 trailer.
+    const std::uint8_t features = tunnel->shared ? codec::kFeatureSharedDataChannels : 0;
+    ok.trailer =
+        codec::EncodeServerHello({codec::kExtensionVersion, tunnel->data_secret, features});
+  }
   SendMessage(conn, ok);
   log_->info("tunnel {} up: agent {}{}", tunnel->id.ToString(), tunnel->peer,
-             tunnel->extended ? "" : " (upstream agent: control channel only)");
+             !tunnel->extended ? " (upstream agent: control channel only)"
+             : tunnel->shared  ? " (shared data channels)"
+                               : "");
 
   session::LivenessMonitor liveness(
       io_.get_executor(),
@@ -530,24 +557,120 @@ asio::awaitable<void> TunnelServer::HandleData(std::shared_ptr<transport::DataSo
     log_->info("data connection from {} closed before DataAttach: {}", data->peer(),
                timed_out ? std::string("timed out") : ec.message());
   }
-  if (attach) co_await RunData(data, *attach);
+  if (attach) {
+    if (data->kind() == transport::DataKind::kShared) {
+      co_await RunSharedData(data, *attach);
+    } else {
+      co_await RunData(data, *attach);
+    }
+  }
+  if (!*alive) co_return;
   data->Close();
   if (*alive) live_data_.erase(data.get());
 }
 
-asio::awaitable<void> TunnelServer::RunData(std::shared_ptr<transport::DataSocket> data,
-                                            codec::DataAttach attach) {
+std::shared_ptr<TunnelServer::Tunnel> TunnelServer::AttachTarget(const transport::DataSocket& data,
+                                                                 const codec::DataAttach& attach) {
+  const char* what =
+      data.kind() == transport::DataKind::kShared ? "shared data connection" : "data connection";
   const auto it = tunnels_.find(attach.tunnel_id);
   if (it == tunnels_.end() || !it->second->extended) {
-    log_->warn("data connection from {} for an unknown tunnel; closing", data->peer());
-    co_return;
+    log_->warn("{} from {} for an unknown tunnel; closing", what, data.peer());
+    return nullptr;
   }
   auto tunnel = it->second;
+  // Check the secret before anything else about the request, in constant time.
   if (CRYPTO_memcmp(attach.secret.data(), tunnel->data_secret.data(), attach.secret.size()) != 0) {
-    log_->warn("data connection from {} for tunnel {} with a wrong secret; closing", data->peer(),
+    log_->warn("{} from {} for tunnel {} with a wrong secret; closing", what, data.peer(),
                tunnel->id.ToString());
+    return nullptr;
+  }
+  return tunnel;
+}
+
+asio::awaitable<void> TunnelServer::RunSharedData(std::shared_ptr<transport::DataSocket> data,
+                                                  codec::DataAttach attach) {
+  const auto alive = alive_;
+  auto tunnel = AttachTarget(*data, attach);
+  if (!tunnel) co_return;
+  if (!tunnel->shared) {
+    log_->warn(
+        "shared data connection from {} for tunnel {}, which did not negotiate shared "
+        "data channels; closing",
+        data->peer(), tunnel->id.ToString());
     co_return;
   }
+  ++shared_data_sockets_;
+  const std::string label = "zlayer shared data from " + data->peer();
+  auto session = mux::MuxSession::Create(
+      std::make_unique<transport::DataChannel>(data, label),
+      std::make_unique<codec::ZlayerMuxCodec>(),
+      transport::SharedChannelConfig(mux::IdParity::kEven, 65536, label), log_);
+  session->Start();
+  log_->debug("tunnel {}: shared data connection from {} attached", tunnel->id.ToString(),
+              data->peer());
+  std::weak_ptr<Tunnel> weak = tunnel;
+  tunnel.reset();  // the tunnel may end while the session lives on
+  while (auto stream = co_await session->Accept()) {
+    if (!*alive) co_return;
+    auto target = weak.lock();
+    if (!target) {
+      stream->Reset(mux::reset_code::kRefused, "tunnel closed");
+      continue;
+    }
+    asio::co_spawn(io_, ServeSharedStream(std::move(target), std::move(stream)), asio::detached);
+  }
+  // The session logged why it closed (one line); its streams failed with it.
+  if (!*alive) co_return;
+  data->Close();
+}
+
+asio::awaitable<void> TunnelServer::ServeSharedStream(std::shared_ptr<Tunnel> tunnel,
+                                                      std::shared_ptr<mux::MuxStream> stream) {
+  const auto alive = alive_;
+  const auto metadata = stream->open_metadata();
+  codec::Uuid id;
+  std::string refusal;
+  if (metadata.size() != id.bytes.size()) {
+    refusal =
+        "open metadata of " + std::to_string(metadata.size()) + " bytes is not a connection id";
+  } else {
+    std::copy(metadata.begin(), metadata.end(), id.bytes.begin());
+  }
+  std::shared_ptr<Pending> pending;
+  if (refusal.empty()) {
+    const auto it = tunnel->pending.find(id);
+    if (it == tunnel->pending.end()) {
+      refusal = "unknown or expired connection " + id.ToString();
+    } else if (!it->second->socket) {
+      refusal = "connection " + id.ToString() + " is a UDP flow (per-connection data sockets only)";
+    } else {
+      pending = it->second;
+      tunnel->pending.erase(it);
+      pending->expiry->cancel();
+    }
+  }
+  if (!pending) {
+    log_->info("tunnel {}: {} refused: {}", tunnel->id.ToString(), stream->Describe(), refusal);
+    stream->Reset(mux::reset_code::kRefused, refusal);
+    co_return;
+  }
+  ++shared_streams_;
+  const std::string tunnel_id = tunnel->id.ToString();
+  tunnel.reset();
+  TcpStream public_side(std::move(*pending->socket));
+  pending.reset();
+  const auto result = co_await Splice(public_side, *stream);
+  if (!*alive) co_return;
+  log_->debug("tunnel {}: connection {} done ({} bytes in, {} out{}{})", tunnel_id, id.ToString(),
+              result.a_to_b, result.b_to_a, result.ec ? ", " : "",
+              result.ec ? result.ec.message() : "");
+}
+
+asio::awaitable<void> TunnelServer::RunData(std::shared_ptr<transport::DataSocket> data,
+                                            codec::DataAttach attach) {
+  auto tunnel = AttachTarget(*data, attach);
+  if (!tunnel) co_return;
   const auto pending_it = tunnel->pending.find(attach.connection_id);
   if (pending_it == tunnel->pending.end()) {
     log_->info("tunnel {}: data connection for unknown or expired connection {}; closing",
@@ -557,6 +680,7 @@ asio::awaitable<void> TunnelServer::RunData(std::shared_ptr<transport::DataSocke
   auto pending = pending_it->second;
   tunnel->pending.erase(pending_it);
   pending->expiry->cancel();
+  ++data_sockets_;
 
   if (pending->socket) {
     TcpStream public_side(std::move(*pending->socket));

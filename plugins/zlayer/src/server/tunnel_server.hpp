@@ -25,6 +25,10 @@ namespace spdlog {
 class logger;
 }
 
+namespace tunnelkit::mux {
+class MuxStream;
+}
+
 namespace tunnelkit::zlayer {
 
 struct ServerOptions {
@@ -38,6 +42,10 @@ struct ServerOptions {
   // A public connection the agent has not attached within this time is dropped.
   std::chrono::milliseconds pending_timeout{40000};
   std::chrono::milliseconds udp_idle_timeout{60000};
+  // Accept an agent's offer of shared data channels (several public connections per data
+  // WebSocket, carried by the core multiplexer). false: answer like a server that predates
+  // them (one data WebSocket per connection).
+  bool shared_data_channels = true;
 };
 
 // A snapshot for logs, tests and the admin view.
@@ -46,6 +54,9 @@ struct ServerStats {
   std::size_t services = 0;
   std::uint64_t connections = 0;  // public connections/flows handed to agents
   std::uint64_t auth_failures = 0;
+  std::uint64_t data_sockets = 0;         // per-connection data WebSockets attached
+  std::uint64_t shared_data_sockets = 0;  // shared (multiplexed) data WebSockets attached
+  std::uint64_t shared_streams = 0;       // public connections carried by shared ones
 };
 
 class TunnelServer {
@@ -62,6 +73,9 @@ class TunnelServer {
   void Stop(const std::string& reason, std::function<void()> done = {});
   int listen_port() const { return front_door_.port(); }
   ServerStats stats() const;
+  // Closes every live data WebSocket (per-connection and shared) at once, as a network failure
+  // would; tunnels and their control connections stay up. Returns how many. For tests.
+  std::size_t CloseDataSockets();
 
   struct Tunnel;
   struct Service;
@@ -75,6 +89,14 @@ class TunnelServer {
   boost::asio::awaitable<void> HandleData(std::shared_ptr<transport::DataSocket> data);
   boost::asio::awaitable<void> RunData(std::shared_ptr<transport::DataSocket> data,
                                        codec::DataAttach attach);
+  // A shared data WebSocket: a MuxSession whose streams each name a pending connection.
+  boost::asio::awaitable<void> RunSharedData(std::shared_ptr<transport::DataSocket> data,
+                                             codec::DataAttach attach);
+  boost::asio::awaitable<void> ServeSharedStream(std::shared_ptr<Tunnel> tunnel,
+                                                 std::shared_ptr<mux::MuxStream> stream);
+  // The tunnel that DataAttach names, if the secret matches (logs why not otherwise).
+  std::shared_ptr<Tunnel> AttachTarget(const transport::DataSocket& data,
+                                       const codec::DataAttach& attach);
   boost::asio::awaitable<void> Register(std::shared_ptr<Tunnel> tunnel, codec::Register request);
   void RemoveService(Tunnel& tunnel, const codec::Uuid& service_id);
   boost::asio::awaitable<void> AcceptTcp(std::shared_ptr<Service> service);
@@ -97,6 +119,9 @@ class TunnelServer {
   std::set<std::string> tokens_in_use_;  // hashes
   std::uint64_t connections_ = 0;
   std::uint64_t auth_failures_ = 0;
+  std::uint64_t data_sockets_ = 0;
+  std::uint64_t shared_data_sockets_ = 0;
+  std::uint64_t shared_streams_ = 0;
   bool stopping_ = false;
 };
 

@@ -143,9 +143,11 @@ template <class Socket>
 asio::awaitable<std::string> AcceptOn(Socket& socket, const UpgradeRequest& request,
                                       std::chrono::milliseconds timeout) {
   auto& ws = socket.ws();
-  ws.set_option(websocket::stream_base::decorator([](websocket::response_type& response) {
-    response.set(beast::http::field::sec_websocket_protocol, kDataSubprotocol);
-  }));
+  const char* subprotocol = SubprotocolOf(socket.kind());
+  ws.set_option(
+      websocket::stream_base::decorator([subprotocol](websocket::response_type& response) {
+        response.set(beast::http::field::sec_websocket_protocol, subprotocol);
+      }));
   Deadline deadline(socket.get_executor());
   deadline.Arm(timeout, [&socket] { socket.Close(); });
   error_code ec;
@@ -159,8 +161,9 @@ template <class Socket>
 asio::awaitable<std::string> HandshakeOn(Socket& socket, const WsUrl& url,
                                          std::chrono::milliseconds timeout) {
   auto& ws = socket.ws();
-  ws.set_option(websocket::stream_base::decorator([](websocket::request_type& request) {
-    request.set(beast::http::field::sec_websocket_protocol, kDataSubprotocol);
+  const char* subprotocol = SubprotocolOf(socket.kind());
+  ws.set_option(websocket::stream_base::decorator([subprotocol](websocket::request_type& request) {
+    request.set(beast::http::field::sec_websocket_protocol, subprotocol);
   }));
   socket.set_client();
   Deadline deadline(socket.get_executor());
@@ -179,8 +182,8 @@ asio::awaitable<std::string> HandshakeOn(Socket& socket, const WsUrl& url,
     }
     co_return "data WebSocket upgrade failed: " + ec.message();
   }
-  if (response[beast::http::field::sec_websocket_protocol] != kDataSubprotocol) {
-    co_return "the server did not accept the data subprotocol " + std::string(kDataSubprotocol);
+  if (response[beast::http::field::sec_websocket_protocol] != subprotocol) {
+    co_return "the server did not accept the data subprotocol " + std::string(subprotocol);
   }
   co_return std::string();
 }
@@ -213,15 +216,17 @@ asio::awaitable<std::optional<std::vector<std::uint8_t>>> ReadDataMessage(DataSo
 
 asio::awaitable<std::shared_ptr<DataSocket>> AcceptDataSocket(
     tcp::socket socket, std::unique_ptr<TlsStream> tls, const UpgradeRequest& request,
-    std::string peer, std::chrono::milliseconds timeout, std::string& error) {
+    std::string peer, std::chrono::milliseconds timeout, DataKind kind, std::string& error) {
   if (tls) {
     auto data = std::make_shared<TlsDataSocket>(std::move(tls), std::move(peer));
+    data->set_kind(kind);
     error = co_await AcceptOn(*data, request, timeout);
     if (!error.empty()) co_return nullptr;
     util::NoteOpened(executor_of(*data));
     co_return data;
   }
   auto data = std::make_shared<PlainDataSocket>(std::move(socket), std::move(peer));
+  data->set_kind(kind);
   error = co_await AcceptOn(*data, request, timeout);
   if (!error.empty()) co_return nullptr;
   util::NoteOpened(executor_of(*data));
@@ -232,7 +237,7 @@ asio::awaitable<std::shared_ptr<DataSocket>> DialDataSocket(asio::any_io_executo
                                                             const WsUrl& url,
                                                             asio::ssl::context* tls_context,
                                                             std::chrono::milliseconds timeout,
-                                                            std::string& error) {
+                                                            DataKind kind, std::string& error) {
   tcp::socket socket(executor);
   const std::string port = std::to_string(url.port);
   error_code ec = co_await ConnectTcp(socket, url.host, port, timeout);
@@ -266,12 +271,14 @@ asio::awaitable<std::shared_ptr<DataSocket>> DialDataSocket(asio::any_io_executo
       co_return nullptr;
     }
     auto data = std::make_shared<TlsDataSocket>(std::move(tls), std::move(peer));
+    data->set_kind(kind);
     error = co_await HandshakeOn(*data, url, timeout);
     if (!error.empty()) co_return nullptr;
     util::NoteOpened(executor);
     co_return data;
   }
   auto data = std::make_shared<PlainDataSocket>(std::move(socket), std::move(peer));
+  data->set_kind(kind);
   error = co_await HandshakeOn(*data, url, timeout);
   if (!error.empty()) co_return nullptr;
   util::NoteOpened(executor);

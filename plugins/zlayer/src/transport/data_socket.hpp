@@ -38,8 +38,17 @@ class TlsStream;
 
 namespace tunnelkit::zlayer::transport {
 
-// The subprotocol that marks a data-plane upgrade.
+// The subprotocol that marks a data-plane upgrade: one public connection per WebSocket.
 inline constexpr char kDataSubprotocol[] = "tunnelkit-data.v2";
+// A shared data WebSocket: many public connections over the core multiplexer
+// (codec/mux_codec.hpp), offered only when both ends negotiated kFeatureSharedDataChannels.
+inline constexpr char kDataMuxSubprotocol[] = "tunnelkit-data-mux.v1";
+
+enum class DataKind : std::uint8_t { kPerConnection, kShared };
+
+inline const char* SubprotocolOf(DataKind kind) {
+  return kind == DataKind::kShared ? kDataMuxSubprotocol : kDataSubprotocol;
+}
 
 // Largest message either side accepts: one data frame with the largest payload (DataAttach and
 // datagrams are smaller).
@@ -70,11 +79,14 @@ class DataSocket {
   virtual boost::asio::ip::tcp::socket* plain_socket() { return nullptr; }
 
   const std::string& peer() const { return peer_; }
+  DataKind kind() const { return kind_; }
+  void set_kind(DataKind kind) { kind_ = kind; }
   // Payload bytes moved both ways (for the heap trim heuristics).
   std::uint64_t bytes_moved = 0;
 
  protected:
   std::string peer_;
+  DataKind kind_ = DataKind::kPerConnection;
 };
 
 // Reads one whole message of at most `max` bytes; nullopt with `ec` set on error (a longer
@@ -85,16 +97,17 @@ boost::asio::awaitable<std::optional<std::vector<std::uint8_t>>> ReadDataMessage
 using UpgradeRequest = boost::beast::http::request<boost::beast::http::empty_body>;
 
 // Server side: completes the upgrade of an already-read request. `tls` null: plain ws on
-// `socket`; otherwise `tls` (already handshaken) carries it. Null with `error` on failure.
+// `socket`; otherwise `tls` (already handshaken) carries it. `kind`: which data subprotocol the
+// request asked for (answered with the same). Null with `error` on failure.
 boost::asio::awaitable<std::shared_ptr<DataSocket>> AcceptDataSocket(
     boost::asio::ip::tcp::socket socket, std::unique_ptr<TlsStream> tls,
     const UpgradeRequest& request, std::string peer, std::chrono::milliseconds timeout,
-    std::string& error);
+    DataKind kind, std::string& error);
 
 // Agent side: connects to `url` (TLS when wss, verified by `tls_context`), upgrades with the
-// data subprotocol. Null with `error` on failure.
+// data subprotocol of `kind`. Null with `error` on failure.
 boost::asio::awaitable<std::shared_ptr<DataSocket>> DialDataSocket(
     boost::asio::any_io_executor executor, const WsUrl& url, boost::asio::ssl::context* tls_context,
-    std::chrono::milliseconds timeout, std::string& error);
+    std::chrono::milliseconds timeout, DataKind kind, std::string& error);
 
 }  // namespace tunnelkit::zlayer::transport

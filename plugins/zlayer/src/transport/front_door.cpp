@@ -38,13 +38,15 @@ std::string FormatEndpoint(const tcp::endpoint& endpoint) {
   return address.to_string() + ":" + std::to_string(endpoint.port());
 }
 
-bool IsDataUpgrade(const UpgradeRequest& request) {
-  if (!boost::beast::websocket::is_upgrade(request)) return false;
+// Which data subprotocol the upgrade asks for; nullopt: not a data upgrade.
+std::optional<DataKind> DataUpgradeKind(const UpgradeRequest& request) {
+  if (!boost::beast::websocket::is_upgrade(request)) return std::nullopt;
   const auto protocols = request[http::field::sec_websocket_protocol];
   for (const auto token : http::token_list(protocols)) {
-    if (token == kDataSubprotocol) return true;
+    if (token == kDataSubprotocol) return DataKind::kPerConnection;
+    if (token == kDataMuxSubprotocol) return DataKind::kShared;
   }
-  return false;
+  return std::nullopt;
 }
 
 }  // namespace
@@ -189,7 +191,9 @@ asio::awaitable<void> FrontDoor::Serve(tcp::socket socket) {
   http::request_parser<http::empty_body> parser;
   parser.header_limit(kMaxHead);
   parser.put(asio::buffer(head.data(), head_end), ec);
-  if (!ec && parser.is_header_done() && IsDataUpgrade(parser.get())) {
+  const auto data_kind =
+      !ec && parser.is_header_done() ? DataUpgradeKind(parser.get()) : std::nullopt;
+  if (data_kind) {
     deadline.Cancel();
     if (head.size() > head_end) {
       log->warn("data connection from {} sent bytes before its upgrade completed; closing", peer);
@@ -199,7 +203,7 @@ asio::awaitable<void> FrontDoor::Serve(tcp::socket socket) {
     tcp::socket plain(executor);
     if (tcp) plain = std::move(tcp->socket());
     auto data = co_await AcceptDataSocket(std::move(plain), std::move(tls), parser.get(), peer,
-                                          options_.head_timeout, error);
+                                          options_.head_timeout, *data_kind, error);
     if (!data) {
       log->info("data connection from {}: {}", peer, error);
       co_return;
