@@ -189,23 +189,24 @@ double HeldConnectionHeap(bool tls, DataChannels data_channels = DataChannels::k
 TEST(ZlayerMemory, HeldWssPerConnectionSocketsStaySmall) {
   // 58.6 KiB with StreamRef (a coroutine per Beast read and write) and two spawned splice
   // directions, 54.6 now; about 25 KiB of it is OpenSSL's own state after the handshake (two
-  // SSL objects of 8 KiB, their ciphers and sessions); 55.5 with the shared-channel branch in
-  // the agent's per-connection coroutine.
+  // SSL objects of 8 KiB, their ciphers and sessions). 55.3 when run alone (as ctest does);
+  // 58.5 when the ZlayerDataPlane tests ran before it in the same process, hence the bound.
   const double per_connection = HeldConnectionHeap(true, DataChannels::kPerConnection);
   ASSERT_GE(per_connection, 0);
   if (kSanitized) GTEST_SKIP() << "heap figures are meaningless under AddressSanitizer";
-  EXPECT_LE(per_connection, 57) << "KiB of heap per held wss connection";
+  EXPECT_LE(per_connection, 60) << "KiB of heap per held wss connection";
 }
 
 TEST(ZlayerMemory, HeldWssConnectionsStaySmall) {
-  // wss shares data WebSockets by default: 300 connections ride one TLS session, so a held
-  // connection costs about what it does on plain ws: 19.0 KiB (one mux stream and its splice
-  // each side, the public and local sockets). One TLS session per connection (per-connection
-  // data channels) costs 54.6 KiB, which this bound refuses.
+  // wss shares data WebSockets by default: 300 connections ride one TLS session. A held
+  // connection then costs 13.3 KiB (a mux stream and its splice coroutines on each side, the
+  // public and local sockets, no buffer while idle): less than plain ws (22 KiB, a Beast
+  // WebSocket per connection). 19.0 with the core Splice (a 2 KiB read buffer per idle stream
+  // direction); one TLS session per connection (per-connection data channels) costs 55.3.
   const double per_connection = HeldConnectionHeap(true);
   ASSERT_GE(per_connection, 0);
   if (kSanitized) GTEST_SKIP() << "heap figures are meaningless under AddressSanitizer";
-  EXPECT_LE(per_connection, 23) << "KiB of heap per held wss connection";
+  EXPECT_LE(per_connection, 17) << "KiB of heap per held wss connection";
 }
 
 TEST(ZlayerMemory, HeldWsConnectionsStaySmall) {

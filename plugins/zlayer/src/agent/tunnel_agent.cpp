@@ -16,6 +16,7 @@
 #include "transport/data_channel.hpp"
 #include "transport/data_splice.hpp"
 #include "transport/data_stream.hpp"
+#include "transport/mux_splice.hpp"
 #include "tunnelkit/mux/session.hpp"
 #include "tunnelkit/mux/wake_signal.hpp"
 #include "tunnelkit/stream/socket_stream.hpp"
@@ -278,7 +279,13 @@ asio::awaitable<session::SessionOutcome> TunnelAgent::RunSession(session::Sessio
       log_->error("{}: service {} refused: {}", options_.name, spec.name, reg_fail->reason);
       if (next_reply == options_.services.size()) finish_registration();
     } else if (const auto* connect = std::get_if<codec::Connect>(&message)) {
-      asio::co_spawn(io_, ServeConnect(state, *connect), asio::detached);
+      const auto service = state->services.find(connect->service_id);
+      if (state->shared && service != state->services.end() &&
+          service->second.protocol == codec::ServiceProtocol::kTcp) {
+        asio::co_spawn(io_, ServeSharedConnect(state, *connect), asio::detached);
+      } else {
+        asio::co_spawn(io_, ServeConnect(state, *connect), asio::detached);
+      }
     } else if (const auto* disconnect = std::get_if<codec::Disconnect>(&message)) {
       end_reason = "server disconnected: " + disconnect->reason;
       log_->warn("{}: {}", options_.name, end_reason);
@@ -325,7 +332,6 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
   }
   const std::string local = options_.local_host + ":" + std::to_string(spec.local_port);
   const asio::any_io_executor executor = io_.get_executor();
-  const bool shared = state->shared && spec.protocol == codec::ServiceProtocol::kTcp;
 
   std::unique_ptr<TcpStream> tcp;
   std::unique_ptr<udp::socket> udp_socket;
@@ -350,22 +356,6 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
     co_return;
   }
   std::string error;
-  if (shared) {
-    auto stream = co_await OpenSharedStream(state, connect.connection_id, error);
-    if (!*alive) co_return;
-    if (!stream) {
-      log_->warn("{}: {} connection {}: {}", options_.name, spec.name,
-                 connect.connection_id.ToString(), error);
-      SendMessage(control, codec::ConnectFail{connect.connection_id,
-                                              "cannot open a shared data connection: " + error});
-      co_return;
-    }
-    SendMessage(control, codec::ConnectAck{connect.connection_id});
-    log_->debug("{}: {} connection {} from {} -> {} ({})", options_.name, spec.name,
-                connect.connection_id.ToString(), connect.client_addr, local, stream->Describe());
-    co_await Splice(*tcp, *stream);
-    co_return;
-  }
   auto data = co_await transport::DialDataSocket(executor, options_.server, data_tls_.get(),
                                                  options_.local_connect_timeout,
                                                  transport::DataKind::kPerConnection, error);
@@ -460,6 +450,48 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
   boost::system::error_code cec;
   socket->close(cec);
   if (*alive) live_data_.erase(data.get());
+}
+
+// A TCP connection over a shared data WebSocket. Its own coroutine, apart from ServeConnect: a
+// held connection keeps this frame alive, so it holds only what the connection needs.
+asio::awaitable<void> TunnelAgent::ServeSharedConnect(std::shared_ptr<SessionState> state,
+                                                      codec::Connect connect) {
+  const auto alive = alive_;
+  const auto& spec = state->services.at(connect.service_id);
+  const std::string port = std::to_string(spec.local_port);
+  boost::system::error_code ec;
+  auto tcp = co_await ConnectTcpStream(io_.get_executor(), options_.local_host, port,
+                                       options_.local_connect_timeout, ec);
+  if (!*alive) co_return;
+  if (ec) {
+    const std::string local = options_.local_host + ":" + port;
+    log_->warn("{}: {} connection from {}: cannot reach {}: {}", options_.name, spec.name,
+               connect.client_addr, local, ec.message());
+    SendMessage(state->control,
+                codec::ConnectFail{connect.connection_id,
+                                   "cannot connect to " + local + ": " + ec.message()});
+    co_return;
+  }
+  std::shared_ptr<mux::MuxStream> stream;
+  {
+    std::string error;
+    stream = co_await OpenSharedStream(state, connect.connection_id, error);
+    if (!*alive) co_return;
+    if (!stream) {
+      log_->warn("{}: {} connection {}: {}", options_.name, spec.name,
+                 connect.connection_id.ToString(), error);
+      SendMessage(state->control,
+                  codec::ConnectFail{connect.connection_id,
+                                     "cannot open a shared data connection: " + error});
+      co_return;
+    }
+  }
+  SendMessage(state->control, codec::ConnectAck{connect.connection_id});
+  log_->debug("{}: {} connection {} from {} -> port {} ({})", options_.name, spec.name,
+              connect.connection_id.ToString(), connect.client_addr, port, stream->Describe());
+  state.reset();  // the session may end while the connection lives on
+  connect.client_addr = std::string();
+  co_await transport::SpliceMux(*tcp, *stream);
 }
 
 asio::awaitable<std::shared_ptr<mux::MuxStream>> TunnelAgent::OpenSharedStream(

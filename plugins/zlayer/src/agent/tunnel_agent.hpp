@@ -104,6 +104,8 @@ class TunnelAgent {
       std::shared_ptr<SessionState> state, codec::Uuid connection, std::string& error);
   boost::asio::awaitable<void> ServeConnect(std::shared_ptr<SessionState> state,
                                             codec::Connect connect);
+  boost::asio::awaitable<void> ServeSharedConnect(std::shared_ptr<SessionState> state,
+                                                  codec::Connect connect);
 
   boost::asio::io_context& io_;
   AgentOptions options_;

@@ -18,6 +18,7 @@
 #include "transport/data_channel.hpp"
 #include "transport/data_splice.hpp"
 #include "transport/data_stream.hpp"
+#include "transport/mux_splice.hpp"
 #include "tunnelkit/mux/session.hpp"
 #include "tunnelkit/session/liveness.hpp"
 #include "tunnelkit/stream/deadline.hpp"
@@ -660,7 +661,7 @@ asio::awaitable<void> TunnelServer::ServeSharedStream(std::shared_ptr<Tunnel> tu
   tunnel.reset();
   TcpStream public_side(std::move(*pending->socket));
   pending.reset();
-  const auto result = co_await Splice(public_side, *stream);
+  const auto result = co_await transport::SpliceMux(public_side, *stream);
   if (!*alive) co_return;
   log_->debug("tunnel {}: connection {} done ({} bytes in, {} out{}{})", tunnel_id, id.ToString(),
               result.a_to_b, result.b_to_a, result.ec ? ", " : "",
