@@ -17,7 +17,9 @@ mux::MuxConfig SharedChannelConfig(mux::IdParity ids, std::size_t max_streams, s
   config.wire_flow_control = true;
   config.max_streams = max_streams;
   config.max_pending_accept = max_streams;  // a crowd of clients opens at once
-  config.pool_max_free = 16;
+  // Data frames as large as the wire allows (64 KiB): fewer frames and headers per byte.
+  config.chunk_size = codec::kMuxMaxDataPayload;
+  config.pool_max_free = 8;
   config.max_frame_size = codec::kMuxMaxFrame;
   config.label = std::move(label);
   return config;
