@@ -398,6 +398,7 @@ struct ProxyInternals {
       auto body_sent = [&] { return declared_length && body_bytes >= *declared_length; };
       // Finishes the writer before leaving (it refers to this frame). A writer still waiting
       // for body bytes is stopped by breaking the origin (and the client, when asked to).
+      // Called only while the writer runs (a finished one needs nothing, not even a frame).
       auto finish_writer = [&](bool abort_client) -> awaitable<void> {
         if (!writer_done.done() && !body_sent()) {
           reset_origin();
@@ -426,7 +427,7 @@ struct ProxyInternals {
       if (ec) {
         if (!timed_out && reused && body_bytes == 0 && attempt == 0) {
           // A pooled connection the origin had closed: try once more on a fresh one.
-          co_await finish_writer(false);
+          if (!writer_done.done()) co_await finish_writer(false);
           if (body_bytes == 0) continue;
         }
         std::string text;
@@ -445,13 +446,13 @@ struct ProxyInternals {
         log.warn("origin {}: {}", rule.service.text, text.substr(0, text.size() - 1));
         error_code sink_ec = co_await sink.Error(status, text);
         bool reusable = !sink_ec && writer_done.done() && body_complete;
-        co_await finish_writer(true);
+        if (!writer_done.done()) co_await finish_writer(true);
         co_return reusable&& body_complete && !write_ec;
       }
 
       auto& res = parser.get();
       if (upgrade && res.result() == http::status::switching_protocols) {
-        co_await finish_writer(false);
+        if (!writer_done.done()) co_await finish_writer(false);
         error_code hec = co_await sink.Head(res.base(), std::nullopt, false);
         if (hec) co_return false;
         // Bytes already read on either side go first, then raw bytes both ways.
@@ -516,7 +517,7 @@ struct ProxyInternals {
       }
       if (!client_ec && origin_ok) client_ec = co_await sink.End();
       if (!origin_ok) sink.Abort();
-      co_await finish_writer(!client_ec && !body_complete);
+      if (!writer_done.done()) co_await finish_writer(!client_ec && !body_complete);
       bool reusable_origin = origin_ok && !client_ec && response_done && origin_keep_alive &&
                              body_complete && !write_ec && !origin_reset &&
                              (!head_request || parser.is_header_done());
