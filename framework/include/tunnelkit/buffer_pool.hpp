@@ -85,4 +85,9 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
   std::size_t allocations_ = 0;
 };
 
+// This thread's pool of `chunk_size`-byte chunks, created on first use with room for
+// `max_free` idle chunks (the first caller for a size sets it). For the data paths of an io
+// thread: a direction borrows a chunk only while bytes move, so idle connections hold none.
+BufferPool& ThreadBufferPool(std::size_t chunk_size, std::size_t max_free = 16);
+
 }  // namespace tunnelkit

@@ -74,4 +74,13 @@ void BufferPool::Return(std::uint8_t* storage) {
   }
 }
 
+BufferPool& ThreadBufferPool(std::size_t chunk_size, std::size_t max_free) {
+  thread_local std::vector<std::shared_ptr<BufferPool>> pools;
+  for (auto& pool : pools) {
+    if (pool->chunk_size() == chunk_size) return *pool;
+  }
+  pools.push_back(BufferPool::Create(chunk_size, max_free));
+  return *pools.back();
+}
+
 }  // namespace tunnelkit

@@ -45,8 +45,7 @@ constexpr std::size_t kChunk = 64 * 1024;
 // from the allocator for each small response cost a malloc/free whose free made glibc
 // consolidate its fast bins (2 % more).
 BufferPool& BodyChunks() {
-  thread_local std::shared_ptr<BufferPool> pool = BufferPool::Create(kChunk, 16);
-  return *pool;
+  return ThreadBufferPool(kChunk, 16);
 }
 struct BodyBuffer {
   Chunk chunk = BodyChunks().Acquire();
@@ -179,8 +178,9 @@ class Sink {
  public:
   virtual ~Sink() = default;
   // The origin's response head; `content_length` when the origin gave one, `body` false when
-  // the response has no body (HEAD, 1xx, 204, 304).
-  virtual awaitable<error_code> Head(const http::response_header<>& head,
+  // the response has no body (HEAD, 1xx, 204, 304). The sink may take the head's fields (the
+  // caller reads nothing of them afterwards): a copy would allocate every field again.
+  virtual awaitable<error_code> Head(http::response_header<>& head,
                                      std::optional<std::uint64_t> content_length, bool body) = 0;
   virtual awaitable<error_code> Body(const char* data, std::size_t size) = 0;
   virtual awaitable<error_code> End() = 0;
@@ -279,6 +279,17 @@ struct ProxyInternals {
     co_return nullptr;
   }
 
+  // The rule's pool key: made when the proxy was built for the router's rules (every caller
+  // passes one of them); made into `made` only for a rule from elsewhere.
+  static const std::string& PoolKeyOf(const OriginProxy& p, const Rule& rule, std::string& made) {
+    const auto& rules = p.router_.rules();
+    if (!rules.empty() && &rule >= rules.data() && &rule < rules.data() + rules.size()) {
+      return p.pool_keys_[static_cast<std::size_t>(&rule - rules.data())];
+    }
+    made = PoolKey(rule);
+    return made;
+  }
+
   // One request/response exchange with the rule's origin. `req` is the rewritten head.
   // Returns false when the client connection cannot be reused.
   static awaitable<bool> Exchange(OriginProxy& p, const Rule& rule, http::request_header<>& req,
@@ -292,7 +303,12 @@ struct ProxyInternals {
     }
     const bool upgrade = IsUpgrade(req);
     const bool head_request = req.method() == http::verb::head;
-    const std::string key = PoolKey(rule);
+    std::string made_key;
+    const std::string& key = PoolKeyOf(p, rule, made_key);
+    // The head is moved once into the message the writer serializes (a retry sends it again).
+    http::request<http::buffer_body> out_req;
+    out_req.base() = std::move(req);
+    if (has_body && !out_req.has_content_length()) out_req.chunked(true);
     for (int attempt = 0;; ++attempt) {
       std::unique_ptr<OriginConnection> conn;
       if (!upgrade) conn = p.pool_.Acquire(key, rule.options.keep_alive_timeout);
@@ -331,50 +347,50 @@ struct ProxyInternals {
       };
       Deadline deadline(p.executor_);
       deadline.Arm(rule.options.response_timeout, reset_origin);
-      http::request<http::buffer_body> out_req;
-      out_req.base() = req;
-      if (has_body && !out_req.has_content_length()) out_req.chunked(true);
-      asio::co_spawn(
-          p.executor_,
-          [&]() -> awaitable<void> {
-            http::request_serializer<http::buffer_body> sr(out_req);
-            out_req.body().data = nullptr;
-            out_req.body().size = 0;
-            out_req.body().more = has_body;
-            if (!has_body) {
-              co_await http::async_write(oref, sr, redirect_error(use_awaitable, write_ec));
-              writer_done.Set();
-              co_return;
-            }
-            co_await http::async_write_header(oref, sr, redirect_error(use_awaitable, write_ec));
-            BodyBuffer chunk;
-            while (!write_ec) {
-              IoResult r = co_await reader(asio::buffer(chunk.data(), chunk.size()));
-              if (r.ec == asio::error::eof) {
-                body_complete = true;
-                out_req.body().data = nullptr;
-                out_req.body().size = 0;
-                out_req.body().more = false;
+      out_req.body().data = nullptr;
+      out_req.body().size = 0;
+      out_req.body().more = has_body;
+      if (!has_body) {
+        // Nothing to stream after the head: written here, before the response is read (a
+        // spawned writer costs a coroutine and its frames on every request).
+        http::request_serializer<http::buffer_body> sr(out_req);
+        co_await http::async_write(oref, sr, redirect_error(use_awaitable, write_ec));
+        writer_done.Set();
+      } else {
+        asio::co_spawn(
+            p.executor_,
+            [&]() -> awaitable<void> {
+              http::request_serializer<http::buffer_body> sr(out_req);
+              co_await http::async_write_header(oref, sr, redirect_error(use_awaitable, write_ec));
+              BodyBuffer chunk;
+              while (!write_ec) {
+                IoResult r = co_await reader(asio::buffer(chunk.data(), chunk.size()));
+                if (r.ec == asio::error::eof) {
+                  body_complete = true;
+                  out_req.body().data = nullptr;
+                  out_req.body().size = 0;
+                  out_req.body().more = false;
+                  co_await http::async_write(oref, sr, redirect_error(use_awaitable, write_ec));
+                  break;
+                }
+                if (r.ec) {
+                  write_ec = r.ec;
+                  reset_origin();
+                  break;
+                }
+                body_bytes += r.bytes;
+                out_req.body().data = chunk.data();
+                out_req.body().size = r.bytes;
+                out_req.body().more = true;
                 co_await http::async_write(oref, sr, redirect_error(use_awaitable, write_ec));
-                break;
+                if (write_ec == http::error::need_buffer) write_ec = {};
+                // The origin is still being fed: the response clock starts after the body.
+                deadline.Extend(rule.options.response_timeout);
               }
-              if (r.ec) {
-                write_ec = r.ec;
-                reset_origin();
-                break;
-              }
-              body_bytes += r.bytes;
-              out_req.body().data = chunk.data();
-              out_req.body().size = r.bytes;
-              out_req.body().more = true;
-              co_await http::async_write(oref, sr, redirect_error(use_awaitable, write_ec));
-              if (write_ec == http::error::need_buffer) write_ec = {};
-              // The origin is still being fed: the response clock starts after the body.
-              deadline.Extend(rule.options.response_timeout);
-            }
-            writer_done.Set();
-          },
-          asio::detached);
+              writer_done.Set();
+            },
+            asio::detached);
+      }
 
       // Every byte of a declared-length body is written: the writer needs nothing more from the
       // client (the reader answers end-of-body without I/O) and its last write is empty.
@@ -382,6 +398,7 @@ struct ProxyInternals {
       auto body_sent = [&] { return declared_length && body_bytes >= *declared_length; };
       // Finishes the writer before leaving (it refers to this frame). A writer still waiting
       // for body bytes is stopped by breaking the origin (and the client, when asked to).
+      // Called only while the writer runs (a finished one needs nothing, not even a frame).
       auto finish_writer = [&](bool abort_client) -> awaitable<void> {
         if (!writer_done.done() && !body_sent()) {
           reset_origin();
@@ -410,7 +427,7 @@ struct ProxyInternals {
       if (ec) {
         if (!timed_out && reused && body_bytes == 0 && attempt == 0) {
           // A pooled connection the origin had closed: try once more on a fresh one.
-          co_await finish_writer(false);
+          if (!writer_done.done()) co_await finish_writer(false);
           if (body_bytes == 0) continue;
         }
         std::string text;
@@ -429,13 +446,13 @@ struct ProxyInternals {
         log.warn("origin {}: {}", rule.service.text, text.substr(0, text.size() - 1));
         error_code sink_ec = co_await sink.Error(status, text);
         bool reusable = !sink_ec && writer_done.done() && body_complete;
-        co_await finish_writer(true);
+        if (!writer_done.done()) co_await finish_writer(true);
         co_return reusable&& body_complete && !write_ec;
       }
 
       auto& res = parser.get();
       if (upgrade && res.result() == http::status::switching_protocols) {
-        co_await finish_writer(false);
+        if (!writer_done.done()) co_await finish_writer(false);
         error_code hec = co_await sink.Head(res.base(), std::nullopt, false);
         if (hec) co_return false;
         // Bytes already read on either side go first, then raw bytes both ways.
@@ -459,6 +476,7 @@ struct ProxyInternals {
       std::optional<std::uint64_t> length;
       if (auto cl = parser.content_length()) length = *cl;
       if (head_request) length = ContentLengthOf(res);
+      const bool origin_keep_alive = res.keep_alive();
       error_code client_ec = co_await sink.Head(res.base(), length, body_expected);
       bool origin_ok = true;
       bool response_done = parser.is_done();
@@ -499,8 +517,8 @@ struct ProxyInternals {
       }
       if (!client_ec && origin_ok) client_ec = co_await sink.End();
       if (!origin_ok) sink.Abort();
-      co_await finish_writer(!client_ec && !body_complete);
-      bool reusable_origin = origin_ok && !client_ec && response_done && res.keep_alive() &&
+      if (!writer_done.done()) co_await finish_writer(!client_ec && !body_complete);
+      bool reusable_origin = origin_ok && !client_ec && response_done && origin_keep_alive &&
                              body_complete && !write_ec && !origin_reset &&
                              (!head_request || parser.is_header_done());
       if (reusable_origin) {
@@ -519,11 +537,11 @@ class HttpStreamSink final : public Sink {
   HttpStreamSink(Stream& client, beast::flat_buffer& buffer, bool keep_alive)
       : client_(client), ref_(client), buffer_(buffer), keep_alive_(keep_alive) {}
 
-  awaitable<error_code> Head(const http::response_header<>& head,
+  awaitable<error_code> Head(http::response_header<>& head,
                              std::optional<std::uint64_t> content_length, bool body) override {
     head_sent = true;
-    res_.base() = head;
-    bool upgrade = head.result() == http::status::switching_protocols;
+    res_.base() = std::move(head);
+    bool upgrade = res_.result() == http::status::switching_protocols;
     RemoveHopByHop(res_, upgrade);
     res_.version(11);
     error_code ec;
@@ -624,11 +642,11 @@ class WriterSink final : public Sink {
  public:
   WriterSink(Stream& body_in, ResponseWriter& out) : out_(out), joined_(body_in, out.Body()) {}
 
-  awaitable<error_code> Head(const http::response_header<>& head,
+  awaitable<error_code> Head(http::response_header<>& head,
                              std::optional<std::uint64_t> content_length, bool body) override {
     head_sent = true;
     body_ = body;
-    http::fields fields = head;
+    http::fields& fields = head;
     RemoveHopByHop(fields, head.result() == http::status::switching_protocols);
     ResponseHead rh;
     rh.status = static_cast<int>(head.result_int());
@@ -698,7 +716,9 @@ std::string_view PathOf(std::string_view target) {
 
 OriginProxy::OriginProxy(asio::any_io_executor executor, Router router,
                          std::shared_ptr<spdlog::logger> logger)
-    : executor_(std::move(executor)), router_(std::move(router)), logger_(std::move(logger)) {}
+    : executor_(std::move(executor)), router_(std::move(router)), logger_(std::move(logger)) {
+  for (const Rule& rule : router_.rules()) pool_keys_.push_back(PoolKey(rule));
+}
 
 OriginProxy::~OriginProxy() = default;
 
@@ -761,7 +781,8 @@ awaitable<void> OriginProxy::ServeHttpStream(Stream& stream, const ClientInfo& c
       error_code wec = co_await sink.Error(http::status::not_found, kNoRule);
       reusable = !wec;
     } else {
-      http::request_header<> out = req.base();
+      // Moved, not copied: only the body is read from the parser from here on.
+      http::request_header<> out = std::move(req.base());
       RewriteRequest(out, *rule, client);
       if (has_body) {
         if (auto cl = parser.content_length())

@@ -37,12 +37,7 @@ constexpr std::size_t kSmallRead = 2 * 1024;
 constexpr std::size_t kPoolFreeChunks = 16;
 
 BufferPool& PumpPool(std::size_t buffer_size) {
-  thread_local std::vector<std::shared_ptr<BufferPool>> pools;
-  for (auto& pool : pools) {
-    if (pool->chunk_size() == buffer_size) return *pool;
-  }
-  pools.push_back(BufferPool::Create(buffer_size, kPoolFreeChunks));
-  return *pools.back();
+  return ThreadBufferPool(buffer_size, kPoolFreeChunks);
 }
 
 // Waits until a socket stream is readable (bytes, eof or an error); false for streams that

@@ -34,8 +34,7 @@ constexpr std::size_t kReadAhead = 64 * 1024;
 constexpr std::size_t kWriteBatch = 128 * 1024;
 
 BufferPool& WriteBatches() {
-  thread_local std::shared_ptr<BufferPool> pool = BufferPool::Create(kWriteBatch, 8);
-  return *pool;
+  return ThreadBufferPool(kWriteBatch, 8);
 }
 }  // namespace
 

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -75,6 +76,26 @@ TEST(BufferPoolTest, MovedFromChunkIsEmpty) {
   EXPECT_FALSE(a);  // NOLINT(bugprone-use-after-move): checking the moved-from state
   EXPECT_TRUE(b);
   EXPECT_EQ(pool->chunks_in_use(), 1u);
+}
+
+TEST(BufferPoolTest, ThreadPoolIsOnePerSizeAndThread) {
+  BufferPool& a = ThreadBufferPool(3000, 2);
+  EXPECT_EQ(&ThreadBufferPool(3000), &a);  // the same pool again, first caller's max_free
+  EXPECT_EQ(a.max_free(), 2u);
+  BufferPool& b = ThreadBufferPool(5000);
+  EXPECT_NE(&a, &b);
+  EXPECT_EQ(b.chunk_size(), 5000u);
+  {
+    // Recycled: the second chunk reuses the first one's storage instead of allocating.
+    Chunk first = a.Acquire();
+    EXPECT_EQ(first.capacity(), 3000u);
+  }
+  const std::size_t allocations = a.allocations();
+  Chunk second = a.Acquire();
+  EXPECT_EQ(a.allocations(), allocations);
+  const BufferPool* other_thread = nullptr;
+  std::thread([&] { other_thread = &ThreadBufferPool(3000); }).join();
+  EXPECT_NE(other_thread, &a);  // pools take no locks: each thread has its own
 }
 
 TEST(BufferPoolTest, ZeroChunkSizeIsRefused) {

@@ -117,6 +117,8 @@ class OriginProxy {
   Router router_;
   std::shared_ptr<spdlog::logger> logger_;
   OriginPool pool_;
+  // The pool key of each of router_'s rules (same order), made once: a request only looks it up.
+  std::vector<std::string> pool_keys_;
   ProxyStats stats_;
   std::map<std::string, std::shared_ptr<boost::asio::ssl::context>> tls_contexts_;
 };

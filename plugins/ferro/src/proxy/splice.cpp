@@ -35,8 +35,7 @@ constexpr std::size_t kFirstRead = 4 * 1024;
 // The io thread's pool of pump buffers: a direction takes one only while it moves bytes, so
 // idle connections (most of them, with 1000s open) hold none.
 BufferPool& PumpBuffers() {
-  thread_local std::shared_ptr<BufferPool> pool = BufferPool::Create(kPumpChunk, kPumpFreeChunks);
-  return *pool;
+  return ThreadBufferPool(kPumpChunk, kPumpFreeChunks);
 }
 
 // Suspends until `stream` has something to read (bytes, end of stream or an error) when it can

@@ -16,6 +16,7 @@
 #include "server/http_head.hpp"
 #include "session/handshake.hpp"
 #include "transport/socket_stream.hpp"
+#include "tunnelkit/buffer_pool.hpp"
 #include "tunnelkit/stream/tls_stream.hpp"
 
 namespace tunnelkit::ferro {
@@ -83,19 +84,21 @@ asio::awaitable<void> RespondAndClose(tcp::socket& socket, int status, std::stri
   co_await CloseGracefully(socket);
 }
 
-// Appends what the public client has sent to `buffer`. Waits for readability first, so a
-// keep-alive connection waiting for its next request holds no read buffer.
+// Appends what the public client has sent to `buffer`, read straight into its spare room (at
+// least kRequestRead bytes, at most kMaxRequestRead). A keep-alive connection waiting for its
+// next request keeps that much, nothing more. (Waiting for readability and then asking the
+// kernel how much is there cost two more syscalls per request: asio re-arms epoll on every
+// async_wait, and FIONREAD.)
+constexpr std::size_t kRequestRead = 1024;
+constexpr std::size_t kMaxRequestRead = 16 * 1024;
 asio::awaitable<boost::system::error_code> ReadMore(tcp::socket& socket, std::string& buffer) {
-  boost::system::error_code ec;
-  co_await socket.async_wait(tcp::socket::wait_read, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return ec;
-  std::size_t want = socket.available(ec);
-  if (ec) co_return ec;
-  want = std::clamp<std::size_t>(want, 1024, 16 * 1024);
   const std::size_t old = buffer.size();
-  buffer.resize(old + want);
-  // Readable: this returns at once (bytes, eof or an error).
-  const std::size_t n = socket.read_some(asio::buffer(buffer.data() + old, want), ec);
+  const std::size_t room =
+      std::clamp<std::size_t>(buffer.capacity() - old, kRequestRead, kMaxRequestRead);
+  buffer.resize(old + room);
+  boost::system::error_code ec;
+  const std::size_t n = co_await socket.async_read_some(
+      asio::buffer(buffer.data() + old, room), asio::redirect_error(asio::use_awaitable, ec));
   buffer.resize(old + n);
   co_return ec;
 }
@@ -109,14 +112,14 @@ constexpr std::size_t kRelayChunk = 64 * 1024;
 // arrived whole, and the stream ended cleanly. Otherwise the connection is closed (after the
 // response, or at once when the stream failed).
 asio::awaitable<bool> RelayResponse(tcp::socket& socket, Stream& stream, std::string_view method) {
-  std::unique_ptr<std::uint8_t[]> chunk(new std::uint8_t[kRelayChunk]);
+  Chunk chunk = ThreadBufferPool(kRelayChunk).Acquire();
   std::string head_bytes;
   std::size_t head_end = 0;
   IoResult r;
   while ((head_end = FindHeadEnd(head_bytes)) == 0 && head_bytes.size() <= kMaxResponseHead) {
-    r = co_await stream.ReadSome(asio::buffer(chunk.get(), kRelayChunk));
+    r = co_await stream.ReadSome(asio::buffer(chunk.writable().data(), kRelayChunk));
     if (r.ec) break;
-    head_bytes.append(reinterpret_cast<const char*>(chunk.get()), r.bytes);
+    head_bytes.append(reinterpret_cast<const char*>(chunk.writable().data()), r.bytes);
   }
   boost::system::error_code ec;
   if (head_end == 0) {
@@ -151,14 +154,14 @@ asio::awaitable<bool> RelayResponse(tcp::socket& socket, Stream& stream, std::st
   long long forwarded = static_cast<long long>(first_body.size());
   head_bytes = std::string();
   for (;;) {
-    r = co_await stream.ReadSome(asio::buffer(chunk.get(), kRelayChunk));
+    r = co_await stream.ReadSome(asio::buffer(chunk.writable().data(), kRelayChunk));
     if (r.ec == asio::error::eof) break;
     if (r.ec) {
       stream.Reset();
       socket.close(ec);
       co_return false;
     }
-    co_await asio::async_write(socket, asio::buffer(chunk.get(), r.bytes),
+    co_await asio::async_write(socket, asio::buffer(chunk.writable().data(), r.bytes),
                                asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       stream.Reset();
@@ -167,7 +170,7 @@ asio::awaitable<bool> RelayResponse(tcp::socket& socket, Stream& stream, std::st
     }
     forwarded += static_cast<long long>(r.bytes);
   }
-  chunk.reset();
+  chunk = Chunk();                  // back to the pool before the stream ends
   co_await stream.ShutdownWrite();  // the exchange is over: the stream leaves the table
   if (keep && expected && forwarded != *expected) keep = false;  // truncated or overlong
   if (!keep) co_await CloseGracefully(socket);
@@ -460,6 +463,12 @@ asio::awaitable<void> FerroServer::HandleHttp(tcp::socket socket) {
   auto self = shared_from_this();
   boost::system::error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
+  // For X-Forwarded-For; asked once, not for every request of a keep-alive connection.
+  std::string client_address;
+  boost::system::error_code remote_ec;
+  if (const auto remote = socket.remote_endpoint(remote_ec); !remote_ec) {
+    client_address = remote.address().to_string();
+  }
   // Bytes from the public client not sent on yet (a pipelined next request, say).
   std::string buffer;
   // One stream per request (specs/ferrotunnel.md); the public connection stays open between
@@ -508,12 +517,9 @@ asio::awaitable<void> FerroServer::HandleHttp(tcp::socket socket) {
     }
     const bool websocket = head->IsWebSocketUpgrade();
     const bool keep_alive = !websocket && head->CanKeepAlive();
-    boost::system::error_code ignored;
-    const auto remote = socket.remote_endpoint(ignored);
     auto stream = session->connection->Open(websocket ? Protocol::kWebSocket : Protocol::kHttp,
                                             StreamPriority::kNormal);
-    std::string request =
-        SerializeRequestHead(*head, !websocket, ignored ? "" : remote.address().to_string());
+    std::string request = SerializeRequestHead(*head, !websocket, client_address);
     if (keep_alive) {
       buffer.erase(0, head_end);  // no body: what follows is the next request
     } else {
