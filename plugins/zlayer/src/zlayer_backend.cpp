@@ -183,7 +183,10 @@ class ZlayerBackend final : public Backend {
                                 {"tunnels", stats.tunnels},
                                 {"services", stats.services},
                                 {"connections", stats.connections},
-                                {"auth_failures", stats.auth_failures}};
+                                {"auth_failures", stats.auth_failures},
+                                {"data_sockets", stats.data_sockets},
+                                {"shared_data_sockets", stats.shared_data_sockets},
+                                {"shared_streams", stats.shared_streams}};
       return details.dump();
     });
     runtime.OnStop([&] {
