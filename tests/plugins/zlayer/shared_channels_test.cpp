@@ -107,7 +107,7 @@ struct Harness {
     return transport::WsUrl{tls, "127.0.0.1", server->listen_port(), "/tunnel/v1"};
   }
 
-  bool StartAgent(DataChannels mode) {
+  bool StartAgent(DataChannels mode, std::size_t max_streams = 1024) {
     AgentOptions options;
     options.server = Url();
     options.token = "good-token";
@@ -117,6 +117,7 @@ struct Harness {
     options.backoff.base = std::chrono::milliseconds(200);
     options.backoff.cap = std::chrono::milliseconds(400);
     options.data_channels = mode;
+    options.shared_max_streams = max_streams;
     agent = std::make_unique<TunnelAgent>(io, std::move(options), log.logger);
     const bool ok = agent->Start(error);
     EXPECT_TRUE(ok) << error;
@@ -509,6 +510,46 @@ TEST(ZlayerSharedChannels, ABrokenSharedSocketFailsItsConnectionsOnly) {
         EXPECT_EQ(h.server->stats().tunnels, 1u);
         EXPECT_EQ(h.agent->supervisor().Status().reconnects, reconnects);
         EXPECT_EQ(h.agent->supervisor().state(), session::LinkState::kConnected);
+      },
+      std::chrono::seconds(30));
+}
+
+// A full shared socket (its max_streams held) makes the next connection open another; all of
+// them keep working.
+TEST(ZlayerSharedChannels, AFullSharedSocketOpensAnother) {
+  Harness h;
+  ASSERT_TRUE(h.StartServer(true));
+  ASSERT_TRUE(h.StartAgent(DataChannels::kShared, /*max_streams=*/2));
+  h.Run(
+      [&]() -> asio::awaitable<void> {
+        const int port = co_await h.PublicPort();
+        if (port == 0) co_return;
+        std::vector<std::unique_ptr<tcp::socket>> held;
+        for (int i = 0; i < 5; ++i) {
+          held.push_back(std::make_unique<tcp::socket>(h.io));
+          boost::system::error_code ec;
+          co_await held.back()->async_connect(
+              tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
+              asio::redirect_error(asio::use_awaitable, ec));
+          const std::string line = "held " + std::to_string(i);
+          co_await asio::async_write(*held.back(), asio::buffer(line),
+                                     asio::redirect_error(asio::use_awaitable, ec));
+          std::string back(line.size(), '\0');
+          co_await asio::async_read(*held.back(), asio::buffer(back),
+                                    asio::redirect_error(asio::use_awaitable, ec));
+          EXPECT_EQ(back, line) << ec.message();
+        }
+        // Five held connections, two per socket.
+        EXPECT_EQ(h.server->stats().shared_data_sockets, 3u);
+        EXPECT_EQ(h.server->stats().shared_streams, 5u);
+        // The first still works.
+        boost::system::error_code ec;
+        co_await asio::async_write(*held.front(), asio::buffer(std::string("again")),
+                                   asio::redirect_error(asio::use_awaitable, ec));
+        std::string back(5, '\0');
+        co_await asio::async_read(*held.front(), asio::buffer(back),
+                                  asio::redirect_error(asio::use_awaitable, ec));
+        EXPECT_EQ(back, "again");
       },
       std::chrono::seconds(30));
 }
