@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cfedge: --ca-cert and --ca-key go together\n");
     return 2;
   }
-  boost::asio::io_context io;
+  boost::asio::io_context io{1};  // one thread runs it (see Runtime::io_)
   std::unique_ptr<tunnelkit::cloudflare::cfedge::EdgeServer> server;
   try {
     server = std::make_unique<tunnelkit::cloudflare::cfedge::EdgeServer>(io, options);

@@ -59,7 +59,7 @@ int RunHello(const Args& args) {
     std::fprintf(stderr, "tunnelctl hello: --listen: '%s' is not HOST:PORT\n", listen.c_str());
     return 2;
   }
-  boost::asio::io_context io;
+  boost::asio::io_context io{1};  // one thread runs it (see Runtime::io_)
   std::unique_ptr<tunnelkit::hello::HelloServer> server;
   try {
     server = std::make_unique<tunnelkit::hello::HelloServer>(io, endpoint);

@@ -82,7 +82,10 @@ class Runtime {
   void RequestStop();
 
  private:
-  boost::asio::io_context io_;
+  // Run by one thread (the backend's Run): with that hint, handlers the loop posts to itself go
+  // on a thread-private queue instead of through the scheduler's mutex. Other threads may
+  // still post to it (zlayer's libwebsockets threads do).
+  boost::asio::io_context io_{1};
   config::v1::Tunnel config_;
   std::shared_ptr<spdlog::logger> logger_;
   std::unique_ptr<metrics::Registry> owned_metrics_;

@@ -180,8 +180,11 @@ class Sink {
   // The origin's response head; `content_length` when the origin gave one, `body` false when
   // the response has no body (HEAD, 1xx, 204, 304). The sink may take the head's fields (the
   // caller reads nothing of them afterwards): a copy would allocate every field again.
+  // `body_at_hand`: the whole body is already read and follows at once, so the head may wait
+  // to leave with it.
   virtual awaitable<error_code> Head(http::response_header<>& head,
-                                     std::optional<std::uint64_t> content_length, bool body) = 0;
+                                     std::optional<std::uint64_t> content_length, bool body,
+                                     bool body_at_hand) = 0;
   virtual awaitable<error_code> Body(const char* data, std::size_t size) = 0;
   virtual awaitable<error_code> End() = 0;
   // A response made by the proxy (502, 504, 404, http_status).
@@ -453,7 +456,7 @@ struct ProxyInternals {
       auto& res = parser.get();
       if (upgrade && res.result() == http::status::switching_protocols) {
         if (!writer_done.done()) co_await finish_writer(false);
-        error_code hec = co_await sink.Head(res.base(), std::nullopt, false);
+        error_code hec = co_await sink.Head(res.base(), std::nullopt, false, false);
         if (hec) co_return false;
         // Bytes already read on either side go first, then raw bytes both ways.
         Stream& client = sink.RawStream();
@@ -477,7 +480,11 @@ struct ProxyInternals {
       if (auto cl = parser.content_length()) length = *cl;
       if (head_request) length = ContentLengthOf(res);
       const bool origin_keep_alive = res.keep_alive();
-      error_code client_ec = co_await sink.Head(res.base(), length, body_expected);
+      // A small response usually arrives whole: its head and body then leave in one write (one
+      // frame on a multiplexed client stream instead of two).
+      const bool body_at_hand = body_expected && length && !parser.chunked() &&
+                                *length <= BodyBuffer::size() && conn->buffer.size() >= *length;
+      error_code client_ec = co_await sink.Head(res.base(), length, body_expected, body_at_hand);
       bool origin_ok = true;
       bool response_done = parser.is_done();
       if (!client_ec && body_expected) {
@@ -538,7 +545,8 @@ class HttpStreamSink final : public Sink {
       : client_(client), ref_(client), buffer_(buffer), keep_alive_(keep_alive) {}
 
   awaitable<error_code> Head(http::response_header<>& head,
-                             std::optional<std::uint64_t> content_length, bool body) override {
+                             std::optional<std::uint64_t> content_length, bool body,
+                             bool body_at_hand) override {
     head_sent = true;
     res_.base() = std::move(head);
     bool upgrade = res_.result() == http::status::switching_protocols;
@@ -563,6 +571,8 @@ class HttpStreamSink final : public Sink {
     res_.body().size = 0;
     res_.body().more = body;
     sr_.emplace(res_);
+    // Deferred: the serializer writes the head with the first body bytes (Body or End).
+    if (body_at_hand) co_return ec;
     co_await http::async_write_header(ref_, *sr_, redirect_error(use_awaitable, ec));
     co_return ec;
   }
@@ -643,7 +653,8 @@ class WriterSink final : public Sink {
   WriterSink(Stream& body_in, ResponseWriter& out) : out_(out), joined_(body_in, out.Body()) {}
 
   awaitable<error_code> Head(http::response_header<>& head,
-                             std::optional<std::uint64_t> content_length, bool body) override {
+                             std::optional<std::uint64_t> content_length, bool body,
+                             bool /*body_at_hand*/) override {
     head_sent = true;
     body_ = body;
     http::fields& fields = head;

@@ -100,6 +100,57 @@ TEST_F(OriginProxyTest, DownloadAndKeepAliveReuseThePool) {
   EXPECT_EQ(proxy.pool().IdleCount(), 1u);
 }
 
+// A stream that counts the writes made on it (the proxy's client side).
+class WriteCountingStream final : public Stream {
+ public:
+  explicit WriteCountingStream(std::unique_ptr<Stream> inner) : inner_(std::move(inner)) {}
+  asio::any_io_executor get_executor() override { return inner_->get_executor(); }
+  awaitable<IoResult> ReadSome(asio::mutable_buffer buffer) override {
+    co_return co_await inner_->ReadSome(buffer);
+  }
+  awaitable<IoResult> Write(asio::const_buffer buffer) override {
+    ++writes;
+    co_return co_await inner_->Write(buffer);
+  }
+  awaitable<boost::system::error_code> ShutdownWrite() override {
+    co_return co_await inner_->ShutdownWrite();
+  }
+  void Reset() override { inner_->Reset(); }
+  std::string Describe() const override { return inner_->Describe(); }
+  int writes = 0;
+
+ private:
+  std::unique_ptr<Stream> inner_;
+};
+
+// A small response arrives whole from the origin; its head and body leave in one write (on a
+// multiplexed stream: one frame, not two), and a large one still streams.
+TEST_F(OriginProxyTest, SmallResponseLeavesInOneWrite) {
+  OriginProxy proxy(io_.get_executor(), Router::CatchAll(Svc(HelloUrl())));
+  auto [c, s] = test::TcpPair(io_);
+  auto server = std::make_shared<WriteCountingStream>(std::make_unique<TcpStream>(std::move(s)));
+  asio::co_spawn(
+      io_,
+      [&proxy, server, info = ClientInfo{"192.0.2.7", "https"}]() -> awaitable<void> {
+        co_await proxy.ServeHttpStream(*server, info);
+      },
+      asio::detached);
+  TcpStream client(std::move(c));
+  RunFor(io_, [&]() -> awaitable<void> {
+    boost::beast::flat_buffer buf;
+    auto r = co_await test::DoRequest(client, buf, http::verb::get, "/bytes/100", "app.test");
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body_size, 100u);
+    EXPECT_EQ(r.body_sha256, PatternSha(100));
+    EXPECT_EQ(server->writes, 1);
+    const int before = server->writes;
+    r = co_await test::DoRequest(client, buf, http::verb::get, "/bytes/3000000", "app.test");
+    EXPECT_EQ(r.body_size, 3'000'000u);
+    EXPECT_EQ(r.body_sha256, PatternSha(3'000'000));
+    EXPECT_GT(server->writes - before, 2);  // head, then the body as it comes
+  }());
+}
+
 TEST_F(OriginProxyTest, FiftyMegabyteUploadIsStreamed) {
   OriginProxy proxy(io_.get_executor(), Router::CatchAll(Svc(HelloUrl())));
   auto client = Connect(proxy);

@@ -76,5 +76,21 @@ TEST(HttpHead, KeptAliveResponseDropsConnectionHeaders) {
             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Kept: yes\r\n\r\n");
 }
 
+TEST(HttpHead, ForwardedRequestNamesTheClientAndClosesAfterTheExchange) {
+  const auto r = Request(
+      "GET /a?b HTTP/1.1\r\nHost: web\r\nX-Forwarded-For: 10.0.0.1\r\nConnection: keep-alive\r\n"
+      "x-forwarded-for: 10.0.0.2\r\nAccept: */*\r\n\r\n");
+  // The first X-Forwarded-For gains the client; later ones and the connection headers go.
+  EXPECT_EQ(SerializeRequestHead(r, true, "127.0.0.1"),
+            "GET /a?b HTTP/1.1\r\nHost: web\r\nAccept: */*\r\n"
+            "X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(SerializeRequestHead(Request("GET / HTTP/1.1\r\nHost: web\r\n\r\n"), false, "::1"),
+            "GET / HTTP/1.1\r\nHost: web\r\nX-Forwarded-For: ::1\r\n\r\n");
+  // Neither a client address nor a close: the request goes as it came.
+  EXPECT_EQ(SerializeRequestHead(r, false, ""),
+            "GET /a?b HTTP/1.1\r\nHost: web\r\nX-Forwarded-For: 10.0.0.1\r\n"
+            "Connection: keep-alive\r\nx-forwarded-for: 10.0.0.2\r\nAccept: */*\r\n\r\n");
+}
+
 }  // namespace
 }  // namespace tunnelkit::ferro

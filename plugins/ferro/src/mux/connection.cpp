@@ -148,25 +148,50 @@ bool MuxStream::TryWrite(asio::const_buffer buffer, IoResult& result) {
   return true;
 }
 
+bool MuxStream::TryReadPiece(Bytes& piece, IoResult& result) {
+  if (inbound_bytes_ > 0) {
+    Bytes& front = inbound_[inbound_head_];
+    if (inbound_offset_ == 0) {
+      piece = std::move(front);
+    } else {
+      piece.assign(front.begin() + static_cast<std::ptrdiff_t>(inbound_offset_), front.end());
+    }
+    Bytes().swap(front);
+    ++inbound_head_;
+    inbound_offset_ = 0;
+    DropFront(piece.size());
+    result = IoResult{{}, piece.size()};
+    return true;
+  }
+  if (auto end = EndOfInput()) {
+    result = *end;
+    return true;
+  }
+  return false;
+}
+
 asio::awaitable<IoResult> MuxStream::ReadPiece(Bytes& piece) {
   auto self = shared_from_this();
-  for (;;) {
-    if (inbound_bytes_ > 0) {
-      Bytes& front = inbound_[inbound_head_];
-      if (inbound_offset_ == 0) {
-        piece = std::move(front);
-      } else {
-        piece.assign(front.begin() + static_cast<std::ptrdiff_t>(inbound_offset_), front.end());
-      }
-      Bytes().swap(front);
-      ++inbound_head_;
-      inbound_offset_ = 0;
-      DropFront(piece.size());
-      co_return IoResult{{}, piece.size()};
-    }
-    if (auto end = EndOfInput()) co_return *end;
-    co_await readable_.Wait();
+  IoResult result;
+  while (!TryReadPiece(piece, result)) co_await readable_.Wait();
+  co_return result;
+}
+
+bool MuxStream::TryWriteFrame(Bytes& frame, IoResult& result) {
+  const std::size_t size = frame.size() - kDataFrameHeaderSize;
+  const bool flow = connection_->options_.flow_control;
+  if (reset_ || connection_->closed_ || local_finished_ || size > kMaxDataChunk ||
+      (flow && send_credit_ < size) ||
+      connection_->queued_bytes_ + frame.size() > Connection::kMaxQueuedBytes) {
+    return false;
   }
+  if (flow) send_credit_ -= size;
+  const auto header = EncodeDataHeader(id_, size);
+  std::memcpy(frame.data(), header.data(), header.size());
+  connection_->Enqueue(priority_, std::move(frame));
+  bytes_moved_ += size;
+  result = IoResult{{}, size};
+  return true;
 }
 
 asio::awaitable<IoResult> MuxStream::WriteFrame(Bytes&& frame) {

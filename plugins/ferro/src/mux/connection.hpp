@@ -61,13 +61,21 @@ class MuxStream final : public Stream, public std::enable_shared_from_this<MuxSt
   // The next received payload as it arrived (moved out, not copied), for a reader that
   // forwards whole pieces; ends as ReadSome does.
   boost::asio::awaitable<IoResult> ReadPiece(Bytes& piece);
+  // ReadPiece's part that needs no waiting: false (and `piece` untouched) when it would wait.
+  bool TryReadPiece(Bytes& piece, IoResult& result);
   // Sends `frame` as one data frame without copying it: its first kDataFrameHeaderSize bytes
   // are room for the header, the rest the payload (at most kMaxDataChunk).
   boost::asio::awaitable<IoResult> WriteFrame(Bytes&& frame);
+  // WriteFrame's part that needs no waiting (within one frame, the credit and the queue's
+  // bound): false, and `frame` untouched, when it would wait. (The Try* calls cost no
+  // coroutine frame: a request/response exchange makes several per message.)
+  bool TryWriteFrame(Bytes& frame, IoResult& result);
 
   // Completes once ReadSome would not wait: bytes are buffered, or the stream has ended or
   // failed. Lets a reader take a buffer only when there is something to put in it.
   boost::asio::awaitable<void> WaitReadable();
+  // True when WaitReadable would complete at once.
+  bool readable() const { return buffered() > 0 || reset_ || remote_finished_; }
 
   std::uint32_t id() const { return id_; }
   Protocol protocol() const { return protocol_; }

@@ -38,18 +38,6 @@ BufferPool& PumpBuffers() {
   return ThreadBufferPool(kPumpChunk, kPumpFreeChunks);
 }
 
-// Suspends until `stream` has something to read (bytes, end of stream or an error) when it can
-// tell; other streams go straight to ReadSome.
-asio::awaitable<void> WaitReadable(Stream& stream) {
-  if (auto* tcp = dynamic_cast<TcpSocketStream*>(&stream)) {
-    boost::system::error_code ec;
-    co_await tcp->socket().async_wait(asio::ip::tcp::socket::wait_read,
-                                      asio::redirect_error(asio::use_awaitable, ec));
-  } else if (auto* mux = dynamic_cast<MuxStream*>(&stream)) {
-    co_await mux->WaitReadable();
-  }
-}
-
 // The kernel path of one direction (KernelPipe): TCP socket -> stream of a plain-TCP
 // connection, or the reverse. Taken once the direction proves bulky (a full chunk in one
 // read), so the thousands of small, idle connections hold no pipes.
@@ -99,23 +87,49 @@ class KernelRoute {
 // between); `next_read` grows while reads fill it, so small exchanges take small buffers.
 asio::awaitable<IoResult> CopySome(Stream& from, Stream& to, KernelRoute& route,
                                    std::size_t& next_read) {
-  co_await WaitReadable(from);
+  // The socket and ferro-stream operations are made here, not through the Stream calls or
+  // helper coroutines: each of those is a coroutine frame (an allocation), and a small
+  // request/response exchange made a dozen of them per message.
+  auto* from_tcp = dynamic_cast<TcpSocketStream*>(&from);
+  auto* to_tcp = dynamic_cast<TcpSocketStream*>(&to);
+  // Waits until `from` has something to read (bytes, end of stream or an error), so that a
+  // buffer is taken only when there is something to put in it.
+  if (from_tcp) {
+    boost::system::error_code ignored;
+    co_await from_tcp->socket().async_wait(asio::ip::tcp::socket::wait_read,
+                                           asio::redirect_error(asio::use_awaitable, ignored));
+  }
   if (auto* mux = dynamic_cast<MuxStream*>(&from)) {
+    if (!mux->readable()) co_await mux->WaitReadable();
     Bytes piece;
-    IoResult r = co_await mux->ReadPiece(piece);
+    IoResult r;
+    if (!mux->TryReadPiece(piece, r)) r = co_await mux->ReadPiece(piece);
     if (r.ec) co_return r;
-    IoResult w = co_await to.Write(asio::buffer(piece));
+    IoResult w;
+    if (to_tcp) {
+      w.bytes = co_await asio::async_write(to_tcp->socket(), asio::buffer(piece),
+                                           asio::redirect_error(asio::use_awaitable, w.ec));
+    } else {
+      w = co_await to.Write(asio::buffer(piece));
+    }
     route.Consider(r.bytes, kMaxDataChunk);
     co_return w;
   }
   if (auto* mux = dynamic_cast<MuxStream*>(&to)) {
     Bytes frame(kDataFrameHeaderSize + next_read);  // not zeroed
-    IoResult r =
-        co_await from.ReadSome(asio::buffer(frame.data() + kDataFrameHeaderSize, next_read));
+    const auto space = asio::buffer(frame.data() + kDataFrameHeaderSize, next_read);
+    IoResult r;
+    if (from_tcp) {
+      r.bytes = co_await from_tcp->socket().async_read_some(
+          space, asio::redirect_error(asio::use_awaitable, r.ec));
+    } else {
+      r = co_await from.ReadSome(space);
+    }
     if (r.ec) co_return r;
     const bool filled = r.bytes == next_read;
     frame.resize(kDataFrameHeaderSize + r.bytes);
-    IoResult w = co_await mux->WriteFrame(std::move(frame));
+    IoResult w;
+    if (!mux->TryWriteFrame(frame, w)) w = co_await mux->WriteFrame(std::move(frame));
     route.Consider(r.bytes, kMaxDataChunk);
     if (filled) next_read = std::min(next_read * 2, kMaxDataChunk);
     co_return w;

@@ -25,13 +25,17 @@ bool IsTokenChar(char c) {
 }
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && Lower(a) == Lower(b);
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) ==
+           std::tolower(static_cast<unsigned char>(y));
+  });
 }
 
 // The header lines of a head from `pos` to the empty line, into `headers`.
 bool ParseHeaderLines(std::string_view head, std::size_t pos,
                       std::vector<std::pair<std::string, std::string>>& headers,
                       std::string& error) {
+  headers.reserve(16);  // one allocation for a usual head, not one per doubling
   while (pos < head.size()) {
     const std::size_t line_end = head.find("\r\n", pos);
     if (line_end == std::string_view::npos) {
@@ -95,6 +99,18 @@ std::optional<long long> ContentLength(
 bool IsConnectionHeader(std::string_view key) {
   return EqualsIgnoreCase(key, "connection") || EqualsIgnoreCase(key, "keep-alive") ||
          EqualsIgnoreCase(key, "proxy-connection");
+}
+
+// "key: value\r\n"
+void AppendField(std::string& out, std::string_view key, std::string_view value) {
+  out.append(key).append(": ").append(value).append("\r\n");
+}
+
+// The bytes of the header lines, as AppendField writes them.
+std::size_t HeadSize(const std::vector<std::pair<std::string, std::string>>& headers) {
+  std::size_t size = 0;
+  for (const auto& [key, value] : headers) size += key.size() + value.size() + 4;
+  return size;
 }
 
 }  // namespace
@@ -173,21 +189,30 @@ std::string NormalizeHost(std::string_view host) {
 
 std::string SerializeRequestHead(const RequestHead& head, bool close_after,
                                  std::string_view client_address) {
-  std::string out = head.method + " " + head.target + " " + head.version + "\r\n";
+  // Appended piece by piece into one reserved string: `a + b + c` makes a string per `+`.
+  std::string out;
+  out.reserve(HeadSize(head.headers) + head.method.size() + head.target.size() + 64 +
+              2 * client_address.size());
+  out.append(head.method).append(" ").append(head.target).append(" ").append(head.version);
+  out.append("\r\n");
+  std::string_view previous_forwarded;  // the first X-Forwarded-For's value
+  bool forwarded_seen = false;
   for (const auto& [key, value] : head.headers) {
     if (close_after && IsConnectionHeader(key)) continue;
-    if (EqualsIgnoreCase(key, "x-forwarded-for") && !client_address.empty()) continue;
-    out += key + ": " + value + "\r\n";
+    if (EqualsIgnoreCase(key, "x-forwarded-for") && !client_address.empty()) {
+      if (!forwarded_seen) previous_forwarded = value;
+      forwarded_seen = true;
+      continue;
+    }
+    AppendField(out, key, value);
   }
   if (!client_address.empty()) {
-    const std::string previous = head.Header("x-forwarded-for");
-    out += "X-Forwarded-For: " +
-           (previous.empty() ? std::string(client_address)
-                             : previous + ", " + std::string(client_address)) +
-           "\r\n";
+    out.append("X-Forwarded-For: ").append(previous_forwarded);
+    if (!previous_forwarded.empty()) out.append(", ");
+    out.append(client_address).append("\r\n");
   }
-  if (close_after) out += "Connection: close\r\n";
-  out += "\r\n";
+  if (close_after) out.append("Connection: close\r\n");
+  out.append("\r\n");
   return out;
 }
 
@@ -248,12 +273,13 @@ std::optional<long long> ResponseHead::BodyLength(std::string_view request_metho
 }
 
 std::string SerializeKeptAliveResponseHead(const ResponseHead& head) {
-  std::string out = head.status_line + "\r\n";
+  std::string out;
+  out.reserve(head.status_line.size() + HeadSize(head.headers) + 4);
+  out.append(head.status_line).append("\r\n");
   for (const auto& [key, value] : head.headers) {
-    if (IsConnectionHeader(key)) continue;
-    out += key + ": " + value + "\r\n";
+    if (!IsConnectionHeader(key)) AppendField(out, key, value);
   }
-  out += "\r\n";
+  out.append("\r\n");
   return out;
 }
 

@@ -113,13 +113,15 @@ constexpr std::size_t kRelayChunk = 64 * 1024;
 // response, or at once when the stream failed).
 asio::awaitable<bool> RelayResponse(tcp::socket& socket, Stream& stream, std::string_view method) {
   Chunk chunk = ThreadBufferPool(kRelayChunk).Acquire();
+  const asio::mutable_buffer relay_buffer(chunk.writable().data(), kRelayChunk);
   std::string head_bytes;
   std::size_t head_end = 0;
   IoResult r;
   while ((head_end = FindHeadEnd(head_bytes)) == 0 && head_bytes.size() <= kMaxResponseHead) {
-    r = co_await stream.ReadSome(asio::buffer(chunk.writable().data(), kRelayChunk));
+    // Bytes already there are taken without a coroutine frame.
+    if (!stream.TryReadSome(relay_buffer, r)) r = co_await stream.ReadSome(relay_buffer);
     if (r.ec) break;
-    head_bytes.append(reinterpret_cast<const char*>(chunk.writable().data()), r.bytes);
+    head_bytes.append(static_cast<const char*>(relay_buffer.data()), r.bytes);
   }
   boost::system::error_code ec;
   if (head_end == 0) {
@@ -154,14 +156,15 @@ asio::awaitable<bool> RelayResponse(tcp::socket& socket, Stream& stream, std::st
   long long forwarded = static_cast<long long>(first_body.size());
   head_bytes = std::string();
   for (;;) {
-    r = co_await stream.ReadSome(asio::buffer(chunk.writable().data(), kRelayChunk));
+    // Bytes already there are taken without a coroutine frame.
+    if (!stream.TryReadSome(relay_buffer, r)) r = co_await stream.ReadSome(relay_buffer);
     if (r.ec == asio::error::eof) break;
     if (r.ec) {
       stream.Reset();
       socket.close(ec);
       co_return false;
     }
-    co_await asio::async_write(socket, asio::buffer(chunk.writable().data(), r.bytes),
+    co_await asio::async_write(socket, asio::buffer(relay_buffer.data(), r.bytes),
                                asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       stream.Reset();
