@@ -293,6 +293,16 @@ TEST_F(ZlayerEndToEnd, TcpFiftyMegabytesAndUdpOverWss) {
   server.Stop(SIGTERM);
 }
 
+TEST_F(ZlayerEndToEnd, BadDataChannelsIsRefusedBeforeStarting) {
+  const auto r = tunnelkit::test::RunProcess(
+      {kTunnelctl, "link", "--backend", "zlayer", "--server", "ws://127.0.0.1:9/tunnel/v1",
+       "--token", "t", "--service", "web:8080:0", "--data-channels", "bogus"},
+      10s);
+  EXPECT_EQ(r.exit_status, 2);
+  EXPECT_NE((r.out + r.err).find("data_channels"), std::string::npos) << r.out << r.err;
+  EXPECT_NE((r.out + r.err).find("bogus"), std::string::npos) << r.out << r.err;
+}
+
 TEST_F(ZlayerEndToEnd, TwoLinksWrongTokenTokenInUseAndPortsExhausted) {
   EchoOrigins echo;
   const int ws_port = FreeTcpPort();
