@@ -15,6 +15,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "transport/socket_copy.hpp"
 #include "tunnelkit/buffer_pool.hpp"
 #include "tunnelkit/stream/kernel_pipe.hpp"
 
@@ -219,27 +220,7 @@ asio::awaitable<IoResult> ReceiveFramesTo(tcp::socket& ws, tcp::socket& target) 
   }
 }
 
-// Buffered directions. tcp -> data: waits until the socket is readable before taking a pooled
-// buffer, which goes back after a short read.
-asio::awaitable<IoResult> CopyTcpToData(TcpStream& from, DataStream& to) {
-  std::uint64_t total = 0;
-  Chunk big;
-  for (;;) {
-    if (!big) {
-      error_code ec;
-      co_await from.socket().async_wait(tcp::socket::wait_read,
-                                        asio::redirect_error(asio::use_awaitable, ec));
-      big = BigBuffers().Acquire();
-    }
-    auto space = big.writable();
-    const auto r = co_await from.ReadSome(asio::buffer(space.data(), space.size()));
-    if (r.ec) co_return IoResult{r.ec, total};
-    const auto w = co_await to.Write(asio::buffer(space.data(), r.bytes));
-    total += w.bytes;
-    if (w.ec) co_return IoResult{w.ec, total};
-    if (r.bytes < space.size()) big = Chunk();
-  }
-}
+// Buffered directions. tcp -> data: CopySocketToStream (socket_copy.hpp).
 
 // data -> tcp: a small buffer while messages are small, a pooled one while they fill it.
 asio::awaitable<IoResult> CopyDataToTcp(DataStream& from, TcpStream& to) {
@@ -304,7 +285,7 @@ asio::awaitable<DataSpliceResult> SpliceData(TcpStream& tcp, DataStream& data, D
   // tcp -> data stream.
   auto tcp_to_data = [&, state]() -> asio::awaitable<IoResult> {
     IoResult r = zero_copy_out ? co_await SendFramesFrom(tcp.socket(), *ws)
-                               : co_await CopyTcpToData(tcp, data);
+                               : co_await CopySocketToStream(tcp, data, BigBuffers);
     if (r.ec == asio::error::eof) {
       const error_code ec = co_await data.ShutdownWrite();
       if (ec && !state->ec) state->ec = ec;

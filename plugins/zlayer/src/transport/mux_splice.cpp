@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "transport/socket_copy.hpp"
 #include "tunnelkit/buffer_pool.hpp"
 
 namespace tunnelkit::zlayer::transport {
@@ -23,28 +24,7 @@ constexpr std::size_t kBuffer = 64 * 1024;
 constexpr std::size_t kPoolFree = 8;
 
 BufferPool& Buffers() {
-  thread_local std::shared_ptr<BufferPool> pool = BufferPool::Create(kBuffer, kPoolFree);
-  return *pool;
-}
-
-asio::awaitable<IoResult> CopyTcpToStream(TcpStream& from, mux::MuxStream& to) {
-  std::uint64_t total = 0;
-  Chunk buffer;
-  for (;;) {
-    if (!buffer) {
-      error_code ec;
-      co_await from.socket().async_wait(tcp::socket::wait_read,
-                                        asio::redirect_error(asio::use_awaitable, ec));
-      buffer = Buffers().Acquire();
-    }
-    auto space = buffer.writable();
-    const auto r = co_await from.ReadSome(asio::buffer(space.data(), space.size()));
-    if (r.ec) co_return IoResult{r.ec, total};
-    const auto w = co_await to.Write(asio::buffer(space.data(), r.bytes));
-    total += w.bytes;
-    if (w.ec) co_return IoResult{w.ec, total};
-    if (r.bytes < space.size()) buffer = Chunk();  // drained for now
-  }
+  return ThreadBufferPool(kBuffer, kPoolFree);
 }
 
 asio::awaitable<IoResult> CopyStreamToTcp(mux::MuxStream& from, TcpStream& to) {
@@ -94,10 +74,10 @@ asio::awaitable<SpliceResult> SpliceMux(TcpStream& tcp, mux::MuxStream& stream) 
       }
     };
   };
-  auto tcp_to_stream = [&, state]() -> asio::awaitable<IoResult> {
-    IoResult r = co_await CopyTcpToStream(tcp, stream);
+  // A direction's end: its eof half-closes the other side; its first failure is the splice's.
+  auto end_direction = [state](IoResult r, Stream& target) -> asio::awaitable<IoResult> {
     if (r.ec == asio::error::eof) {
-      const error_code ec = co_await stream.ShutdownWrite();
+      const error_code ec = co_await target.ShutdownWrite();
       if (ec && !state->ec) state->ec = ec;
       r.ec = {};
     } else if (r.ec && !state->ec) {
@@ -105,16 +85,14 @@ asio::awaitable<SpliceResult> SpliceMux(TcpStream& tcp, mux::MuxStream& stream) 
     }
     co_return r;
   };
-  auto stream_to_tcp = [&, state]() -> asio::awaitable<IoResult> {
-    IoResult r = co_await CopyStreamToTcp(stream, tcp);
-    if (r.ec == asio::error::eof) {
-      const error_code ec = co_await tcp.ShutdownWrite();
-      if (ec && !state->ec) state->ec = ec;
-      r.ec = {};
-    } else if (r.ec && !state->ec) {
-      state->ec = r.ec;
-    }
-    co_return r;
+  // (Two statements each: g++ 12 mishandles a temporary awaitable kept across another co_await.)
+  auto tcp_to_stream = [&]() -> asio::awaitable<IoResult> {
+    const IoResult r = co_await CopySocketToStream(tcp, stream, Buffers);
+    co_return co_await end_direction(r, stream);
+  };
+  auto stream_to_tcp = [&]() -> asio::awaitable<IoResult> {
+    const IoResult r = co_await CopyStreamToTcp(stream, tcp);
+    co_return co_await end_direction(r, tcp);
   };
   // One direction in a coroutine of its own, the other in this one.
   asio::co_spawn(ex, stream_to_tcp(), finish(&result.b_to_a));
