@@ -10,18 +10,12 @@
 #include "codec/codec.hpp"
 #include "codec/extension.hpp"
 #include "codec/utf8.hpp"
+#include "hex.hpp"
 
 namespace tunnelkit::zlayer::codec {
 namespace {
 
-std::vector<std::uint8_t> FromHex(std::string hex) {
-  std::erase(hex, ' ');
-  std::vector<std::uint8_t> out;
-  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) {
-    out.push_back(static_cast<std::uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
-  }
-  return out;
-}
+using test::FromHex;
 
 Uuid U(const char* text) {
   return *Uuid::Parse(text);
