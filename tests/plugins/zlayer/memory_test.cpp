@@ -25,6 +25,7 @@
 #include "tcp_echo.hpp"
 #include "test_certs.hpp"
 #include "tunnelkit/memory_trim.hpp"
+#include "wait.hpp"
 
 namespace tunnelkit::zlayer {
 namespace {
@@ -51,10 +52,7 @@ std::size_t HeapInUse() {
   return info.uordblks;
 }
 
-asio::awaitable<void> Sleep(std::chrono::milliseconds d) {
-  asio::steady_timer t(co_await asio::this_coro::executor, d);
-  co_await t.async_wait(asio::use_awaitable);
-}
+using test::Sleep;
 
 // Opens `count` public connections at once (as a crowd of clients would), each sends a line and
 // reads its echo; the sockets stay open in `held`. Returns how many echoed correctly.

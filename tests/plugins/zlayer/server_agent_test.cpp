@@ -27,6 +27,7 @@
 #include "transport/data_socket.hpp"
 #include "tunnelkit/stream/deadline.hpp"
 #include "util/random.hpp"
+#include "wait.hpp"
 
 namespace tunnelkit::zlayer {
 namespace {
@@ -131,22 +132,8 @@ struct Harness {
   }
 };
 
-asio::awaitable<void> Sleep(std::chrono::milliseconds d) {
-  asio::steady_timer t(co_await asio::this_coro::executor, d);
-  co_await t.async_wait(asio::use_awaitable);
-}
-
-// Polls `predicate` every 20 ms for at most `limit`.
-// (A template, not std::function: g++ 12 mishandles non-trivial temporaries in co_await.)
-template <class Predicate>
-asio::awaitable<bool> WaitFor(Predicate predicate, std::chrono::milliseconds limit) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!predicate()) {
-    if (std::chrono::steady_clock::now() > end) co_return false;
-    co_await Sleep(std::chrono::milliseconds(20));
-  }
-  co_return true;
-}
+using test::Sleep;
+using test::WaitFor;
 
 TEST(ZlayerServerAgent, TcpEchoThroughTheTunnel) {
   Harness h;

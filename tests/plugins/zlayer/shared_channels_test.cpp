@@ -32,6 +32,7 @@
 #include "transport/ws_loop.hpp"
 #include "tunnelkit/mux/session.hpp"
 #include "tunnelkit/stream/deadline.hpp"
+#include "wait.hpp"
 
 namespace tunnelkit::zlayer {
 namespace {
@@ -58,20 +59,8 @@ struct CapturedLog {
   bool Has(const std::string& needle) { return str().find(needle) != std::string::npos; }
 };
 
-asio::awaitable<void> Sleep(std::chrono::milliseconds d) {
-  asio::steady_timer t(co_await asio::this_coro::executor, d);
-  co_await t.async_wait(asio::use_awaitable);
-}
-
-template <class Predicate>
-asio::awaitable<bool> WaitFor(Predicate predicate, std::chrono::milliseconds limit) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!predicate()) {
-    if (std::chrono::steady_clock::now() > end) co_return false;
-    co_await Sleep(std::chrono::milliseconds(20));
-  }
-  co_return true;
-}
+using test::Sleep;
+using test::WaitFor;
 
 struct Harness {
   asio::io_context io;
