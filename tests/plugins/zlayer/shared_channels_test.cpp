@@ -155,14 +155,20 @@ std::string RandomBytes(std::size_t size, unsigned seed) {
   return body;
 }
 
+// A client connection to the public port on 127.0.0.1 (`ec` says whether it connected).
+asio::awaitable<tcp::socket> ConnectPublic(int port, boost::system::error_code& ec) {
+  tcp::socket s(co_await asio::this_coro::executor);
+  co_await s.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
+                           asio::redirect_error(asio::use_awaitable, ec));
+  co_return s;
+}
+
 // One client: sends `body` (then half-closes) while reading the echo until eof; returns what
 // came back ("" on a connection error).
 asio::awaitable<std::string> EchoThrough(int port, std::string body) {
   auto executor = co_await asio::this_coro::executor;
-  tcp::socket s(executor);
   boost::system::error_code ec;
-  co_await s.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
-                           asio::redirect_error(asio::use_awaitable, ec));
+  tcp::socket s = co_await ConnectPublic(port, ec);
   if (ec) co_return std::string();
   auto writer_done = std::make_shared<bool>(false);
   asio::co_spawn(
@@ -240,10 +246,8 @@ TEST(ZlayerSharedChannels, HalfCloseCrossesTheSharedSocket) {
       [&]() -> asio::awaitable<void> {
         const int port = co_await h.PublicPort();
         if (port == 0) co_return;
-        tcp::socket s(h.io);
         boost::system::error_code ec;
-        co_await s.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
-                                 asio::redirect_error(asio::use_awaitable, ec));
+        tcp::socket s = co_await ConnectPublic(port, ec);
         EXPECT_FALSE(ec) << ec.message();
         co_await asio::async_write(s, asio::buffer(std::string("first half")),
                                    asio::redirect_error(asio::use_awaitable, ec));
@@ -463,10 +467,8 @@ TEST(ZlayerSharedChannels, ABrokenSharedSocketFailsItsConnectionsOnly) {
       [&]() -> asio::awaitable<void> {
         const int port = co_await h.PublicPort();
         if (port == 0) co_return;
-        tcp::socket first(h.io);
         boost::system::error_code ec;
-        co_await first.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
-                                     asio::redirect_error(asio::use_awaitable, ec));
+        tcp::socket first = co_await ConnectPublic(port, ec);
         const std::string ping = "ping";
         co_await asio::async_write(first, asio::buffer(ping),
                                    asio::redirect_error(asio::use_awaitable, ec));
