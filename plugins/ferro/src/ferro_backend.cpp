@@ -9,6 +9,7 @@
 #include "mux/connection.hpp"
 #include "server/server.hpp"
 #include "tunnelkit/memory_trim.hpp"
+#include "tunnelkit/net/server_limits.hpp"
 #include "tunnelkit/origin/origin_proxy.hpp"
 #include "tunnelkit/origin/router.hpp"
 #include "tunnelkit/runtime.hpp"
@@ -113,6 +114,9 @@ class FerroBackend final : public Backend {
               "--tls-cert and --tls-key go together");
       require(f.tls_ca().empty() || !f.tls_cert().empty(), "ferro.tls_ca",
               "client certificates (--tls-ca) need TLS (--tls-cert, --tls-key)");
+      for (auto& issue : net::CheckServerLimits(net::ServerLimitsFrom(f), "ferro.")) {
+        issues.push_back({std::move(issue.field), std::move(issue.reason)});
+      }
     } else if (config.mode() == "run") {
       require(!f.server().empty(), "ferro.server", "required (HOST:PORT of the tunnel server)");
       if (!f.server().empty()) {
@@ -161,6 +165,7 @@ class FerroBackend final : public Backend {
   int RunServer(Runtime& runtime) {
     const auto& f = runtime.config().ferro();
     ServerSettings settings;
+    settings.limits = net::ServerLimitsFrom(f);
     if (!f.listen().empty()) settings.listen = f.listen();
     settings.http = f.http();
     settings.tcp = f.tcp();
