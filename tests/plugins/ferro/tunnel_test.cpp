@@ -818,8 +818,11 @@ TEST_F(DataPathFixture, StalledPublicReadersHoldAtMostTheStreamWindow) {
   const long per_reader = (after - before) / kReaders;
   std::cout << "stalled public readers: " << per_reader << " KiB each (" << before << " -> "
             << after << " KiB)\n";
-  // The window (512 KiB) plus the relay's chunk and per-stream bookkeeping.
+  // The window (512 KiB) plus the relay's chunk and per-stream bookkeeping. (Under ASan its
+  // allocator's figures mean nothing: the scenario still runs, the bound is not checked.)
+#if !defined(__SANITIZE_ADDRESS__)
   EXPECT_LT(per_reader, 800) << "KiB per stalled reader (" << before << " -> " << after << " KiB)";
+#endif
   stalled.clear();
   EXPECT_TRUE(Eventually([this] { return origin_open_ == 0; })) << "origin_open_ == 0";
 }
