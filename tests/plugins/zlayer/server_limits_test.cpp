@@ -8,11 +8,14 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
 #include <filesystem>
 #include <sstream>
@@ -107,7 +110,8 @@ asio::awaitable<bool> ClosedWithin(tcp::socket& socket, std::chrono::millisecond
   co_return !expired;
 }
 
-asio::awaitable<std::string> Echo(tcp::socket& socket, std::string text) {
+// (Named arguments and results around co_await: g++ 12 mishandles temporaries there.)
+asio::awaitable<std::string> Echo(tcp::socket& socket, const std::string& text) {
   boost::system::error_code ec;
   co_await asio::async_write(socket, asio::buffer(text),
                              asio::redirect_error(asio::use_awaitable, ec));
@@ -162,7 +166,8 @@ TEST(ZlayerServerLimits, WrongTokensAreRateLimitedPerSource) {
       auto conn = co_await client.Connect(url, error);
       EXPECT_TRUE(conn) << error;
       if (!conn) co_return;
-      co_await conn->Send(codec::Encode(codec::Auth{"bad-token", {}, {}}).bytes);
+      const auto bad_auth = codec::Encode(codec::Auth{"bad-token", {}, {}}).bytes;
+      co_await conn->Send(bad_auth);
       auto reply = co_await conn->Receive();
       EXPECT_TRUE(reply && codec::Decode(*reply).ok &&
                   std::holds_alternative<codec::AuthFail>(codec::Decode(*reply).message));
@@ -170,9 +175,9 @@ TEST(ZlayerServerLimits, WrongTokensAreRateLimitedPerSource) {
     // The third connection from this source is closed before its upgrade.
     tcp::socket raw(h.io);
     boost::system::error_code ec;
-    co_await raw.async_connect(
-        {asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(h.server->listen_port())},
-        asio::redirect_error(asio::use_awaitable, ec));
+    const tcp::endpoint door{asio::ip::make_address("127.0.0.1"),
+                             static_cast<unsigned short>(h.server->listen_port())};
+    co_await raw.async_connect(door, asio::redirect_error(asio::use_awaitable, ec));
     EXPECT_FALSE(ec);
     EXPECT_TRUE(co_await ClosedWithin(raw, 2s)) << "a source out of failures was let in";
     EXPECT_EQ(h.server->stats().auth_failures, 2u);
@@ -204,7 +209,8 @@ TEST(ZlayerServerLimits, MessagesBeforeAuthAreSmall) {
     auto good = co_await client.Connect(url, error);
     EXPECT_TRUE(good) << error;
     if (!good) co_return;
-    co_await good->Send(codec::Encode(codec::Auth{"good-token", {}, {}}).bytes);
+    const auto auth = codec::Encode(codec::Auth{"good-token", {}, {}}).bytes;
+    co_await good->Send(auth);
     auto reply = co_await good->Receive();
     EXPECT_TRUE(reply && codec::Decode(*reply).ok &&
                 std::holds_alternative<codec::AuthOk>(codec::Decode(*reply).message));
@@ -229,7 +235,10 @@ TEST(ZlayerServerLimits, UnauthenticatedConnectionsAreCapped) {
     EXPECT_TRUE(a && b) << error;
     if (!a || !b) co_return;
     auto c = co_await client.Connect(url, error);
-    if (c) EXPECT_TRUE(co_await WaitFor([&] { return c->closed(); }, 2s)) << "cap not applied";
+    if (c) {
+      const bool closed = co_await WaitFor([&] { return c->closed(); }, 2s);
+      EXPECT_TRUE(closed) << "cap not applied";
+    }
     EXPECT_FALSE(a->closed());
     // Idle raw TCP connections before their upgrade count too (at the front door).
     tcp::socket r1(h.io);
@@ -244,7 +253,8 @@ TEST(ZlayerServerLimits, UnauthenticatedConnectionsAreCapped) {
     co_await r3.async_connect(door, asio::redirect_error(asio::use_awaitable, ec));
     EXPECT_TRUE(co_await ClosedWithin(r3, 2s)) << "front door cap not applied";
     // Authenticating frees a slot.
-    co_await a->Send(codec::Encode(codec::Auth{"good-token", {}, {}}).bytes);
+    const auto auth = codec::Encode(codec::Auth{"good-token", {}, {}}).bytes;
+    co_await a->Send(auth);
     auto reply = co_await a->Receive();
     EXPECT_TRUE(reply && codec::Decode(*reply).ok &&
                 std::holds_alternative<codec::AuthOk>(codec::Decode(*reply).message));
@@ -275,12 +285,24 @@ TEST(ZlayerServerLimits, PublicConnectionsAreCapped) {
     tcp::socket three(h.io);
     boost::system::error_code ec;
     co_await one.async_connect(port, asio::redirect_error(asio::use_awaitable, ec));
-    EXPECT_EQ(co_await Echo(one, "one"), "one");
+    {
+      const std::string sent = "one";
+      const std::string got = co_await Echo(one, sent);
+      EXPECT_EQ(got, sent);
+    }
     co_await two.async_connect(port, asio::redirect_error(asio::use_awaitable, ec));
-    EXPECT_EQ(co_await Echo(two, "two"), "two");
+    {
+      const std::string sent = "two";
+      const std::string got = co_await Echo(two, sent);
+      EXPECT_EQ(got, sent);
+    }
     co_await three.async_connect(port, asio::redirect_error(asio::use_awaitable, ec));
     EXPECT_TRUE(co_await ClosedWithin(three, 2s)) << "third public connection served";
-    EXPECT_EQ(co_await Echo(one, "again"), "again");
+    {
+      const std::string sent = "again";
+      const std::string got = co_await Echo(one, sent);
+      EXPECT_EQ(got, sent);
+    }
     EXPECT_EQ(h.server->stats().public_connections, 2u);
     EXPECT_EQ(h.server->stats().public_refusals, 1u);
     // A closed connection frees its slot.
@@ -288,20 +310,25 @@ TEST(ZlayerServerLimits, PublicConnectionsAreCapped) {
     EXPECT_TRUE(co_await WaitFor([&] { return h.server->stats().public_connections == 1; }, 5s));
     tcp::socket four(h.io);
     co_await four.async_connect(port, asio::redirect_error(asio::use_awaitable, ec));
-    EXPECT_EQ(co_await Echo(four, "four"), "four");
+    {
+      const std::string sent = "four";
+      const std::string got = co_await Echo(four, sent);
+      EXPECT_EQ(got, sent);
+    }
     agent.Stop();
   });
 }
 
 // Defect 2, as reported: one EMFILE once ended a public port's accept loop for good (bound, never
-// accepting again, the link still "connected"). Server, agent and origin in a forked process
-// at RLIMIT_NOFILE 128, 200 idle public clients, then released: the port serves again.
+// accepting again, the link still "connected"). The server runs in a forked process at
+// RLIMIT_NOFILE 96; agent and origin run here. 200 idle public clients, then released: the
+// port serves again, and the server neither spun nor wrote a line per failure.
 TEST(ZlayerServerDescriptors, PublicPortAcceptsAgainAfterRunningOut) {
   const std::string log_path = (std::filesystem::temp_directory_path() /
                                 ("zlayer-emfile-" + std::to_string(::getpid()) + ".log"))
                                    .string();
   std::filesystem::remove(log_path);
-  tunnelkit::test::ForkedServer child(128, [&](const auto& report) {
+  tunnelkit::test::ForkedServer child(96, [&](const auto& report) {
     ::signal(SIGPIPE, SIG_IGN);
     Limits h;
     h.logger = std::make_shared<spdlog::logger>(
@@ -310,48 +337,65 @@ TEST(ZlayerServerDescriptors, PublicPortAcceptsAgainAfterRunningOut) {
     ServerOptions options;
     options.pending_timeout = 2s;
     if (!h.Start(options)) return;
-    tunnelkit::test::TcpEcho echo(h.io);
-    TunnelAgent agent(h.io, h.Agent({"echo:" + std::to_string(echo.port())}), h.logger);
-    std::string error;
-    if (!agent.Start(error)) return;
-    asio::co_spawn(h.io, agent.Run(), asio::detached);
-    asio::co_spawn(
-        h.io,
-        [&]() -> asio::awaitable<void> {
-          co_await WaitFor([&] { return !agent.registered().empty(); }, 10s);
-          report({agent.registered().empty() ? 0 : agent.registered()[0].public_port});
-        },
-        asio::detached);
+    report({h.server->listen_port()});
     h.io.run();
   });
   ASSERT_EQ(child.ports().size(), 1u);
-  const int port = child.ports()[0];
-  ASSERT_NE(port, 0);
-  std::vector<int> idle;
-  for (int i = 0; i < 200; ++i) {
-    const int fd = tunnelkit::test::ConnectLoopback(port);
-    ASSERT_GE(fd, 0);
-    idle.push_back(fd);
+  asio::io_context io;
+  tunnelkit::test::TcpEcho echo(io);
+  AgentOptions agent_options;
+  agent_options.server = transport::WsUrl{false, "127.0.0.1", child.ports()[0], "/tunnel/v1"};
+  agent_options.token = "good-token";
+  std::string error;
+  agent_options.services.push_back(
+      *ServiceSpec::Parse("echo:" + std::to_string(echo.port()), error));
+  TunnelAgent agent(io, agent_options, std::make_shared<spdlog::logger>("agent"));
+  ASSERT_TRUE(agent.Start(error)) << error;
+  asio::co_spawn(io, agent.Run(), asio::detached);
+  auto guard = asio::make_work_guard(io);
+  std::thread thread([&] { io.run(); });
+  int port = 0;
+  for (int i = 0; i < 100 && port == 0; ++i) {
+    std::this_thread::sleep_for(100ms);
+    port =
+        asio::post(io, asio::use_future([&] {
+                     return agent.registered().empty() ? 0 : int{agent.registered()[0].public_port};
+                   }))
+            .get();
   }
-  std::this_thread::sleep_for(1s);
-  const double cpu_before = child.CpuSeconds();
-  std::this_thread::sleep_for(2s);
-  EXPECT_LT(child.CpuSeconds() - cpu_before, 0.5) << "spinning while out of descriptors";
-  ASSERT_TRUE(child.Alive());
-  for (int fd : idle) ::close(fd);
-  std::string reply;
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (reply != "ping" && std::chrono::steady_clock::now() < deadline) {
-    const int fd = tunnelkit::test::ConnectLoopback(port);
-    ASSERT_GE(fd, 0);
-    tunnelkit::test::SendAll(fd, "ping", 4);
-    reply = tunnelkit::test::ReadFor(fd, 1s, 4);
-    ::close(fd);
+  EXPECT_NE(port, 0);
+  if (port != 0) {
+    std::vector<int> idle;
+    for (int i = 0; i < 200; ++i) {
+      const int fd = tunnelkit::test::ConnectLoopback(port);
+      if (fd >= 0) idle.push_back(fd);
+    }
+    std::this_thread::sleep_for(1s);
+    const double cpu_before = child.CpuSeconds();
+    std::this_thread::sleep_for(2s);
+    EXPECT_LT(child.CpuSeconds() - cpu_before, 0.5) << "spinning while out of descriptors";
+    EXPECT_TRUE(child.Alive());
+    for (int fd : idle) ::close(fd);
+    std::string reply;
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (reply != "ping" && std::chrono::steady_clock::now() < deadline) {
+      const int fd = tunnelkit::test::ConnectLoopback(port);
+      if (fd < 0) break;
+      tunnelkit::test::SendAll(fd, "ping", 4);
+      reply = tunnelkit::test::ReadFor(fd, 1s, 4);
+      ::close(fd);
+    }
+    const std::string log = tunnelkit::test::ReadFile(log_path);
+    EXPECT_EQ(reply, "ping") << "the public port no longer serves\n"
+                             << log.substr(log.size() > 6000 ? log.size() - 6000 : 0);
+    EXPECT_GE(tunnelkit::test::CountLines(log, "accept failed"), 1u);
+    EXPECT_LE(tunnelkit::test::CountLines(log, "accept failed"), 20u);
   }
-  const std::string log = tunnelkit::test::ReadFile(log_path);
-  EXPECT_EQ(reply, "ping") << "the public port no longer serves\n" << log.substr(0, 4000);
-  EXPECT_GE(tunnelkit::test::CountLines(log, "accept failed"), 1u);
-  EXPECT_LE(tunnelkit::test::CountLines(log, "accept failed"), 12u);
+  asio::post(io, [&] { agent.Stop(); });
+  guard.reset();
+  std::this_thread::sleep_for(200ms);
+  io.stop();
+  thread.join();
   std::filesystem::remove(log_path);
 }
 
