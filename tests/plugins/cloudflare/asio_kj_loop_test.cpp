@@ -2,6 +2,7 @@
 // they use, and objects holding KJ state that a coroutine frame uses die with the loop.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <memory>
 
 #include <boost/asio/io_context.hpp>
@@ -14,30 +15,45 @@ namespace {
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
-// A callback that counts its live copies and its calls.
-struct CountingCallback {
-  std::shared_ptr<int> copies;  // use_count() - 1 is the number of live callbacks
+// A callback that knows whether it is still alive when called: a dangling reference to a
+// destroyed one (what kj's then() keeps of a named functor) sees kDead or garbage, not kAlive.
+struct CheckedCallback {
+  static constexpr std::uint64_t kAlive = 0x5eedca11ab1e0001;
   std::shared_ptr<int> calls;
-  void operator()() const { ++*calls; }
+  std::shared_ptr<int> dead_calls;
+  std::uint64_t state = kAlive;
+  CheckedCallback(std::shared_ptr<int> calls, std::shared_ptr<int> dead_calls)
+      : calls(std::move(calls)), dead_calls(std::move(dead_calls)) {}
+  CheckedCallback(const CheckedCallback&) = default;
+  CheckedCallback(CheckedCallback&&) = default;
+  ~CheckedCallback() { state = 0; }
+  void operator()() const {
+    if (state == kAlive) {
+      ++*calls;
+    } else {
+      ++*dead_calls;
+    }
+  }
 };
 
 TEST(AsioKjLoopTest, WhenSettledOwnsItsCallbackPassedAsANamedObject) {
   asio::io_context io;
   AsioKjLoop loop(io);
-  auto copies = std::make_shared<int>(0);
   auto calls = std::make_shared<int>(0);
+  auto dead_calls = std::make_shared<int>(0);
   auto paf = kj::newPromiseAndFulfiller<void>();
   {
     // Named, as the connection coroutine's loss watcher was: kj's then() kept a reference to
     // it, and the coroutine frame holding it was gone when the promise settled.
-    CountingCallback on_settled{copies, calls};
+    CheckedCallback on_settled(calls, dead_calls);
     loop.WhenSettled(kj::mv(paf.promise), on_settled);
   }
-  EXPECT_GE(copies.use_count(), 2) << "the pending task must own a copy of its callback";
+  EXPECT_GE(calls.use_count(), 2) << "the pending task must own a copy of its callback";
   paf.fulfiller->fulfill();
   io.run_for(100ms);
+  EXPECT_EQ(*dead_calls, 0) << "called through a reference to a destroyed callback";
   EXPECT_EQ(*calls, 1);
-  EXPECT_EQ(copies.use_count(), 1) << "the callback is released once it ran";
+  EXPECT_EQ(calls.use_count(), 1) << "the callback is released once it ran";
 }
 
 TEST(AsioKjLoopTest, WhenSettledRunsTheCallbackOnRejection) {
@@ -45,7 +61,7 @@ TEST(AsioKjLoopTest, WhenSettledRunsTheCallbackOnRejection) {
   AsioKjLoop loop(io);
   auto calls = std::make_shared<int>(0);
   auto paf = kj::newPromiseAndFulfiller<void>();
-  loop.WhenSettled(kj::mv(paf.promise), CountingCallback{std::make_shared<int>(0), calls});
+  loop.WhenSettled(kj::mv(paf.promise), CheckedCallback(calls, std::make_shared<int>(0)));
   paf.fulfiller->reject(KJ_EXCEPTION(DISCONNECTED, "gone"));
   io.run_for(100ms);
   EXPECT_EQ(*calls, 1);
