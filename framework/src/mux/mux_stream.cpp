@@ -1,9 +1,19 @@
+#include <atomic>
+
 #include <boost/asio/error.hpp>
 
 #include "tunnelkit/mux/session.hpp"
 
 namespace tunnelkit::mux {
 namespace asio = boost::asio;
+
+namespace {
+std::atomic<std::size_t> live_streams{0};  // for leak and churn tests
+}  // namespace
+
+std::size_t MuxStream::live() {
+  return live_streams.load(std::memory_order_relaxed);
+}
 
 struct MuxStream::Waiter final : StreamWaiter {
   explicit Waiter(const asio::any_io_executor& executor) : read(executor), write(executor) {}
@@ -18,9 +28,11 @@ MuxStream::MuxStream(std::shared_ptr<MuxSession> session, std::shared_ptr<Stream
       state_(std::move(state)),
       waiter_(std::make_shared<Waiter>(session_->executor_)) {
   state_->waiter = waiter_;
+  live_streams.fetch_add(1, std::memory_order_relaxed);
 }
 
 MuxStream::~MuxStream() {
+  live_streams.fetch_sub(1, std::memory_order_relaxed);
   session_->engine_->Release(*state_);
 }
 

@@ -1,6 +1,7 @@
 #include "tunnelkit/mux/session.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <stdexcept>
 
@@ -17,6 +18,7 @@ namespace asio = boost::asio;
 namespace {
 // Read at least this much from the transport per ReadSome.
 constexpr std::size_t kReadSize = 64 * 1024;
+std::atomic<std::size_t> live_sessions{0};  // for leak and churn tests
 }  // namespace
 
 std::string MuxConfig::Validate() const {
@@ -52,9 +54,17 @@ MuxSession::MuxSession(std::unique_ptr<Stream> transport, std::unique_ptr<FrameC
       reader_wake_(executor_),
       accept_wake_(executor_),
       closed_wake_(executor_),
-      flushed_wake_(executor_) {}
+      flushed_wake_(executor_) {
+  live_sessions.fetch_add(1, std::memory_order_relaxed);
+}
 
-MuxSession::~MuxSession() = default;
+MuxSession::~MuxSession() {
+  live_sessions.fetch_sub(1, std::memory_order_relaxed);
+}
+
+std::size_t MuxSession::live() {
+  return live_sessions.load(std::memory_order_relaxed);
+}
 
 void MuxSession::Start(std::vector<std::uint8_t> already_received) {
   if (started_) return;

@@ -21,6 +21,7 @@
 
 #include "agent/tunnel_agent.hpp"
 #include "process.hpp"
+#include "sanitizer.hpp"
 #include "server/tunnel_server.hpp"
 #include "tcp_echo.hpp"
 #include "test_certs.hpp"
@@ -33,11 +34,7 @@ namespace {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;  // ASan's allocator: heap figures mean nothing
-#else
-constexpr bool kSanitized = false;
-#endif
+constexpr bool kSanitized = tunnelkit::test::kAddressSanitizer;
 
 std::shared_ptr<spdlog::logger> QuietLogger() {
   return std::make_shared<spdlog::logger>("zlayer-memory-test",
@@ -191,7 +188,7 @@ TEST(ZlayerMemory, HeldWssPerConnectionSocketsStaySmall) {
   // 58.5 when the ZlayerDataPlane tests ran before it in the same process, hence the bound.
   const double per_connection = HeldConnectionHeap(true, DataChannels::kPerConnection);
   ASSERT_GE(per_connection, 0);
-  if (kSanitized) GTEST_SKIP() << "heap figures are meaningless under AddressSanitizer";
+  if (kSanitized) GTEST_SKIP() << tunnelkit::test::kMemoryBoundUnderAsan;
   EXPECT_LE(per_connection, 60) << "KiB of heap per held wss connection";
 }
 
@@ -203,7 +200,7 @@ TEST(ZlayerMemory, HeldWssConnectionsStaySmall) {
   // direction); one TLS session per connection (per-connection data channels) costs 55.3.
   const double per_connection = HeldConnectionHeap(true);
   ASSERT_GE(per_connection, 0);
-  if (kSanitized) GTEST_SKIP() << "heap figures are meaningless under AddressSanitizer";
+  if (kSanitized) GTEST_SKIP() << tunnelkit::test::kMemoryBoundUnderAsan;
   EXPECT_LE(per_connection, 17) << "KiB of heap per held wss connection";
 }
 
@@ -212,7 +209,7 @@ TEST(ZlayerMemory, HeldWsConnectionsStaySmall) {
   // splices server -> agent).
   const double per_connection = HeldConnectionHeap(false);
   ASSERT_GE(per_connection, 0);
-  if (kSanitized) GTEST_SKIP() << "heap figures are meaningless under AddressSanitizer";
+  if (kSanitized) GTEST_SKIP() << tunnelkit::test::kMemoryBoundUnderAsan;
   EXPECT_LE(per_connection, 26) << "KiB of heap per held ws connection";
 }
 

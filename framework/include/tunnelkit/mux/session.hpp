@@ -46,6 +46,8 @@ class MuxSession;
 class MuxStream final : public Stream {
  public:
   ~MuxStream() override;
+  // Streams alive in this process (leak and churn tests).
+  static std::size_t live();
 
   boost::asio::any_io_executor get_executor() override;
   boost::asio::awaitable<IoResult> ReadSome(boost::asio::mutable_buffer buffer) override;
@@ -86,6 +88,8 @@ class MuxSession : public std::enable_shared_from_this<MuxSession>, private Engi
                                             std::unique_ptr<FrameCodec> codec, MuxConfig config,
                                             std::shared_ptr<spdlog::logger> logger = nullptr);
   ~MuxSession() override;
+  // Sessions alive in this process (leak and churn tests).
+  static std::size_t live();
   MuxSession(const MuxSession&) = delete;
   MuxSession& operator=(const MuxSession&) = delete;
 

@@ -30,38 +30,42 @@ namespace {
 // A timer used as an event: Wait() returns once Fire() was called.
 class Event {
  public:
-  explicit Event(asio::io_context& io) : timer_(io, asio::steady_timer::time_point::max()) {}
+  explicit Event(asio::io_context& io)
+      : timer_(std::make_shared<asio::steady_timer>(io, asio::steady_timer::time_point::max())) {}
   void Fire() {
     fired_ = true;
-    timer_.cancel();
+    timer_->cancel();
   }
   bool fired() const { return fired_; }
   asio::awaitable<void> Wait() {
     while (!fired_) {
       boost::system::error_code ec;
-      co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_await timer_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
   }
   // Waits at most `d`; true if fired.
   asio::awaitable<bool> WaitFor(std::chrono::milliseconds d) {
-    asio::steady_timer limit(timer_.get_executor(), d);
+    asio::steady_timer limit(timer_->get_executor(), d);
     auto timed_out = std::make_shared<bool>(false);
-    limit.async_wait([this, timed_out](const boost::system::error_code& ec) {
-      if (!ec) {
-        *timed_out = true;
-        timer_.cancel();
-      }
+    // The limit's handler may already be queued when this frame ends (limit.cancel() cannot
+    // recall it) and then runs after the Event may be gone: it holds the timer weakly, not
+    // `this`.
+    limit.async_wait([weak = std::weak_ptr<asio::steady_timer>(timer_),
+                      timed_out](const boost::system::error_code& ec) {
+      if (ec) return;
+      *timed_out = true;
+      if (auto timer = weak.lock()) timer->cancel();
     });
     while (!fired_ && !*timed_out) {
       boost::system::error_code ec;
-      co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_await timer_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
     limit.cancel();
     co_return fired_;
   }
 
  private:
-  asio::steady_timer timer_;
+  std::shared_ptr<asio::steady_timer> timer_;
   bool fired_ = false;
 };
 
@@ -257,8 +261,15 @@ struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient:
         stream->Reset();
         return;
       }
-      asio::co_spawn(impl->io, impl->streams->Serve(std::move(stream), index), asio::detached);
+      asio::co_spawn(impl->io, ServeStream(impl, std::move(stream), index), asio::detached);
     });
+  }
+
+  // Serve's frame uses the stream server, the KJ loop and the drain tracker, all owned here:
+  // the frame holds the Impl so that none of them can go away while it is suspended.
+  static asio::awaitable<void> ServeStream(std::shared_ptr<Impl> impl,
+                                           std::shared_ptr<Stream> stream, int index) {
+    co_await impl->streams->Serve(std::move(stream), index);
   }
 
   // One HA connection: dial, register, serve, hold until stop or loss; redial with backoff.
@@ -331,12 +342,12 @@ struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient:
             // Hold the connection until stop, or until the control stream ends.
             auto lost = std::make_shared<bool>(false);
             std::weak_ptr<Impl> weak = self;
-            auto on_lost = [lost, weak] {
+            // The watcher outlives this frame (the RPC connection may end after the coroutine
+            // moved on): it owns copies of what it touches, never references into the frame.
+            kj_loop->WhenSettled(rpc.OnDisconnect(), [lost, weak] {
               *lost = true;
               if (auto impl = weak.lock()) impl->stop_or_loss_wake();
-            };
-            kj_loop->AddTask(
-                rpc.OnDisconnect().then(on_lost, [on_lost](kj::Exception&&) { on_lost(); }));
+            });
             while (!stop.fired() && !*lost) co_await WaitWake();
             if (stop.fired() && !*lost) {
               // Unregistering first makes the edge stop sending new requests here; the

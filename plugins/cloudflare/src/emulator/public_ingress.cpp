@@ -236,7 +236,23 @@ class PublicIngress::Exchange {
     stream_ = picked.stream;
     conn_index_ = std::to_string(picked.registration.conn_index);
     ray_ = MakeRay(picked.registration.location);
-    bool keep = co_await Forward();
+    bool keep = false;
+    std::exception_ptr failed;
+    try {
+      keep = co_await Forward();
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    if (failed && upload_ && !upload_->finished) {
+      // The pump must not outlive the visitor, buffer and parser it refers to (all owned by
+      // the caller's frame, which the exception is about to unwind): stop it and wait.
+      stream_->Reset();
+      visitor_.Reset();
+    }
+    if (failed) {
+      if (upload_) co_await upload_->Join();
+      std::rethrow_exception(failed);
+    }
     if (upload_) {
       // The body pump refers to the stream and the parser: it must end before they do.
       if (!keep && !upload_->finished) {

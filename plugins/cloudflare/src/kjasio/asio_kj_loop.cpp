@@ -68,6 +68,9 @@ AsioKjLoop::AsioKjLoop(boost::asio::io_context& io)
 }
 
 AsioKjLoop::~AsioKjLoop() noexcept {
+  // Adopted objects first: their KJ state may still have tasks and promises on this loop.
+  lifetime_.reset();
+  while (!owned_.empty()) owned_.pop_back();
   tasks_ = nullptr;
   port_.SetLoop(nullptr);
 }

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <exception>
 #include <functional>
+#include <list>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -68,13 +69,70 @@ class AsioKjLoop {
   boost::asio::io_context& io() { return io_; }
   // Background KJ work whose errors are only logged (through the error handler).
   void AddTask(kj::Promise<void> task);
+  // Calls `on_settled` once `promise` resolves or is rejected, as a background task. The
+  // callback is taken by value and owned by the task: kj's then()/catch_() take functors by
+  // forwarding reference, so a named functor passed to them as an lvalue is kept as a
+  // reference to wherever it lives (a coroutine frame that may be gone when the promise
+  // settles). Use this, or pass temporaries / std::move, never a named lvalue.
+  template <typename F>
+  void WhenSettled(kj::Promise<void> promise, F on_settled) {
+    auto callback = std::make_shared<F>(std::move(on_settled));
+    AddTask(promise.then([callback] { (*callback)(); },
+                         [callback](kj::Exception&&) { (*callback)(); }));
+  }
   void SetTaskErrorHandler(std::function<void(const kj::Exception&)> handler);
   // A KJ promise resolved by an asio timer (KJ has no timer of its own in this setup).
   kj::Promise<void> Delay(std::chrono::milliseconds delay);
-  // Expires when the loop is destroyed. Coroutine frames that hold KJ objects and may be
-  // destroyed late (with the io_context, after the loop) check it and leak instead of touching
-  // a dead loop.
+  // Expires when the loop is destroyed (first thing in its destructor).
   std::weak_ptr<const void> lifetime() const { return lifetime_; }
+
+  // An object holding KJ state (an RPC session over a stream) whose user is a coroutine frame.
+  // A frame can outlive the loop (the io_context destroys suspended frames after the loop is
+  // gone), and KJ objects must not be destroyed without their loop. So the loop owns the
+  // object and destroys it first when it goes away; the frame holds an Adopted handle that
+  // destroys the object when the frame ends normally. Nothing is leaked either way.
+  template <typename T>
+  class Adopted {
+   public:
+    Adopted() = default;
+    Adopted(Adopted&& other) noexcept { *this = std::move(other); }
+    Adopted& operator=(Adopted&& other) noexcept {
+      Reset();
+      loop_ = other.loop_;
+      object_ = other.object_;
+      entry_ = other.entry_;
+      lifetime_ = std::move(other.lifetime_);
+      other.object_ = nullptr;
+      return *this;
+    }
+    ~Adopted() { Reset(); }
+    // Null once the loop destroyed the object.
+    T* get() const { return lifetime_.expired() ? nullptr : object_; }
+    T* operator->() const { return get(); }
+    // Destroys the object now (if the loop has not already).
+    void Reset() {
+      if (object_ != nullptr && !lifetime_.expired()) loop_->owned_.erase(entry_);
+      object_ = nullptr;
+    }
+
+   private:
+    friend class AsioKjLoop;
+    AsioKjLoop* loop_ = nullptr;
+    T* object_ = nullptr;
+    std::list<std::shared_ptr<void>>::iterator entry_;
+    std::weak_ptr<const void> lifetime_;
+  };
+  template <typename T>
+  Adopted<T> Adopt(std::unique_ptr<T> object) {
+    Adopted<T> handle;
+    handle.loop_ = this;
+    handle.object_ = object.get();
+    handle.entry_ = owned_.insert(owned_.end(), std::shared_ptr<T>(std::move(object)));
+    handle.lifetime_ = lifetime_;
+    return handle;
+  }
+  // Objects adopted and not yet released (for tests).
+  std::size_t adopted() const { return owned_.size(); }
   // `promise`, or an OVERLOADED exception "<what> timed out" after `timeout`.
   template <typename T>
   kj::Promise<T> WithTimeout(kj::Promise<T> promise, std::chrono::milliseconds timeout,
@@ -93,6 +151,7 @@ class AsioKjLoop {
   kj::WaitScope wait_scope_;
   std::unique_ptr<ErrorHandler> error_handler_;
   kj::Own<kj::TaskSet> tasks_;
+  std::list<std::shared_ptr<void>> owned_;  // see Adopt
   std::shared_ptr<const void> lifetime_ = std::make_shared<int>(0);
 };
 

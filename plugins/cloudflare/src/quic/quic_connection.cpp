@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -271,10 +272,29 @@ struct QuicCallbacks {
 
 // ---------------------------------------------------------------------------------------------
 
+namespace {
+// Live objects, for tests that check nothing is leaked (connect/close churn).
+std::atomic<std::size_t> live_connections{0};
+std::atomic<std::size_t> live_streams{0};
+}  // namespace
+
 detail::StreamState::StreamState(const asio::any_io_executor& ex, std::int64_t stream_id)
     : id(stream_id), read_wait(ex), write_wait(ex) {
   InitSignal(read_wait);
   InitSignal(write_wait);
+  live_streams.fetch_add(1, std::memory_order_relaxed);
+}
+
+detail::StreamState::~StreamState() {
+  live_streams.fetch_sub(1, std::memory_order_relaxed);
+}
+
+std::size_t detail::StreamState::live() {
+  return live_streams.load(std::memory_order_relaxed);
+}
+
+std::size_t QuicConnection::live() {
+  return live_connections.load(std::memory_order_relaxed);
 }
 
 QuicConnection::QuicConnection(Role role, const asio::any_io_executor& ex,
@@ -296,9 +316,11 @@ QuicConnection::QuicConnection(Role role, const asio::any_io_executor& ex,
   InitSignal(closed_wait_);
   conn_ref_.get_conn = QuicCallbacks::GetConn;
   conn_ref_.user_data = this;
+  live_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
 QuicConnection::~QuicConnection() {
+  live_connections.fetch_sub(1, std::memory_order_relaxed);
   if (conn_ != nullptr && !closed_) {
     // Last handle dropped while open: tell the peer instead of letting it time out.
     ngtcp2_connection_close_error ccerr;

@@ -94,6 +94,11 @@ struct UdpLink {
 class StreamState {
  public:
   StreamState(const boost::asio::any_io_executor& ex, std::int64_t id);
+  ~StreamState();
+  StreamState(const StreamState&) = delete;
+  StreamState& operator=(const StreamState&) = delete;
+  // Stream states alive in this process (for leak tests).
+  static std::size_t live();
 
   struct Chunk {
     std::vector<std::uint8_t> data;
@@ -141,6 +146,8 @@ class QuicConnection : public std::enable_shared_from_this<QuicConnection> {
   using StreamHandler = std::function<void(std::shared_ptr<QuicStream>)>;
 
   ~QuicConnection();
+  // Connections alive in this process, either role (for leak and churn tests).
+  static std::size_t live();
   QuicConnection(const QuicConnection&) = delete;
   QuicConnection& operator=(const QuicConnection&) = delete;
 

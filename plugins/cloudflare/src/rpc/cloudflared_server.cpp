@@ -54,25 +54,16 @@ struct Session {
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc_system;
 };
 
-// Owns the session; if the frame holding it is destroyed after the KJ loop (the io_context
-// shutting down with the stream still open), the session is leaked rather than destroyed on a
-// dead loop.
-struct SessionHolder {
-  std::unique_ptr<Session> session;
-  std::weak_ptr<const void> loop;
-  ~SessionHolder() {
-    if (loop.expired()) (void)session.release();
-  }
-};
-
 }  // namespace
 
 boost::asio::awaitable<void> ServeCloudflaredRpc(AsioKjLoop& loop, std::shared_ptr<Stream> stream,
                                                  std::chrono::milliseconds limit,
                                                  std::shared_ptr<spdlog::logger> logger) {
   auto raw = stream;
-  SessionHolder holder{std::make_unique<Session>(std::move(stream), logger), loop.lifetime()};
-  auto& session = holder.session;
+  // Owned by the loop: if this frame is destroyed after the loop (the io_context shutting down
+  // with the stream still open), the loop has already destroyed the session, and with it the
+  // stream handle (which keeps its QUIC connection alive).
+  auto session = loop.Adopt(std::make_unique<Session>(std::move(stream), logger));
   try {
     // Named, not a temporary inside the co_await expression (g++ 12 destroys those twice).
     kj::Promise<void> ended =
@@ -81,7 +72,7 @@ boost::asio::awaitable<void> ServeCloudflaredRpc(AsioKjLoop& loop, std::shared_p
   } catch (const std::exception& e) {
     logger->debug("RPC stream from the edge ended: {}", e.what());
   }
-  session.reset();
+  session.Reset();
   raw->Reset();
 }
 

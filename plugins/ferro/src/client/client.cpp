@@ -243,19 +243,24 @@ asio::awaitable<session::SessionOutcome> FerroClient::ConnectOnce(
   logger_->info("connected to {} as tunnel '{}' (session {}, {}{})", settings_.server, tunnel,
                 UuidToString(ack->session_id), tls_ ? "TLS" : "TCP", flow ? ", tk-flow" : "");
   control.MarkConnected("tunnel " + tunnel);
-  asio::co_spawn(io_, Heartbeats(connection), asio::detached);
+  auto heartbeat = std::make_shared<asio::steady_timer>(io_);
+  asio::co_spawn(io_, Heartbeats(connection, heartbeat), asio::detached);
   while (!state->done) co_await state->closed.Wait();
+  // The heartbeat loop holds the connection: wake it now rather than up to an interval later
+  // (a client reconnecting or stopping would otherwise keep each old connection for 30 s).
+  heartbeat->cancel();
   if (control.stop_requested()) co_return SessionOutcome::Stopped(state->reason);
   co_return SessionOutcome::Transient(state->reason);
 }
 
-asio::awaitable<void> FerroClient::Heartbeats(std::shared_ptr<Connection> connection) {
-  asio::steady_timer timer(io_);
+asio::awaitable<void> FerroClient::Heartbeats(std::shared_ptr<Connection> connection,
+                                              std::shared_ptr<asio::steady_timer> timer) {
+  auto self = shared_from_this();  // settings_ is read after every wait
   while (!connection->closed()) {
     connection->Send(Heartbeat{UnixMillis()}, StreamPriority::kCritical);
-    timer.expires_after(settings_.heartbeat_interval);
+    timer->expires_after(settings_.heartbeat_interval);
     boost::system::error_code ec;
-    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
 }
 

@@ -12,6 +12,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "transport/tls.hpp"
 #include "tunnelkit/session/supervisor.hpp"
@@ -70,7 +71,9 @@ class FerroClient : public std::enable_shared_from_this<FerroClient> {
  private:
   boost::asio::awaitable<session::SessionOutcome> ConnectOnce(session::SessionControl& control);
   boost::asio::awaitable<std::unique_ptr<Stream>> Dial(std::string& reason);
-  boost::asio::awaitable<void> Heartbeats(std::shared_ptr<Connection> connection);
+  // Until the connection closes; the session cancels `timer` when it ends.
+  boost::asio::awaitable<void> Heartbeats(std::shared_ptr<Connection> connection,
+                                          std::shared_ptr<boost::asio::steady_timer> timer);
   boost::asio::awaitable<void> ServeStream(std::shared_ptr<MuxStream> stream);
 
   boost::asio::io_context& io_;

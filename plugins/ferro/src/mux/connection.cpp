@@ -1,6 +1,7 @@
 #include "mux/connection.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
@@ -40,10 +41,22 @@ constexpr std::size_t kMaxBatchBytes = 512 * 1024;  // bounds the joined buffer 
 constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr std::size_t kTlsRecordPlaintext = 16 * 1024;
 
+// Live objects, for tests that check nothing is leaked (connection churn).
+std::atomic<std::size_t> live_streams{0};
+std::atomic<std::size_t> live_connections{0};
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // MuxStream
+
+std::size_t MuxStream::live() {
+  return live_streams.load(std::memory_order_relaxed);
+}
+
+MuxStream::~MuxStream() {
+  live_streams.fetch_sub(1, std::memory_order_relaxed);
+}
 
 MuxStream::MuxStream(std::shared_ptr<Connection> connection, std::uint32_t id, Protocol protocol,
                      StreamPriority priority, std::uint32_t window)
@@ -55,7 +68,9 @@ MuxStream::MuxStream(std::shared_ptr<Connection> connection, std::uint32_t id, P
       recv_window_(window),
       readable_(connection_->get_executor()),
       drained_(connection_->get_executor()),
-      credit_(connection_->get_executor()) {}
+      credit_(connection_->get_executor()) {
+  live_streams.fetch_add(1, std::memory_order_relaxed);
+}
 
 asio::any_io_executor MuxStream::get_executor() {
   return connection_->get_executor();
@@ -430,9 +445,16 @@ Connection::Connection(std::unique_ptr<Stream> transport, FrameDecoder decoder, 
       space_(executor_),
       last_received_(std::chrono::steady_clock::now()) {
   if (options_.kernel_splice) tcp_ = dynamic_cast<TcpSocketStream*>(transport_.get());
+  live_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
-Connection::~Connection() = default;
+Connection::~Connection() {
+  live_connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+std::size_t Connection::live() {
+  return live_connections.load(std::memory_order_relaxed);
+}
 
 void Connection::Start(StreamHandler on_stream, ControlHandler on_control,
                        ClosedHandler on_closed) {

@@ -48,6 +48,9 @@ class MuxStream final : public Stream, public std::enable_shared_from_this<MuxSt
  public:
   MuxStream(std::shared_ptr<Connection> connection, std::uint32_t id, Protocol protocol,
             StreamPriority priority, std::uint32_t window);
+  ~MuxStream() override;
+  // Streams alive in this process (leak and churn tests).
+  static std::size_t live();
 
   boost::asio::any_io_executor get_executor() override;
   boost::asio::awaitable<IoResult> ReadSome(boost::asio::mutable_buffer buffer) override;
@@ -176,6 +179,8 @@ class Connection final : public std::enable_shared_from_this<Connection> {
   Connection(std::unique_ptr<Stream> transport, FrameDecoder decoder, Options options,
              std::shared_ptr<spdlog::logger> logger);
   ~Connection();
+  // Connections alive in this process, either side (leak and churn tests).
+  static std::size_t live();
 
   // Starts the read and write loops. Handlers run on the connection's executor.
   void Start(StreamHandler on_stream, ControlHandler on_control, ClosedHandler on_closed);

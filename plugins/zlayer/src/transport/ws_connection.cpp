@@ -2,6 +2,8 @@
 
 #include <libwebsockets.h>
 
+#include <atomic>
+
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -11,6 +13,14 @@
 namespace tunnelkit::zlayer::transport {
 
 namespace asio = boost::asio;
+
+namespace {
+std::atomic<std::size_t> live_connections{0};  // for leak and churn tests
+}  // namespace
+
+std::size_t WsConnection::live() {
+  return live_connections.load(std::memory_order_relaxed);
+}
 
 WsConnection::WsConnection(asio::io_context& io, WsLoop& loop, std::shared_ptr<WsShared> shared)
     : io_(io),
@@ -22,9 +32,11 @@ WsConnection::WsConnection(asio::io_context& io, WsLoop& loop, std::shared_ptr<W
       state_timer_(io) {
   recv_wake_.expires_at(asio::steady_timer::time_point::max());
   send_wake_.expires_at(asio::steady_timer::time_point::max());
+  live_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
 WsConnection::~WsConnection() {
+  live_connections.fetch_sub(1, std::memory_order_relaxed);
   // Nobody reads any more: let the lws side close (outstanding posts find no owner).
   if (!closed_ && !close_sent_) {
     {

@@ -66,6 +66,8 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
 
   WsConnection(boost::asio::io_context& io, WsLoop& loop, std::shared_ptr<WsShared> shared);
   ~WsConnection();
+  // Connections alive in this process, control and data (leak and churn tests).
+  static std::size_t live();
   WsConnection(const WsConnection&) = delete;
   WsConnection& operator=(const WsConnection&) = delete;
 
