@@ -2,13 +2,15 @@
 # Everything a fresh Debian 12 machine needs to run tunnelkit's tests: install the packages,
 # configure, build, run ctest. Set TUNNELKIT_SANITIZE=1 to also build the suite with
 # ASan+UBSan in build-asan/ (-O1, no benchmarks) and run the whole of it there; any sanitizer
-# report, also from a child process (tunnelctl, cfedge), fails the run.
+# report, also from a child process (tunnelctl, cfedge), fails the run. A short
+# fuzz smoke (tools/fuzz.sh, clang) runs last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash tools/setup-debian.sh
 
 jobs=$(nproc)
+status=0
 configure() {
   local dir=$1
   shift
@@ -34,7 +36,6 @@ if [ "${TUNNELKIT_SANITIZE:-0}" = 1 ]; then
   mkdir -p "$reports"
   # Full stacks for allocations: with fast unwinding they stop inside libcrypto (no frame
   # pointers) and the libwebsockets suppressions never match.
-  status=0
   ASAN_OPTIONS="fast_unwind_on_malloc=0:log_path=$reports/asan" \
     LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0" \
     UBSAN_OPTIONS="print_stacktrace=1:log_path=$reports/ubsan" \
@@ -47,5 +48,11 @@ if [ "${TUNNELKIT_SANITIZE:-0}" = 1 ]; then
     done
     status=1
   fi
-  exit "$status"
 fi
+
+# Fuzz smoke: every libFuzzer target (tests/fuzz, clang) for TUNNELKIT_FUZZ_SECONDS each, one per
+# core at a time; any finding fails the run. TUNNELKIT_FUZZ_SMOKE=0 skips it.
+if [ "${TUNNELKIT_FUZZ_SMOKE:-1}" = 1 ]; then
+  bash tools/fuzz.sh -t "${TUNNELKIT_FUZZ_SECONDS:-20}" -j "$jobs" || status=$?
+fi
+exit "$status"

@@ -7,6 +7,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache git curl ca-certificates
   clang-format
+  clang libclang-rt-14-dev
   libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev gnutls-bin
   libssl-dev openssl
   capnproto libcapnp-dev

@@ -1,4 +1,5 @@
 // fuzz-links: tunnelkit_cloudflare_core
+// fuzz-sources: plugins/cloudflare/src/discovery/dns_codec.cpp
 // DNS responses as edge discovery decodes them: any input either decodes or fails with a
 // message; decoded SRV targets re-encode as query names within the limits.
 #include <cstdint>

@@ -11,6 +11,7 @@
 
 #include "tunnelkit/config/config_loader.hpp"
 #include "tunnelkit/metrics/registry.hpp"
+#include "admin_exchange.hpp"
 
 namespace tunnelkit::admin {
 
@@ -22,7 +23,6 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr auto kIdleTimeout = std::chrono::seconds(30);
-constexpr std::uint32_t kHeaderLimit = 8 * 1024;
 
 std::string ReadyJson(unsigned status, std::uint32_t connections) {
   return "{\"status\":" + std::to_string(status) +
@@ -51,8 +51,7 @@ class AdminServer::Connection : public std::enable_shared_from_this<Connection> 
  private:
   void Read() {
     parser_.emplace();
-    parser_->header_limit(kHeaderLimit);
-    parser_->body_limit(0);
+    LimitRequest(*parser_);
     stream_.expires_after(kIdleTimeout);
     http::async_read(
         stream_, buffer_, *parser_,
@@ -68,25 +67,8 @@ class AdminServer::Connection : public std::enable_shared_from_this<Connection> 
       }
       return Finish();
     }
-    const auto& request = parser_->get();
-    auto response = std::make_shared<http::response<http::string_body>>();
-    response->version(request.version());
-    response->set(http::field::server, "tunnelkit");
-    response->set(http::field::cache_control, "no-store");
-    if (request.method() != http::verb::get && request.method() != http::verb::head) {
-      response->result(http::status::method_not_allowed);
-      response->set(http::field::allow, "GET, HEAD");
-      response->set(http::field::content_type, "text/plain");
-      response->body() = "method not allowed\n";
-    } else {
-      Response r = server_->Handle(std::string(request.target()));
-      response->result(r.status);
-      response->set(http::field::content_type, r.content_type);
-      response->body() = std::move(r.body);
-    }
-    response->keep_alive(request.keep_alive());
-    response->prepare_payload();
-    if (request.method() == http::verb::head) response->body().clear();
+    auto response = std::make_shared<AdminResponse>(Respond(
+        parser_->get(), [this](const std::string& target) { return server_->Handle(target); }));
     const bool keep = response->keep_alive();
     http::async_write(
         stream_, *response,

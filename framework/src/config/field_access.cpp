@@ -15,6 +15,45 @@ namespace pb = google::protobuf;
 
 namespace {
 
+// Well-formed UTF-8 (RFC 3629: shortest forms, no surrogates, at most U+10FFFF). Protobuf
+// `string` fields must hold it: a file's raw bytes would make a message that does not
+// serialise and renders (RenderYaml) as a different string.
+bool IsUtf8(std::string_view text) {
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    std::size_t length = 0;
+    std::uint32_t code = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      length = 2;
+      code = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      length = 3;
+      code = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      length = 4;
+      code = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + length > text.size()) return false;
+    for (std::size_t k = 1; k < length; ++k) {
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xC0) != 0x80) return false;
+      code = (code << 6) | (next & 0x3F);
+    }
+    if ((length == 3 && (code < 0x800 || (code >= 0xD800 && code <= 0xDFFF))) ||
+        (length == 4 && (code < 0x10000 || code > 0x10FFFF))) {
+      return false;
+    }
+    i += length;
+  }
+  return true;
+}
+
 std::string Lower(std::string_view text) {
   std::string out(text);
   for (auto& c : out) {
@@ -157,6 +196,9 @@ std::string SetFromText(pb::Message& message, const pb::FieldDescriptor* field,
   }
   switch (field->cpp_type()) {
     case pb::FieldDescriptor::CPPTYPE_STRING: {
+      if (field->type() == pb::FieldDescriptor::TYPE_STRING && !IsUtf8(text)) {
+        return "not valid UTF-8";
+      }
       std::string value(text);
       if (repeated)
         reflection->AddString(&message, field, value);

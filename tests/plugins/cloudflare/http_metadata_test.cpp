@@ -62,6 +62,22 @@ TEST(HttpMetadata, ResponseStatusMustBeThreeDigits) {
   EXPECT_NE(DecodeResponseMetadata({}, decoded), "");
 }
 
+// Reasons quote the peer's bytes: they stay one line (no CR/LF/control bytes) and short.
+TEST(HttpMetadata, ErrorsStayOneLine) {
+  HttpResponseMeta response;
+  HttpRequestMeta request;
+  const std::string status_error = DecodeResponseMetadata({{"HttpStatus", "20\n"}}, response);
+  const std::string name_error =
+      DecodeRequestMetadata({{"HttpMethod", "GET"}, {"HttpHeader:a\r\nb", "v"}}, request);
+  const std::string value_error = DecodeRequestMetadata(
+      {{"HttpMethod", "GET"}, {"HttpHeader:X\n" + std::string(200, 'k'), "v\n"}}, request);
+  for (const std::string& error : {status_error, name_error, value_error}) {
+    EXPECT_NE(error, "");
+    EXPECT_EQ(error.find_first_of("\r\n"), std::string::npos) << error;
+    EXPECT_LT(error.size(), 160u) << error;
+  }
+}
+
 TEST(HttpMetadata, DestParts) {
   EXPECT_EQ(TargetFromDest("https://a.b/p/q?x=1"), "/p/q?x=1");
   EXPECT_EQ(TargetFromDest("https://a.b"), "/");

@@ -24,6 +24,16 @@ bool IsFieldValue(std::string_view text) {
   return text.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
 }
 
+// Peer text quoted in an error: at most 64 bytes, control bytes as '?', so that the reason
+// stays one line in a log whatever the peer sent.
+std::string Quote(std::string_view text) {
+  std::string out(text.substr(0, 64));
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return out;
+}
+
 void AppendHeaders(const HttpHeaderList& headers, std::vector<MetadataEntry>& out) {
   for (const auto& [name, value] : headers) {
     out.push_back({std::string(kMetaHttpHeaderPrefix) + name, value});
@@ -34,10 +44,10 @@ void AppendHeaders(const HttpHeaderList& headers, std::vector<MetadataEntry>& ou
 std::string TakeHeader(const MetadataEntry& entry, HttpHeaderList& headers) {
   std::string_view name = std::string_view(entry.key).substr(kMetaHttpHeaderPrefix.size());
   if (name.find(':') != std::string_view::npos) {
-    return "metadata key " + entry.key + " has more than one ':'";
+    return "metadata key " + Quote(entry.key) + " has more than one ':'";
   }
-  if (!IsToken(name)) return "metadata key " + entry.key + " is not a valid header name";
-  if (!IsFieldValue(entry.val)) return "metadata " + entry.key + " holds CR, LF or NUL";
+  if (!IsToken(name)) return "metadata key " + Quote(entry.key) + " is not a valid header name";
+  if (!IsFieldValue(entry.val)) return "metadata " + Quote(entry.key) + " holds CR, LF or NUL";
   headers.emplace_back(std::string(name), entry.val);
   return {};
 }
@@ -94,7 +104,7 @@ std::string DecodeResponseMetadata(const std::vector<MetadataEntry>& metadata,
     if (entry.key == kMetaHttpStatus) {
       const std::string& v = entry.val;
       if (v.size() != 3 || v.find_first_not_of("0123456789") != std::string::npos || v[0] == '0')
-        return "metadata HttpStatus \"" + v.substr(0, 16) + "\" is not a 3-digit status";
+        return "metadata HttpStatus \"" + Quote(v.substr(0, 16)) + "\" is not a 3-digit status";
       out.status = std::atoi(v.c_str());
       have_status = true;
     } else if (IsHeaderKey(entry.key)) {

@@ -13,10 +13,8 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/rfc7230.hpp>
-#include <boost/beast/websocket/rfc6455.hpp>
 
+#include "transport/upgrade_head.hpp"
 #include "tunnelkit/stream/deadline.hpp"
 #include "tunnelkit/stream/socket_stream.hpp"
 #include "tunnelkit/stream/splice.hpp"
@@ -26,7 +24,6 @@
 namespace tunnelkit::zlayer::transport {
 
 namespace asio = boost::asio;
-namespace http = boost::beast::http;
 using asio::ip::tcp;
 using boost::system::error_code;
 
@@ -36,17 +33,6 @@ std::string FormatEndpoint(const tcp::endpoint& endpoint) {
   const auto address = endpoint.address();
   if (address.is_v6()) return "[" + address.to_string() + "]:" + std::to_string(endpoint.port());
   return address.to_string() + ":" + std::to_string(endpoint.port());
-}
-
-// Which data subprotocol the upgrade asks for; nullopt: not a data upgrade.
-std::optional<DataKind> DataUpgradeKind(const UpgradeRequest& request) {
-  if (!boost::beast::websocket::is_upgrade(request)) return std::nullopt;
-  const auto protocols = request[http::field::sec_websocket_protocol];
-  for (const auto token : http::token_list(protocols)) {
-    if (token == kDataSubprotocol) return DataKind::kPerConnection;
-    if (token == kDataMuxSubprotocol) return DataKind::kShared;
-  }
-  return std::nullopt;
 }
 
 }  // namespace
@@ -196,11 +182,9 @@ asio::awaitable<void> FrontDoor::Serve(tcp::socket socket,
   head_end += 4;
   if (!*alive) co_return;
 
-  http::request_parser<http::empty_body> parser;
-  parser.header_limit(kMaxHead);
-  parser.put(asio::buffer(head.data(), head_end), ec);
+  UpgradeRequest request;
   const auto data_kind =
-      !ec && parser.is_header_done() ? DataUpgradeKind(parser.get()) : std::nullopt;
+      ParseDataUpgrade(std::string_view(head).substr(0, head_end), kMaxHead, request);
   if (data_kind) {
     deadline.Cancel();
     if (head.size() > head_end) {
@@ -210,7 +194,7 @@ asio::awaitable<void> FrontDoor::Serve(tcp::socket socket,
     std::string error;
     tcp::socket plain(executor);
     if (tcp) plain = std::move(tcp->socket());
-    auto data = co_await AcceptDataSocket(std::move(plain), std::move(tls), parser.get(), peer,
+    auto data = co_await AcceptDataSocket(std::move(plain), std::move(tls), request, peer,
                                           options_.head_timeout, *data_kind, error);
     if (!data) {
       log->info("data connection from {}: {}", peer, error);

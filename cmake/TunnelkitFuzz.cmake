@@ -1,0 +1,18 @@
+# Compiler settings of the libFuzzer build (-DTUNNELKIT_FUZZ=ON, CC=clang CXX=clang++).
+if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+  message(FATAL_ERROR "TUNNELKIT_FUZZ needs clang (CC=clang CXX=clang++), not ${CMAKE_CXX_COMPILER_ID}")
+endif()
+# Boost 1.74 enables co_await only for the compilers it knows (g++ >= 10, MSVC): clang 14 with
+# libstdc++ has <coroutine> too.
+add_compile_definitions(BOOST_ASIO_HAS_CO_AWAIT BOOST_ASIO_HAS_STD_COROUTINE)
+# Every source is instrumented for coverage and checked by ASan+UBSan; the fuzz entry points
+# link libFuzzer's main (tests/fuzz). -fsanitize=function stays off and must come after the
+# -fsanitize lists: clang 14 cannot assemble its checks in coroutine frames ("Cannot represent
+# a difference across sections").
+set(TUNNELKIT_FUZZ_SANITIZERS -fsanitize=address,undefined -fno-sanitize-recover=undefined
+    -fno-sanitize=function)
+add_compile_options(-fsanitize=fuzzer-no-link ${TUNNELKIT_FUZZ_SANITIZERS} -fno-omit-frame-pointer -g)
+add_link_options(${TUNNELKIT_FUZZ_SANITIZERS})
+# g++-only warning options used by the regular build are unknown to clang.
+add_compile_options(-Wno-unknown-warning-option)
+add_compile_definitions(TUNNELKIT_VERSION_STRING="${PROJECT_VERSION}")

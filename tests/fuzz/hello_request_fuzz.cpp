@@ -1,0 +1,66 @@
+// fuzz-links:
+// fuzz-libs: fuzz_framework_io tunnelkit_proto
+// The built-in hello-world origin (/, /echo, /bytes/N, /sse, /ws, /status/N, /headers) served
+// over an in-process connection, exactly as a tunnel reaches it: the input is what a client
+// sends (requests, bodies, WebSocket frames after an upgrade), then the client half-closes and
+// reads at most 256 KiB of the answer. Whatever the bytes, the server answers with HTTP or
+// closes; everything runs until nothing is left to do without waiting on a timer (an /sse
+// interval), then the client resets the connection.
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "tunnelkit/hello/hello_server.hpp"
+
+namespace asio = boost::asio;
+using namespace tunnelkit;
+
+namespace {
+
+constexpr std::size_t kReadLimit = 256 * 1024;
+
+void Drain(asio::io_context& io) {
+  // Bounded: a response never needs more steps than this within kReadLimit bytes.
+  for (int i = 0; i < 1'000'000 && io.poll() > 0; ++i) {
+  }
+}
+
+// Sends the input, half-closes, reads the answer (its first bytes into `head`). A named
+// coroutine, not a lambda inside the C entry point (g++ 12 mangles both the same).
+asio::awaitable<void> Converse(Stream& client, const std::string& input, std::string& head) {
+  IoResult written = co_await client.Write(asio::buffer(input));
+  if (!written.ec) co_await client.ShutdownWrite();
+  std::array<char, 16 * 1024> chunk;
+  std::size_t received = 0;
+  while (received < kReadLimit) {
+    IoResult r = co_await client.ReadSome(asio::buffer(chunk));
+    if (r.ec) break;
+    if (head.size() < 16) head.append(chunk.data(), std::min<std::size_t>(r.bytes, 16));
+    received += r.bytes;
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string input(reinterpret_cast<const char*>(data), size);
+  asio::io_context io;
+  std::unique_ptr<Stream> client = hello::ConnectInProcess(io.get_executor());
+  std::string head;  // the first bytes of the answer
+  asio::co_spawn(io, Converse(*client, input, head), asio::detached);
+  Drain(io);
+  // An answer, if any, is HTTP.
+  if (!head.empty() && head.size() >= 5 && head.rfind("HTTP/", 0) != 0) std::abort();
+  client->Reset();
+  Drain(io);
+  client.reset();
+  Drain(io);
+  return 0;
+}
