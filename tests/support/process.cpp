@@ -125,6 +125,9 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv,
                            const ChildLimits& limits) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  // Room for a burst of log lines between two reads (the default is 64 KiB): a child that
+  // fills the pipe blocks on its next log line.
+  fcntl(p[0], F_SETPIPE_SZ, 1 << 20);
   pid_ = Spawn(argv, env, p[1], p[1], limits);
   close(p[1]);
   fd_ = p[0];
