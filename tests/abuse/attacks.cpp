@@ -4,7 +4,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <mutex>
 #include <random>
+
+#include <gtest/gtest.h>
 
 namespace tunnelkit::abuse {
 
@@ -133,6 +136,38 @@ int AbortedDownloads(int port, const std::string& request, int count, int parall
     ::close(fd);
   });
   return aborted;
+}
+
+std::map<std::string, int> LeftOpen(int port, const std::vector<Payload>& payloads, int count,
+                                    int threads, Milliseconds wait) {
+  std::mutex mutex;
+  std::map<std::string, int> left_open;
+  RunParallel(count, threads, [&](int i) {
+    const Payload& payload = payloads[static_cast<std::size_t>(i) % payloads.size()];
+    const int fd = payload.websocket_path.empty() ? ConnectFrom(port)
+                                                  : OpenWebSocket(port, payload.websocket_path);
+    if (fd < 0) return;
+    WriteAll(fd, payload.bytes, 2s);
+    std::string reply;
+    const bool closed = WaitClosed(fd, wait, &reply);
+    // A WebSocket Close frame (0x88) from the server also ends it: the server then waits for
+    // our Close, which an attacker never sends.
+    const bool websocket_closed =
+        !payload.websocket_path.empty() && reply.find('\x88') != std::string::npos;
+    if (!closed && !websocket_closed && reply.rfind("HTTP/1.1 4", 0) != 0) {
+      std::lock_guard<std::mutex> lock(mutex);
+      ++left_open[payload.name];
+    }
+    ::close(fd);
+  });
+  return left_open;
+}
+
+void ExpectNoneLeftOpen(const std::map<std::string, int>& left_open) {
+  for (const auto& [name, count] : left_open) {
+    ADD_FAILURE() << count << " connections that sent '" << name
+                  << "' were neither closed nor refused";
+  }
 }
 
 int DescriptorsAfter(pid_t pid, Milliseconds settle) {

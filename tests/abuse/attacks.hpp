@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,6 +43,22 @@ void OpenIdle(int port, int count, SocketSet& held);
 // `budget` (each download at most 2 s). Returns how many got that far.
 int AbortedDownloads(int port, const std::string& request, int count, int parallel,
                      std::size_t read_bytes, Milliseconds budget = 15s);
+
+// A malformed input, named for failure messages.
+struct Payload {
+  std::string name;
+  std::string bytes;
+  std::string websocket_path = {};  // when set: sent as frames after a WebSocket upgrade
+};
+
+// Sends the payloads round robin on `count` attacker connections, `threads` at a time, and
+// returns per payload name how many connections the server left open `wait` later: neither
+// closed nor answered with a 4xx status (or a WebSocket Close). A connection refused outright
+// counts as closed.
+std::map<std::string, int> LeftOpen(int port, const std::vector<Payload>& payloads, int count,
+                                    int threads, Milliseconds wait);
+// One failure per payload that left connections open.
+void ExpectNoneLeftOpen(const std::map<std::string, int>& left_open);
 
 // Descriptors the process holds after `settle` of quiet.
 int DescriptorsAfter(pid_t pid, Milliseconds settle = 1s);

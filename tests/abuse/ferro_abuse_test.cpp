@@ -46,36 +46,24 @@ class FerroAbuse : public ::testing::Test {
 TEST_F(FerroAbuse, MalformedControlFramesCloseOnlyTheirConnection) {
   ASSERT_NO_FATAL_FAILURE(stack_.StartServer({.flags = {"--handshake-timeout", "2s"}}));
   ASSERT_NO_FATAL_FAILURE(stack_.StartClient());
-  const std::string handshake = FerroHandshake("wrong-token");
-  const std::vector<std::string> kinds = {
-      Junk(4096, 1),                                           // not a frame at all
-      std::string("\0\0\0\0\0", 5),                            // length 0
-      std::string("\x01\x00\x00\x01\x00", 5) + Junk(1000, 2),  // length 16 MiB + 1: oversize
-      std::string("\x00\x00\x00\x05\x07", 5) + "abcd",         // unknown frame type 7
-      std::string("\x00\x00\x00\x0a\x01\x00\x00\x00\x02\x00", 10) + "abcd",  // data first
-      FerroControlFrame(std::string("\xff\xff\xff\xff\xff", 5)),             // bad bincode
-      FerroControlFrame(std::string("\x00\xfb\x06\x00", 4) + "secret" +      // overlong varint
-                        std::string("\x00\x01\x01\x01\x05", 5) + "basic"),
-      handshake.substr(0, 9),  // truncated: the handshake timeout ends it
+  const std::vector<Payload> payloads = {
+      {"junk", Junk(4096, 1)},
+      {"length 0", std::string("\0\0\0\0\0", 5)},
+      {"length 16 MiB + 1", std::string("\x01\x00\x00\x01\x00", 5) + Junk(1000, 2)},
+      {"unknown frame type 7", std::string("\x00\x00\x00\x05\x07", 5) + "abcd"},
+      {"data before the handshake",
+       std::string("\x00\x00\x00\x0a\x01\x00\x00\x00\x02\x00", 10) + "abcd"},
+      {"bad bincode", FerroControlFrame(std::string("\xff\xff\xff\xff\xff", 5))},
+      {"overlong varint", FerroControlFrame(std::string("\x00\xfb\x06\x00", 4) + "secret" +
+                                            std::string("\x00\x01\x01\x01\x05", 5) + "basic")},
+      {"truncated handshake", FerroHandshake("wrong-token").substr(0, 9)},
   };
-  std::atomic<int> closed{0};
-  constexpr int kConnections = 200;
-  const Observation o = Attack(
-      [&] {
-        RunParallel(kConnections, 20, [&](int i) {
-          const int fd = ConnectFrom(stack_.control_port);
-          if (fd < 0) {  // refused outright: also closed
-            ++closed;
-            return;
-          }
-          WriteAll(fd, kinds[static_cast<std::size_t>(i) % kinds.size()], 2s);
-          if (WaitClosed(fd, 4s)) ++closed;
-          ::close(fd);
-        });
-      },
-      [&] { return Legitimate(); });
+  std::map<std::string, int> left_open;
+  const Observation o =
+      Attack([&] { left_open = LeftOpen(stack_.control_port, payloads, 200, 20, 4s); },
+             [&] { return Legitimate(); });
   ExpectHeld(o, 32 * kMiB, "malformed control frames");
-  EXPECT_EQ(closed.load(), kConnections) << "connections left open by the server";
+  ExpectNoneLeftOpen(left_open);
   EXPECT_NE(stack_.server.Output().find("handshake failed"), std::string::npos)
       << "no logged reason for a malformed frame";
   ExpectServesAfter("malformed control frames");
@@ -89,36 +77,26 @@ TEST_F(FerroAbuse, GarbageOnThePublicPortIsRefused) {
   std::string many_headers = "GET / HTTP/1.1\r\nHost: app\r\n";
   for (int i = 0; i < 300; ++i) many_headers += "X-H" + std::to_string(i) + ": v\r\n";
   many_headers += "\r\n";
-  const std::vector<std::string> kinds = {
+  const std::vector<Payload> payloads = {
       // Junk and a TLS ClientHello, each ended by a blank line (without one the server waits
       // for the rest of the head: there is no head timeout, see docs/reliability.md).
-      Junk(4096, 3) + "\r\n\r\n",
-      "GET / HTTP/1.1\r\nHost: app\r\nX-Long: " + std::string(256 * 1024, 'a') + "\r\n\r\n",
-      std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11) + Junk(500, 4) + "\r\n\r\n",
-      many_headers,
-      "GET / HTTP/1.1\r\nHost: app\r\nHost: other\r\n\r\n",  // two Host headers: 400
-      "POST /echo HTTP/1.1\r\nHost: app\r\nContent-Length: 5\r\nTransfer-Encoding: "
-      "chunked\r\n\r\n0\r\n\r\n",
+      {"junk", Junk(4096, 3) + "\r\n\r\n"},
+      {"256 KiB header line",
+       "GET / HTTP/1.1\r\nHost: app\r\nX-Long: " + std::string(256 * 1024, 'a') + "\r\n\r\n"},
+      {"TLS ClientHello",
+       std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11) + Junk(500, 4) + "\r\n\r\n"},
+      {"300 headers", many_headers},
+      {"two Host headers", "GET / HTTP/1.1\r\nHost: app\r\nHost: other\r\n\r\n"},
+      {"Content-Length and chunked",
+       "POST /echo HTTP/1.1\r\nHost: app\r\nContent-Length: 5\r\nTransfer-Encoding: "
+       "chunked\r\n\r\n0\r\n\r\n"},
   };
-  std::atomic<int> ended{0};
-  constexpr int kConnections = 180;
-  const Observation o = Attack(
-      [&] {
-        RunParallel(kConnections, 20, [&](int i) {
-          const int fd = ConnectFrom(stack_.http_port);
-          if (fd < 0) {  // refused outright: also closed
-            ++ended;
-            return;
-          }
-          WriteAll(fd, kinds[static_cast<std::size_t>(i) % kinds.size()], 2s);
-          std::string reply;
-          if (WaitClosed(fd, 5s, &reply) || reply.rfind("HTTP/1.1 4", 0) == 0) ++ended;
-          ::close(fd);
-        });
-      },
-      [&] { return Legitimate(); });
+  std::map<std::string, int> left_open;
+  const Observation o =
+      Attack([&] { left_open = LeftOpen(stack_.http_port, payloads, 180, 20, 5s); },
+             [&] { return Legitimate(); });
   ExpectHeld(o, 32 * kMiB, "garbage on the public port");
-  EXPECT_EQ(ended.load(), kConnections);
+  ExpectNoneLeftOpen(left_open);
   ExpectServesAfter("garbage on the public port");
 }
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <map>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -48,44 +49,24 @@ class ZlayerAbuse : public ::testing::Test {
 TEST_F(ZlayerAbuse, MalformedFrontDoorInputClosesOnlyItsConnection) {
   ASSERT_NO_FATAL_FAILURE(stack_.StartServer());
   ASSERT_NO_FATAL_FAILURE(stack_.StartLink());
-  // Sent after the upgrade, as WebSocket frames.
-  const std::vector<std::string> after_upgrade = {
-      WebSocketBinaryHeader(64) + Junk(64, 7),                            // not a zlayer message
-      WebSocketBinaryHeader(5) + std::string("\x01\xff\xff\xff\xff", 5),  // Auth, length 4 GiB
-      WebSocketBinaryHeader(1ull << 40) + Junk(4096, 8),                  // a 1 TiB frame announced
-      std::string("\x81\x85\0\0\0\0hello", 11),                           // text, not Auth
-      Junk(512, 9),                                                       // not even a frame
+  const std::vector<Payload> payloads = {
+      {"junk message", WebSocketBinaryHeader(64) + Junk(64, 7), kPath},
+      {"Auth of length 4 GiB", WebSocketBinaryHeader(5) + std::string("\x01\xff\xff\xff\xff", 5),
+       kPath},
+      {"1 TiB frame", WebSocketBinaryHeader(1ull << 40) + Junk(4096, 8), kPath},
+      {"text frame", std::string("\x81\x85\0\0\0\0hello", 11), kPath},
+      {"junk after the upgrade", Junk(512, 9), kPath},
+      {"junk", Junk(4096, 10) + "\r\n\r\n"},
+      {"no upgrade", "GET /tunnel/v1 HTTP/1.1\r\nHost: x\r\n\r\n"},
+      {"200 KiB header",
+       "GET /tunnel/v1 HTTP/1.1\r\nHost: x\r\nX: " + std::string(200 * 1024, 'a') + "\r\n\r\n"},
   };
-  // Sent instead of an upgrade.
-  const std::vector<std::string> raw = {
-      Junk(4096, 10),
-      "GET /tunnel/v1 HTTP/1.1\r\nHost: x\r\n\r\n",  // no upgrade
-      "GET /tunnel/v1 HTTP/1.1\r\nHost: x\r\nX: " + std::string(200 * 1024, 'a') + "\r\n\r\n",
-  };
-  constexpr int kConnections = 160;
-  std::atomic<int> closed{0};
-  const Observation o = Attack(
-      [&] {
-        RunParallel(kConnections, 40, [&](int i) {
-          const auto k = static_cast<std::size_t>(i);
-          int fd = -1;
-          if (k % 2 == 0) {
-            fd = OpenWebSocket(stack_.control_port, kPath);
-            if (fd >= 0) WriteAll(fd, after_upgrade[(k / 2) % after_upgrade.size()], 2s);
-          } else {
-            fd = ConnectFrom(stack_.control_port);
-            if (fd >= 0) WriteAll(fd, raw[(k / 2) % raw.size()], 2s);
-          }
-          std::string reply;
-          if (fd < 0 || WaitClosed(fd, 12s, &reply) || reply.rfind("HTTP/1.1 4", 0) == 0) {
-            ++closed;  // closed, or refused with an error status
-          }
-          if (fd >= 0) ::close(fd);
-        });
-      },
-      [&] { return Legitimate(); });
+  std::map<std::string, int> left_open;
+  const Observation o =
+      Attack([&] { left_open = LeftOpen(stack_.control_port, payloads, 160, 40, 12s); },
+             [&] { return Legitimate(); });
   ExpectHeld(o, 32 * kMiB, "malformed front-door input");
-  EXPECT_EQ(closed.load(), kConnections) << "connections left open by the server";
+  ExpectNoneLeftOpen(left_open);
   ExpectServesAfter("malformed front-door input");
 }
 
