@@ -277,5 +277,26 @@ TEST_F(CloudflareFaults, BlackholeIsDetectedAndTheTunnelRegistersAgain) {
             << " ms after the path healed\n";
 }
 
+// Loss in one direction only (edge -> client): the client hears nothing and gives the
+// connection up after QUIC's idle timeout, while the edge, still receiving the client's last
+// packets, holds it a few seconds more. The new registration may be refused as a duplicate
+// (EDUPCONN) meanwhile; that must not end the tunnel: it registers again within 20 s of the
+// heal and serves.
+TEST_F(CloudflareFaults, OneWayLossIsDetectedAndTheTunnelRegistersAgain) {
+  ASSERT_NO_FATAL_FAILURE(Start({"--retries", "20"}));
+  path_->Blackhole(ImpairProxy::Direction::kToClient);
+  EXPECT_TRUE(client_.WaitForOutput("connection 0 to the edge was lost", 8s))
+      << "the client did not notice the dead path";
+  const auto healed = Clock::now();
+  path_->Heal();
+  EXPECT_TRUE(
+      WaitUntil([&] { return Occurrences(client_.Output(), "connection 0 registered") >= 2; }, 20s))
+      << "not registered again 20 s after the path healed";
+  EXPECT_TRUE(WaitUntil([&] { return LegitGet(http_port_, host_, "/", 2s).status == 200; }, 5s));
+  std::cout << "[ faults   ] cloudflare serving again "
+            << std::chrono::duration_cast<Milliseconds>(Clock::now() - healed).count()
+            << " ms after the path healed\n";
+}
+
 }  // namespace
 }  // namespace tunnelkit::abuse

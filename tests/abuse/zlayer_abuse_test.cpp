@@ -44,8 +44,8 @@ class ZlayerAbuse : public ::testing::Test {
 };
 
 // Malformed input on the front door, before authentication: each connection is refused (an
-// error status) or closed within 12 s (the 10 s wait for Auth at most), and nothing else is
-// disturbed.
+// error status) or closed within 15 s (the 10 s wait for Auth at most, plus a margin for a
+// loaded machine), and nothing else is disturbed.
 TEST_F(ZlayerAbuse, MalformedFrontDoorInputClosesOnlyItsConnection) {
   ASSERT_NO_FATAL_FAILURE(stack_.StartServer());
   ASSERT_NO_FATAL_FAILURE(stack_.StartLink());
@@ -63,7 +63,7 @@ TEST_F(ZlayerAbuse, MalformedFrontDoorInputClosesOnlyItsConnection) {
   };
   std::map<std::string, int> left_open;
   const Observation o =
-      Attack([&] { left_open = LeftOpen(stack_.control_port, payloads, 160, 40, 12s); },
+      Attack([&] { left_open = LeftOpen(stack_.control_port, payloads, 160, 80, 15s); },
              [&] { return Legitimate(); });
   ExpectHeld(o, 32 * kMiB, "malformed front-door input");
   ExpectNoneLeftOpen(left_open);

@@ -71,7 +71,10 @@ class ImpairProxy::Impl {
     std::lock_guard<std::mutex> lock(mutex_);
     impairment_ = impairment;
   }
-  void SetBlackhole(bool on) { blackholed_ = on; }
+  void SetBlackhole(Direction direction, bool on) {
+    if (direction != Direction::kToClient) to_server_blackholed_ = on;
+    if (direction != Direction::kToServer) to_client_blackholed_ = on;
+  }
 
   void CutConnections() {
     asio::post(io_, [this] {
@@ -94,8 +97,9 @@ class ImpairProxy::Impl {
 
  private:
   // ---- TCP ----
-  struct Direction {
-    explicit Direction(asio::any_io_executor executor) : wake(executor) {}
+  struct Lane {  // one direction of a TCP connection
+    Lane(asio::any_io_executor executor, const std::atomic<bool>& blackholed_flag)
+        : wake(executor), blackholed(blackholed_flag) {}
     struct Chunk {
       std::string bytes;
       std::size_t offset = 0;
@@ -106,14 +110,17 @@ class ImpairProxy::Impl {
     Clock::time_point last_due{};
     bool eof = false;
     asio::steady_timer wake;  // the writer waits on it; the reader cancels it after a push
+    const std::atomic<bool>& blackholed;  // this direction forwards nothing while set
   };
 
   struct Connection {
-    Connection(tcp::socket client_socket, tcp::socket server_socket)
+    Connection(tcp::socket client_socket, tcp::socket server_socket,
+               const std::atomic<bool>& to_server_blackholed,
+               const std::atomic<bool>& to_client_blackholed)
         : client(std::move(client_socket)),
           server(std::move(server_socket)),
-          up(client.get_executor()),
-          down(client.get_executor()) {}
+          up(client.get_executor(), to_server_blackholed),
+          down(client.get_executor(), to_client_blackholed) {}
     void Close() {
       if (closed) return;
       closed = true;
@@ -131,8 +138,8 @@ class ImpairProxy::Impl {
     }
     tcp::socket client;
     tcp::socket server;
-    Direction up;    // client -> server
-    Direction down;  // server -> client
+    Lane up;    // client -> server
+    Lane down;  // server -> client
     bool closed = false;
     int finished_writers = 0;
   };
@@ -174,7 +181,8 @@ class ImpairProxy::Impl {
 
   asio::awaitable<void> Serve(tcp::socket client) {
     // A blackholed path does not reach the server: hold the connection until it heals.
-    while (blackholed_ && client.is_open()) co_await Sleep(kPollInterval);
+    while ((to_server_blackholed_ || to_client_blackholed_) && client.is_open())
+      co_await Sleep(kPollInterval);
     tcp::socket server(io_);
     boost::system::error_code ec;
     co_await server.async_connect(upstream_, asio::redirect_error(asio::use_awaitable, ec));
@@ -182,7 +190,8 @@ class ImpairProxy::Impl {
       client.set_option(asio::socket_base::linger(true, 0), ec);
       co_return;  // the client sees a reset, as the server's refusal would look
     }
-    auto connection = std::make_shared<Connection>(std::move(client), std::move(server));
+    auto connection = std::make_shared<Connection>(std::move(client), std::move(server),
+                                                   to_server_blackholed_, to_client_blackholed_);
     connection->client.set_option(tcp::no_delay(true), ec);
     connection->server.set_option(tcp::no_delay(true), ec);
     std::erase_if(connections_, [](const auto& weak) { return weak.expired(); });
@@ -194,10 +203,10 @@ class ImpairProxy::Impl {
   }
 
   asio::awaitable<void> Read(std::shared_ptr<Connection> connection, tcp::socket& from,
-                             Direction& direction) {
+                             Lane& direction) {
     std::string buffer(kReadSize, '\0');
     while (!connection->closed) {
-      if (blackholed_ || direction.queued_bytes >= kMaxQueuedBytes) {
+      if (direction.blackholed || direction.queued_bytes >= kMaxQueuedBytes) {
         co_await Sleep(kPollInterval);
         continue;
       }
@@ -224,7 +233,7 @@ class ImpairProxy::Impl {
   }
 
   asio::awaitable<void> Write(std::shared_ptr<Connection> connection, tcp::socket& to,
-                              Direction& direction) {
+                              Lane& direction) {
     while (!connection->closed) {
       boost::system::error_code ec;
       if (direction.queue.empty()) {
@@ -243,7 +252,7 @@ class ImpairProxy::Impl {
         co_await direction.wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         continue;
       }
-      if (blackholed_) {
+      if (direction.blackholed) {
         co_await Sleep(kPollInterval);
         continue;
       }
@@ -298,7 +307,7 @@ class ImpairProxy::Impl {
           ++connections_seen_;
           asio::co_spawn(io_, ReceiveFromServer(peer), asio::detached);
         }
-        Deliver(buffer.substr(0, n), [peer](const std::string& datagram) {
+        Deliver(buffer.substr(0, n), to_server_blackholed_, [peer](const std::string& datagram) {
           boost::system::error_code ignored;
           peer->upstream.send(asio::buffer(datagram), 0, ignored);
         });
@@ -317,18 +326,19 @@ class ImpairProxy::Impl {
         const std::size_t n = peer->upstream.receive(asio::buffer(buffer), 0, ec);
         if (ec == asio::error::would_block) break;
         if (ec) continue;  // connection_refused while the server is down: keep listening
-        Deliver(buffer.substr(0, n), [this, peer](const std::string& datagram) {
-          boost::system::error_code ignored;
-          front_.send_to(asio::buffer(datagram), peer->client, 0, ignored);
-        });
+        Deliver(buffer.substr(0, n), to_client_blackholed_,
+                [this, peer](const std::string& datagram) {
+                  boost::system::error_code ignored;
+                  front_.send_to(asio::buffer(datagram), peer->client, 0, ignored);
+                });
       }
     }
   }
 
   template <typename Send>
-  void Deliver(std::string datagram, Send send) {
+  void Deliver(std::string datagram, const std::atomic<bool>& blackholed, Send send) {
     const Impairment impairment = Snapshot();
-    if (blackholed_ || Chance(impairment.loss)) {
+    if (blackholed || Chance(impairment.loss)) {
       ++dropped_;
       return;
     }
@@ -361,7 +371,8 @@ class ImpairProxy::Impl {
   int port_ = 0;
   std::mutex mutex_;
   Impairment impairment_;
-  std::atomic<bool> blackholed_{false};
+  std::atomic<bool> to_server_blackholed_{false};
+  std::atomic<bool> to_client_blackholed_{false};
   std::mt19937_64 rng_{20261207};
   std::atomic<std::uint64_t> connections_seen_{0};
   std::atomic<std::uint64_t> forwarded_{0};
@@ -380,11 +391,11 @@ int ImpairProxy::port() const {
 void ImpairProxy::Set(const Impairment& impairment) {
   impl_->Set(impairment);
 }
-void ImpairProxy::Blackhole() {
-  impl_->SetBlackhole(true);
+void ImpairProxy::Blackhole(Direction direction) {
+  impl_->SetBlackhole(direction, true);
 }
 void ImpairProxy::Heal() {
-  impl_->SetBlackhole(false);
+  impl_->SetBlackhole(Direction::kBoth, false);
 }
 void ImpairProxy::CutConnections() {
   impl_->CutConnections();

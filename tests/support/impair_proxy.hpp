@@ -42,6 +42,7 @@ struct ImpairStats {
 class ImpairProxy {
  public:
   enum class Protocol { kTcp, kUdp };
+  enum class Direction { kBoth, kToServer, kToClient };
 
   ImpairProxy(Protocol protocol, int upstream_port);
   ~ImpairProxy();
@@ -52,7 +53,8 @@ class ImpairProxy {
 
   void Set(const Impairment& impairment);
   // 100 % loss until Heal(): UDP drops every datagram; TCP forwards nothing, closes nothing.
-  void Blackhole();
+  // One direction only: a one-way outage (the other direction still flows).
+  void Blackhole(Direction direction = Direction::kBoth);
   void Heal();
   // Closes every proxied TCP connection at once (both sides see a reset): a path that broke.
   void CutConnections();

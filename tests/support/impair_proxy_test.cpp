@@ -169,6 +169,9 @@ TEST(ImpairProxy, TcpDelaysAndFragmentsButKeepsEveryByteInOrder) {
   EXPECT_GE(elapsed, 60ms);  // at least the delay both ways
   // Each direction was forwarded in writes of at most 1000 bytes.
   EXPECT_GE(proxy.stats().writes, 2 * payload.size() / 1000);
+  // The counter moves after each write completes: the last one may trail the echo a moment.
+  for (int i = 0; i < 100 && proxy.stats().forwarded < 2 * payload.size(); ++i)
+    std::this_thread::sleep_for(10ms);
   EXPECT_EQ(proxy.stats().forwarded, 2 * payload.size());
 }
 
@@ -290,6 +293,33 @@ TEST(ImpairProxy, UdpDelayIsAddedEachWay) {
   pollfd p{fd, POLLIN, 0};
   ASSERT_EQ(::poll(&p, 1, 2000), 1);
   EXPECT_GE(Clock::now() - start, 200ms);
+  ::close(fd);
+}
+
+TEST(ImpairProxy, UdpOneWayBlackholeDropsOnlyThatDirection) {
+  EchoServer echo(SOCK_DGRAM);
+  ImpairProxy proxy(ImpairProxy::Protocol::kUdp, echo.port());
+  proxy.Blackhole(ImpairProxy::Direction::kToClient);
+  EXPECT_TRUE(UdpRound(proxy.port(), 100, 300ms).empty());
+  // The requests went through: only the replies were dropped.
+  EXPECT_EQ(proxy.stats().forwarded, 100u);
+  EXPECT_EQ(proxy.stats().dropped, 100u);
+}
+
+TEST(ImpairProxy, TcpOneWayBlackholeStallsOnlyThatDirection) {
+  EchoServer echo(SOCK_STREAM);
+  ImpairProxy proxy(ImpairProxy::Protocol::kTcp, echo.port());
+  const int fd = Connect(proxy.port());
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(EchoThrough(fd, "a", 5s), "a");
+  proxy.Blackhole(ImpairProxy::Direction::kToClient);
+  ASSERT_EQ(::write(fd, "bc", 2), 2);
+  EXPECT_EQ(ReadFor(fd, 2, 300ms), "");
+  // The request reached the echo server: 1 + 2 bytes up, only the first byte down.
+  for (int i = 0; i < 100 && proxy.stats().forwarded < 4; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(proxy.stats().forwarded, 4u);
+  proxy.Heal();
+  EXPECT_EQ(ReadFor(fd, 2, 5s), "bc");
   ::close(fd);
 }
 
