@@ -1,5 +1,7 @@
 #include "ferro_backend.hpp"
 
+#include <tuple>
+
 #include <google/protobuf/duration.pb.h>
 #include <spdlog/spdlog.h>
 
@@ -113,6 +115,16 @@ class FerroBackend final : public Backend {
               "--tls-cert and --tls-key go together");
       require(f.tls_ca().empty() || !f.tls_cert().empty(), "ferro.tls_ca",
               "client certificates (--tls-ca) need TLS (--tls-cert, --tls-key)");
+      for (const auto& [path, has, value] :
+           {std::tuple{"ferro.request_body_timeout", f.has_request_body_timeout(),
+                       f.request_body_timeout()},
+            std::tuple{"ferro.response_timeout", f.has_response_timeout(), f.response_timeout()}}) {
+        require(!has || value.seconds() > 0 || (value.seconds() == 0 && value.nanos() >= 1000000),
+                path, "must be at least 1ms");
+      }
+      require(f.max_stream_window() == 0 ||
+                  (f.max_stream_window() >= 64 * 1024 && f.max_stream_window() <= 16 * 1024 * 1024),
+              "ferro.max_stream_window", "must be 65536..16777216 bytes");
     } else if (config.mode() == "run") {
       require(!f.server().empty(), "ferro.server", "required (HOST:PORT of the tunnel server)");
       if (!f.server().empty()) {
@@ -173,6 +185,13 @@ class FerroBackend final : public Backend {
         DurationOr(f.has_session_timeout(), f.session_timeout(), settings.session_timeout);
     settings.handshake_timeout =
         DurationOr(f.has_handshake_timeout(), f.handshake_timeout(), settings.handshake_timeout);
+    settings.request_body_timeout = DurationOr(
+        f.has_request_body_timeout(), f.request_body_timeout(), settings.request_body_timeout);
+    settings.response_timeout =
+        DurationOr(f.has_response_timeout(), f.response_timeout(), settings.response_timeout);
+    settings.reconnect_grace =
+        DurationOr(f.has_reconnect_grace(), f.reconnect_grace(), settings.reconnect_grace);
+    if (f.max_stream_window() != 0) settings.max_stream_window = f.max_stream_window();
     auto server = std::make_shared<FerroServer>(runtime.io(), settings, runtime.logger());
     server->Start();  // throws on a bind or TLS file problem: exit 1 with the reason
     runtime.OnStop([server, &runtime] {

@@ -74,6 +74,42 @@ asio::awaitable<void> ServeEcho(tcp::socket socket) {
   socket.shutdown(tcp::socket::shutdown_send, ec);
 }
 
+// Origin: answers any request with a `size`-byte body (Content-Length), written until the
+// client takes it all or goes away.
+asio::awaitable<void> ServeLargeBody(tcp::socket socket, std::size_t size) {
+  std::string data;
+  char chunk[4096];
+  boost::system::error_code ec;
+  while (data.find("\r\n\r\n") == std::string::npos) {
+    std::size_t n = co_await socket.async_read_some(asio::buffer(chunk),
+                                                    asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+    data.append(chunk, n);
+  }
+  const std::string head =
+      "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(size) + "\r\n\r\n";
+  co_await asio::async_write(socket, asio::buffer(head),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  const std::string block(64 * 1024, 'b');
+  for (std::size_t sent = 0; sent < size && !ec;) {
+    const std::size_t n = std::min(block.size(), size - sent);
+    co_await asio::async_write(socket, asio::buffer(block.data(), n),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    sent += n;
+  }
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+}
+
+// Origin: reads whatever comes and never answers, until the client goes away.
+asio::awaitable<void> ServeSilence(tcp::socket socket) {
+  char chunk[4096];
+  boost::system::error_code ec;
+  while (!ec) {
+    co_await socket.async_read_some(asio::buffer(chunk),
+                                    asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
 class TunnelFixture : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -106,11 +142,23 @@ class TunnelFixture : public ::testing::Test {
       boost::system::error_code ec;
       tcp::socket s = co_await origin_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return;
-      if (echo_origin_) {
-        asio::co_spawn(io_, ServeEcho(std::move(s)), asio::detached);
-      } else {
-        asio::co_spawn(io_, ServeHttpOrigin(std::move(s)), asio::detached);
-      }
+      // Counts the origin connections open (the tunnel client holds them).
+      asio::co_spawn(
+          io_,
+          [this, s = std::move(s)]() mutable -> asio::awaitable<void> {
+            ++origin_open_;
+            if (echo_origin_) {
+              co_await ServeEcho(std::move(s));
+            } else if (silent_origin_) {
+              co_await ServeSilence(std::move(s));
+            } else if (origin_body_ > 0) {
+              co_await ServeLargeBody(std::move(s), origin_body_);
+            } else {
+              co_await ServeHttpOrigin(std::move(s));
+            }
+            --origin_open_;
+          },
+          asio::detached);
     }
   }
 
@@ -253,6 +301,9 @@ class TunnelFixture : public ::testing::Test {
   std::thread thread_;
   std::unique_ptr<tcp::acceptor> origin_;
   bool echo_origin_ = false;
+  bool silent_origin_ = false;   // never answers
+  std::size_t origin_body_ = 0;  // answers with a body this large
+  int origin_open_ = 0;          // origin connections open (io thread)
   std::shared_ptr<FerroServer> server_;
   std::vector<std::shared_ptr<FerroClient>> clients_;
   int control_port_ = 0;
@@ -651,6 +702,223 @@ TEST_F(TunnelFixture, ConcurrentRequests) {
   int ok = 0;
   for (auto& r : results) ok += r.get() == "ok";
   EXPECT_EQ(ok, 100);
+}
+
+// ---- The data path's bounds (docs/reliability.md)
+
+class DataPathFixture : public TunnelFixture {
+ protected:
+  // Polls `condition` on the io thread until it holds or `timeout` passes.
+  template <typename F>
+  bool Eventually(F condition, std::chrono::milliseconds timeout = 5s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!OnLoop(condition) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(20ms);
+    }
+    return OnLoop(condition);
+  }
+
+  // Sends a GET for `host` and reads the response head plus `read_bytes` of the body.
+  std::size_t StartDownload(tcp::socket& s, bool keep_alive, std::size_t read_bytes) {
+    const std::string get = std::string("GET /big HTTP/1.1\r\nHost: app\r\n") +
+                            (keep_alive ? "" : "Connection: close\r\n") + "\r\n";
+    asio::write(s, asio::buffer(get));
+    std::string data;
+    char buf[65536];
+    boost::system::error_code ec;
+    std::size_t head_end = std::string::npos;
+    while (!ec && (head_end == std::string::npos || data.size() < head_end + 4 + read_bytes)) {
+      const std::size_t n = s.read_some(asio::buffer(buf), ec);
+      data.append(buf, n);
+      if (head_end == std::string::npos) head_end = data.find("\r\n\r\n");
+    }
+    EXPECT_NE(data.find("HTTP/1.1 200 OK"), std::string::npos) << data.substr(0, 200);
+    return data.size();
+  }
+};
+
+// A public client that reads the start of a large response and goes away releases everything
+// the exchange held: the stream at both ends and the client's origin connection (the origin
+// writer waiting for credit wakes and fails). Every way the server relays a response: HTTP
+// kept alive, HTTP "Connection: close", and the raw TCP ingress after the public client's
+// half-close (the server had ended its side of the stream before the reset: the reset must
+// still reach the client's writer).
+TEST_F(DataPathFixture, AbortedDownloadsReleaseTheStreamsAndTheOriginConnections) {
+  origin_body_ = 64 * 1024 * 1024;
+  StartServer(DefaultServer());
+  StartClient(DefaultClient());
+  ASSERT_TRUE(WaitForLog("tunnel registered: app"));
+  ASSERT_TRUE(WaitForLog("connected to"));
+  constexpr int kDownloads = 10;
+  for (int i = 0; i < kDownloads; ++i) {
+    for (bool keep_alive : {false, true}) {
+      tcp::socket s = Connect(http_port_);
+      StartDownload(s, keep_alive, 1024 * 1024);
+      s.close();  // with unread bytes: RST
+    }
+    tcp::socket raw = Connect(tcp_port_);
+    asio::write(raw, asio::buffer(std::string("GET /big HTTP/1.1\r\nHost: app\r\n\r\n")));
+    raw.shutdown(tcp::socket::shutdown_send);
+    std::string some(1024 * 1024, '\0');
+    asio::read(raw, asio::buffer(some));
+    EXPECT_EQ(some.rfind("HTTP/1.1 200 OK", 0), 0u);
+    raw.close();
+  }
+  EXPECT_TRUE(Eventually([this] { return clients_[0]->stream_count() == 0; }))
+      << "clients_[0]->stream_count() == 0";
+  EXPECT_TRUE(Eventually([this] { return server_->stream_count() == 0; }))
+      << "server_->stream_count() == 0";
+  EXPECT_TRUE(Eventually([this] { return origin_open_ == 0; })) << "origin_open_ == 0";
+  OnLoop([this] { origin_body_ = 0; });
+  const std::string r = HttpRequest("app", "/after");
+  EXPECT_NE(r.find("hello from origin"), std::string::npos) << r.substr(0, 200);
+}
+
+// Public clients that stop reading a large response cost the server at most its stream
+// window (max_stream_window) each, not what the window grew to while they read. Server and
+// client run in this process; the client side holds no more than a frame per stream (its
+// origin writer waits for credit).
+TEST_F(DataPathFixture, StalledPublicReadersHoldAtMostTheStreamWindow) {
+  origin_body_ = 256 * 1024 * 1024;
+  auto settings = DefaultServer();
+  settings.max_stream_window = 512 * 1024;
+  StartServer(settings);
+  StartClient(DefaultClient());
+  ASSERT_TRUE(WaitForLog("tunnel registered: app"));
+  constexpr int kReaders = 24;
+  const long before = ResidentKib();
+  std::vector<tcp::socket> stalled;
+  for (int i = 0; i < kReaders; ++i) {
+    stalled.push_back(Connect(http_port_));
+    // Reading 8 MiB first lets the window grow as far as it may.
+    StartDownload(stalled.back(), true, 8 * 1024 * 1024);
+  }
+  std::this_thread::sleep_for(1s);  // what is in flight lands
+  const long after = ResidentKib();
+  const long per_reader = (after - before) / kReaders;
+  // The window (512 KiB) plus the relay's chunk and per-stream bookkeeping.
+  EXPECT_LT(per_reader, 800) << "KiB per stalled reader (" << before << " -> " << after << " KiB)";
+  stalled.clear();
+  EXPECT_TRUE(Eventually([this] { return origin_open_ == 0; })) << "origin_open_ == 0";
+}
+
+// A request body that stops arriving ends the exchange after request_body_timeout: 408 to the
+// public client, and the origin connection at the tunnel client is released.
+TEST_F(DataPathFixture, StalledRequestBodyTimesOutWith408) {
+  silent_origin_ = true;
+  auto settings = DefaultServer();
+  settings.request_body_timeout = 300ms;
+  StartServer(settings);
+  StartClient(DefaultClient());
+  ASSERT_TRUE(WaitForLog("tunnel registered: app"));
+  for (const char* framing_text : {"Content-Length: 1000", "Transfer-Encoding: chunked"}) {
+    const std::string framing = framing_text;
+    SCOPED_TRACE(framing);
+    tcp::socket s = Connect(http_port_);
+    const auto started = std::chrono::steady_clock::now();
+    const std::string post =
+        "POST /upload HTTP/1.1\r\nHost: app\r\n" + framing + "\r\n\r\n" +
+        (framing.find("chunked") != std::string::npos ? "a\r\n0123456789\r\n" : "0123456789");
+    asio::write(s, asio::buffer(post));
+    const std::string r = ReadAll(s);
+    EXPECT_NE(r.find("HTTP/1.1 408 Request Timeout"), std::string::npos) << r;
+    EXPECT_NE(r.find("Request body timed out"), std::string::npos) << r;
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+  }
+  EXPECT_TRUE(Eventually([this] { return origin_open_ == 0; })) << "origin_open_ == 0";
+  EXPECT_TRUE(Eventually([this] { return clients_[0]->stream_count() == 0; }))
+      << "clients_[0]->stream_count() == 0";
+}
+
+// A body that keeps coming, slower than the timeout in total but never pausing that long, is
+// not cut off; nor is a slow origin that answers within response_timeout.
+TEST_F(DataPathFixture, SlowButSteadyBodyIsNotCutOff) {
+  auto settings = DefaultServer();
+  settings.request_body_timeout = 400ms;
+  settings.response_timeout = 400ms;
+  StartServer(settings);
+  StartClient(DefaultClient());
+  ASSERT_TRUE(WaitForLog("tunnel registered: app"));
+  tcp::socket s = Connect(http_port_);
+  const std::string body(10, 'z');
+  asio::write(
+      s,
+      asio::buffer(std::string("POST /slow HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\n")));
+  for (char c : body) {
+    std::this_thread::sleep_for(100ms);  // 1 s in all, never 400 ms without a byte
+    asio::write(s, asio::buffer(&c, 1));
+  }
+  const std::string r = ReadAll(s);
+  EXPECT_NE(r.find("hello from origin 10 " + test::Sha256Hex(body)), std::string::npos) << r;
+}
+
+// A response head that does not come within response_timeout: 504, and the stream is reset
+// (the tunnel client releases the origin connection).
+TEST_F(DataPathFixture, MissingResponseHeadTimesOutWith504) {
+  silent_origin_ = true;
+  auto settings = DefaultServer();
+  settings.response_timeout = 300ms;
+  StartServer(settings);
+  StartClient(DefaultClient());
+  ASSERT_TRUE(WaitForLog("tunnel registered: app"));
+  for (bool keep_alive : {true, false}) {
+    SCOPED_TRACE(keep_alive ? "kept alive" : "with a body");
+    tcp::socket s = Connect(http_port_);
+    const auto started = std::chrono::steady_clock::now();
+    const std::string request =
+        keep_alive ? "GET /slow HTTP/1.1\r\nHost: app\r\n\r\n"
+                   : "POST /slow HTTP/1.1\r\nHost: app\r\nContent-Length: 3\r\n\r\nabc";
+    asio::write(s, asio::buffer(request));
+    const std::string r = ReadAll(s);
+    EXPECT_NE(r.find("HTTP/1.1 504 Gateway Timeout"), std::string::npos) << r;
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+  }
+  EXPECT_TRUE(Eventually([this] { return origin_open_ == 0; })) << "origin_open_ == 0";
+}
+
+// The tunnel's client goes away during a request: that request gets 502 with a body (not a
+// silent close); while the client is expected back, requests get 503 (not 404 "Tunnel not
+// found"); after reconnect_grace, 404.
+TEST_F(DataPathFixture, VanishedClientAnswers502ThenReconnectingTunnelAnswers503) {
+  silent_origin_ = true;
+  auto settings = DefaultServer();
+  settings.reconnect_grace = 1500ms;
+  StartServer(settings);
+  StartClient(DefaultClient());
+  ASSERT_TRUE(WaitForLog("tunnel registered: app"));
+  tcp::socket s = Connect(http_port_);
+  asio::write(s, asio::buffer(std::string("GET /pending HTTP/1.1\r\nHost: app\r\n\r\n")));
+  EXPECT_TRUE(Eventually([this] { return origin_open_ == 1; })) << "origin_open_ == 1";
+  OnLoop([this] { clients_[0]->Stop(); });
+  const std::string r = ReadAll(s);
+  EXPECT_NE(r.find("HTTP/1.1 502 Bad Gateway"), std::string::npos) << r;
+  EXPECT_NE(r.find("connection was lost"), std::string::npos) << r;
+  ASSERT_TRUE(WaitForLog("tunnel app closed"));
+  std::string again = HttpRequest("app", "/again");
+  EXPECT_NE(again.find("HTTP/1.1 503 Service Unavailable"), std::string::npos) << again;
+  EXPECT_NE(again.find("Retry-After: 1"), std::string::npos) << again;
+  again = HttpRequest("app.tunnels.test", "/again");
+  EXPECT_NE(again.find("HTTP/1.1 503"), std::string::npos) << again;
+  EXPECT_NE(HttpRequest("never-seen", "/").find("HTTP/1.1 404"), std::string::npos);
+  std::this_thread::sleep_for(1600ms);
+  again = HttpRequest("app", "/again");
+  EXPECT_NE(again.find("HTTP/1.1 404 Not Found"), std::string::npos) << again;
+}
+
+// Two Host headers: which tunnel, which origin virtual host? Refused, like CL+TE.
+TEST_F(DataPathFixture, AmbiguousRequestsAreRefusedWith400) {
+  StartServer(DefaultServer());
+  StartClient(DefaultClient());
+  ASSERT_TRUE(WaitForLog("tunnel registered: app"));
+  for (const char* head : {"GET / HTTP/1.1\r\nHost: app\r\nHost: other\r\n\r\n",
+                                 "POST / HTTP/1.1\r\nHost: app\r\nContent-Length: 3\r\n"
+                                 "Transfer-Encoding: chunked\r\n\r\n"}) {
+    tcp::socket s = Connect(http_port_);
+    asio::write(s, asio::buffer(std::string(head)));
+    const std::string r = ReadAll(s);
+    EXPECT_NE(r.find("HTTP/1.1 400 Bad Request"), std::string::npos) << r;
+  }
+  EXPECT_EQ(OnLoop([this] { return origin_open_; }), 0);
 }
 
 }  // namespace

@@ -86,6 +86,11 @@ std::uint64_t FerroClient::spliced_bytes() const {
   return connection ? connection->spliced_bytes() : 0;
 }
 
+std::size_t FerroClient::stream_count() const {
+  const auto connection = connection_.lock();
+  return connection ? connection->stream_count() : 0;
+}
+
 void FerroClient::Stop() {
   stopped_ = true;
   if (supervisor_) supervisor_->Stop();

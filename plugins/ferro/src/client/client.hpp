@@ -64,6 +64,8 @@ class FerroClient : public std::enable_shared_from_this<FerroClient> {
   void Stop();
   // Payload bytes the current connection moved without copying them (kernel path).
   std::uint64_t spliced_bytes() const;
+  // Streams the current connection holds open (0 without one): tests, diagnostics.
+  std::size_t stream_count() const;
 
  private:
   boost::asio::awaitable<session::SessionOutcome> ConnectOnce(session::SessionControl& control);

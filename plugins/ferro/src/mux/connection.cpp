@@ -90,6 +90,13 @@ std::optional<IoResult> MuxStream::EndOfInput() const {
   return std::nullopt;
 }
 
+std::optional<boost::system::error_code> MuxStream::WriteFailure() const {
+  if (reset_ || connection_->closed_) return asio::error::broken_pipe;
+  if (peer_reset()) return asio::error::connection_reset;
+  if (local_finished_) return asio::error::shut_down;
+  return std::nullopt;
+}
+
 std::size_t MuxStream::CopyOut(asio::mutable_buffer buffer) {
   // Copies from the queued frames' payloads (kept as received: no joining copy).
   const std::size_t n = std::min(buffer.size(), inbound_bytes_);
@@ -136,7 +143,7 @@ bool MuxStream::TryReadSome(asio::mutable_buffer buffer, IoResult& result) {
 bool MuxStream::TryWrite(asio::const_buffer buffer, IoResult& result) {
   // Only what needs no waiting: one frame's worth, within the credit, with room in the queue.
   const std::size_t size = buffer.size();
-  if (reset_ || connection_->closed_ || local_finished_ || size > kMaxDataChunk ||
+  if (WriteFailure() || size > kMaxDataChunk ||
       (connection_->options_.flow_control && send_credit_ < size) ||
       connection_->queued_bytes_ + size > Connection::kMaxQueuedBytes) {
     return false;
@@ -180,8 +187,7 @@ asio::awaitable<IoResult> MuxStream::ReadPiece(Bytes& piece) {
 bool MuxStream::TryWriteFrame(Bytes& frame, IoResult& result) {
   const std::size_t size = frame.size() - kDataFrameHeaderSize;
   const bool flow = connection_->options_.flow_control;
-  if (reset_ || connection_->closed_ || local_finished_ || size > kMaxDataChunk ||
-      (flow && send_credit_ < size) ||
+  if (WriteFailure() || size > kMaxDataChunk || (flow && send_credit_ < size) ||
       connection_->queued_bytes_ + frame.size() > Connection::kMaxQueuedBytes) {
     return false;
   }
@@ -202,8 +208,7 @@ asio::awaitable<IoResult> MuxStream::WriteFrame(Bytes&& frame) {
     // Beyond one frame, or more than the credit: split (and wait) as Write does.
     co_return co_await Write(asio::buffer(frame.data() + kDataFrameHeaderSize, size));
   }
-  if (reset_ || connection_->closed_) co_return IoResult{asio::error::broken_pipe, 0};
-  if (local_finished_) co_return IoResult{asio::error::shut_down, 0};
+  if (const auto failure = WriteFailure()) co_return IoResult{*failure, 0};
   if (flow) send_credit_ -= size;
   const auto header = EncodeDataHeader(id_, size);
   std::memcpy(frame.data(), header.data(), header.size());
@@ -244,8 +249,7 @@ asio::awaitable<IoResult> MuxStream::SpliceFrom(tcp::socket& socket,
                                                 std::shared_ptr<KernelPipe> pipe) {
   auto self = shared_from_this();
   for (;;) {
-    if (reset_ || connection_->closed_) co_return IoResult{asio::error::broken_pipe, 0};
-    if (local_finished_) co_return IoResult{asio::error::shut_down, 0};
+    if (const auto failure = WriteFailure()) co_return IoResult{*failure, 0};
     std::size_t chunk = Connection::kMaxSpliceChunk;
     if (connection_->options_.flow_control) {
       if (send_credit_ == 0) {
@@ -317,8 +321,9 @@ asio::awaitable<IoResult> MuxStream::Write(asio::const_buffer buffer) {
   std::size_t left = buffer.size();
   std::size_t written = 0;
   while (left > 0) {
-    if (reset_ || connection_->closed_) co_return IoResult{asio::error::broken_pipe, written};
-    if (local_finished_) co_return IoResult{asio::error::shut_down, written};
+    // Checked after every wait: a peer that resets the stream wakes a writer waiting for
+    // credit, which then fails rather than waiting for credit that will never come.
+    if (const auto failure = WriteFailure()) co_return IoResult{*failure, written};
     std::size_t chunk = std::min(left, kMaxDataChunk);
     if (connection_->options_.flow_control) {
       if (send_credit_ == 0) {
@@ -342,6 +347,7 @@ asio::awaitable<IoResult> MuxStream::Write(asio::const_buffer buffer) {
 
 asio::awaitable<boost::system::error_code> MuxStream::ShutdownWrite() {
   if (reset_ || connection_->closed_) co_return asio::error::broken_pipe;
+  if (peer_reset()) co_return asio::error::connection_reset;
   if (!local_finished_) {
     local_finished_ = true;
     connection_->Send(CloseStream{id_, {CloseReason::Kind::kNormal, ""}}, priority_);
@@ -353,7 +359,10 @@ asio::awaitable<boost::system::error_code> MuxStream::ShutdownWrite() {
 void MuxStream::Reset() {
   if (reset_) return;
   reset_ = true;
-  if (!local_finished_ && !connection_->closed_) {
+  // The peer hears of it unless it reset the stream itself or both directions had ended: also
+  // after our own CloseStream(Normal), since its writer may be waiting for credit that our
+  // reader will now never return.
+  if (!connection_->closed_ && !peer_reset() && (!local_finished_ || !remote_finished_)) {
     local_finished_ = true;
     connection_->Send(CloseStream{id_, {CloseReason::Kind::kError, "reset"}}, priority_);
   }
@@ -379,15 +388,18 @@ void MuxStream::OnData(Bytes&& data) {
 }
 
 void MuxStream::OnClose(const CloseReason& reason) {
-  if (remote_finished_) return;
+  const bool error = reason.kind != CloseReason::Kind::kNormal;
+  // An error close also counts after a Normal one: the peer has stopped reading.
+  if (remote_finished_ && (!error || peer_reset())) return;
   remote_finished_ = true;
-  if (reason.kind != CloseReason::Kind::kNormal) {
+  if (error) {
     remote_error_ = reason.kind == CloseReason::Kind::kError ? reason.message : "closed";
     if (remote_error_.empty()) remote_error_ = "error";
   }
   readable_.Notify();
-  credit_.Notify();
-  if (local_finished_) connection_->Forget(id_);
+  credit_.Notify();  // a writer waiting for credit fails now (WriteFailure)
+  // After a reset by the peer nothing more is exchanged: the stream leaves the table.
+  if (local_finished_ || error) connection_->Forget(id_);
 }
 
 void MuxStream::OnWindowUpdate(std::uint32_t increment) {

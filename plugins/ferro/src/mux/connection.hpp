@@ -104,6 +104,11 @@ class MuxStream final : public Stream, public std::enable_shared_from_this<MuxSt
   void DropFront(std::size_t taken);
   // eof / reset once nothing more will arrive, nullopt otherwise.
   std::optional<IoResult> EndOfInput() const;
+  // Why a write cannot go out now (reset here or by the peer, connection closed, write side
+  // shut down), nullopt when it can.
+  std::optional<boost::system::error_code> WriteFailure() const;
+  // The peer closed the stream with an error: it reads nothing more of it either.
+  bool peer_reset() const { return !remote_error_.empty(); }
   // Called by the connection's read loop.
   void OnSinkData(std::size_t n);
   void OnData(Bytes&& data);

@@ -31,10 +31,11 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   });
 }
 
-// The header lines of a head from `pos` to the empty line, into `headers`.
+// The header lines of a head from `pos` to the empty line, into `headers` (at most
+// `max_headers`).
 bool ParseHeaderLines(std::string_view head, std::size_t pos,
-                      std::vector<std::pair<std::string, std::string>>& headers,
-                      std::string& error) {
+                      std::vector<std::pair<std::string, std::string>>& headers, std::string& error,
+                      std::size_t max_headers = kMaxRequestHeaders) {
   headers.reserve(16);  // one allocation for a usual head, not one per doubling
   while (pos < head.size()) {
     const std::size_t line_end = head.find("\r\n", pos);
@@ -51,7 +52,7 @@ bool ParseHeaderLines(std::string_view head, std::size_t pos,
       error = "malformed header line";
       return false;
     }
-    if (headers.size() >= kMaxRequestHeaders) {
+    if (headers.size() >= max_headers) {
       error = "too many headers";
       return false;
     }
@@ -146,7 +147,10 @@ std::size_t FindHeadEnd(std::string_view data) {
   return end == std::string_view::npos ? 0 : end + 4;
 }
 
-std::optional<RequestHead> ParseRequestHead(std::string_view head, std::string& error) {
+namespace {
+
+std::optional<RequestHead> ParseRequestHeadWithin(std::string_view head, std::size_t max_bytes,
+                                                  std::size_t max_headers, std::string& error) {
   RequestHead out;
   std::size_t line_end = head.find("\r\n");
   if (line_end == std::string_view::npos) {
@@ -169,8 +173,29 @@ std::optional<RequestHead> ParseRequestHead(std::string_view head, std::string& 
     error = "malformed request line";
     return std::nullopt;
   }
-  if (!ParseHeaderLines(head, line_end + 2, out.headers, error)) return std::nullopt;
+  if (head.size() > max_bytes) {
+    error = "request head too large";
+    return std::nullopt;
+  }
+  if (!ParseHeaderLines(head, line_end + 2, out.headers, error, max_headers)) return std::nullopt;
+  std::size_t hosts = 0;
+  for (const auto& [key, value] : out.headers) hosts += EqualsIgnoreCase(key, "host") ? 1 : 0;
+  if (hosts > 1) {
+    error = "repeated Host header";
+    return std::nullopt;
+  }
   return out;
+}
+
+}  // namespace
+
+std::optional<RequestHead> ParseRequestHead(std::string_view head, std::string& error) {
+  return ParseRequestHeadWithin(head, kMaxRequestHead, kMaxRequestHeaders, error);
+}
+
+std::optional<RequestHead> ParseIncomingRequestHead(std::string_view head, std::string& error) {
+  return ParseRequestHeadWithin(head, kMaxRequestHead - kAddedHeadBytes,
+                                kMaxRequestHeaders - kAddedHeaderLines, error);
 }
 
 std::string NormalizeHost(std::string_view host) {
@@ -189,6 +214,7 @@ std::string NormalizeHost(std::string_view host) {
 
 std::string SerializeRequestHead(const RequestHead& head, bool close_after,
                                  std::string_view client_address) {
+  if (client_address.size() > kMaxClientAddress) client_address = {};
   // Appended piece by piece into one reserved string: `a + b + c` makes a string per `+`.
   std::string out;
   out.reserve(HeadSize(head.headers) + head.method.size() + head.target.size() + 64 +
@@ -224,6 +250,26 @@ bool RequestHead::CanKeepAlive() const {
   if (HasHeader(headers, "transfer-encoding")) return false;
   const auto length = ContentLength(headers);
   return !length || *length == 0;
+}
+
+BodyFraming RequestHead::Body() const {
+  const auto length = ContentLength(headers);
+  if (HasHeader(headers, "transfer-encoding")) {
+    if (length) return {BodyFraming::Kind::kInvalid};
+    // Chunked must be the last coding (the only one a request may end with).
+    std::string_view last;
+    for (const auto& [key, value] : headers) {
+      if (!EqualsIgnoreCase(key, "transfer-encoding")) continue;
+      std::string_view rest = Trim(value);
+      const std::size_t comma = rest.rfind(',');
+      last = comma == std::string_view::npos ? rest : Trim(rest.substr(comma + 1));
+    }
+    if (!EqualsIgnoreCase(last, "chunked")) return {BodyFraming::Kind::kInvalid};
+    return {BodyFraming::Kind::kChunked};
+  }
+  if (!length || *length == 0) return {BodyFraming::Kind::kNone};
+  if (*length < 0) return {BodyFraming::Kind::kInvalid};
+  return {BodyFraming::Kind::kLength, *length};
 }
 
 std::optional<ResponseHead> ParseResponseHead(std::string_view head, std::string& error) {

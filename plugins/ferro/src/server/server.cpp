@@ -14,9 +14,9 @@
 #include "mux/connection.hpp"
 #include "proxy/splice.hpp"
 #include "server/http_head.hpp"
+#include "server/http_relay.hpp"
 #include "session/handshake.hpp"
 #include "transport/socket_stream.hpp"
-#include "tunnelkit/buffer_pool.hpp"
 #include "tunnelkit/stream/tls_stream.hpp"
 
 namespace tunnelkit::ferro {
@@ -50,40 +50,6 @@ void Bind(tcp::acceptor& acceptor, const std::string& address, const char* what)
   }
 }
 
-// Closes a public connection after its last response without losing that response: half-close,
-// then drain what the client still sends (bounded) before closing.
-asio::awaitable<void> CloseGracefully(tcp::socket& socket) {
-  boost::system::error_code ec;
-  socket.shutdown(tcp::socket::shutdown_send, ec);
-  asio::steady_timer timer(socket.get_executor());
-  timer.expires_after(std::chrono::seconds(2));
-  timer.async_wait([&socket](const boost::system::error_code& e) {
-    if (!e) {
-      boost::system::error_code ignored;
-      socket.close(ignored);
-    }
-  });
-  char sink[1024];
-  for (int i = 0; i < 256 && !ec; ++i) {
-    co_await socket.async_read_some(asio::buffer(sink),
-                                    asio::redirect_error(asio::use_awaitable, ec));
-  }
-  timer.cancel();
-  socket.close(ec);
-}
-
-asio::awaitable<void> RespondAndClose(tcp::socket& socket, int status, std::string_view reason,
-                                      std::string_view body) {
-  std::string response = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) +
-                         "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
-                         std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
-                         std::string(body);
-  boost::system::error_code ec;
-  co_await asio::async_write(socket, asio::buffer(response),
-                             asio::redirect_error(asio::use_awaitable, ec));
-  co_await CloseGracefully(socket);
-}
-
 // Appends what the public client has sent to `buffer`, read straight into its spare room (at
 // least kRequestRead bytes, at most kMaxRequestRead). A keep-alive connection waiting for its
 // next request keeps that much, nothing more. (Waiting for readability and then asking the
@@ -101,83 +67,6 @@ asio::awaitable<boost::system::error_code> ReadMore(tcp::socket& socket, std::st
       asio::buffer(buffer.data() + old, room), asio::redirect_error(asio::use_awaitable, ec));
   buffer.resize(old + n);
   co_return ec;
-}
-
-constexpr std::size_t kMaxResponseHead = 64 * 1024;
-constexpr std::size_t kRelayChunk = 64 * 1024;
-
-// Forwards one response from `stream` (which carries exactly one exchange and ends after the
-// response) to the public client. Returns true when the public connection can carry the next
-// request: the response's end is known from its head (Content-Length, chunked, no body), it
-// arrived whole, and the stream ended cleanly. Otherwise the connection is closed (after the
-// response, or at once when the stream failed).
-asio::awaitable<bool> RelayResponse(tcp::socket& socket, Stream& stream, std::string_view method) {
-  Chunk chunk = ThreadBufferPool(kRelayChunk).Acquire();
-  const asio::mutable_buffer relay_buffer(chunk.writable().data(), kRelayChunk);
-  std::string head_bytes;
-  std::size_t head_end = 0;
-  IoResult r;
-  while ((head_end = FindHeadEnd(head_bytes)) == 0 && head_bytes.size() <= kMaxResponseHead) {
-    // Bytes already there are taken without a coroutine frame.
-    if (!stream.TryReadSome(relay_buffer, r)) r = co_await stream.ReadSome(relay_buffer);
-    if (r.ec) break;
-    head_bytes.append(static_cast<const char*>(relay_buffer.data()), r.bytes);
-  }
-  boost::system::error_code ec;
-  if (head_end == 0) {
-    // No complete head: pass on what came (the stream's own error page, if any) and close.
-    if (!head_bytes.empty()) {
-      co_await asio::async_write(socket, asio::buffer(head_bytes),
-                                 asio::redirect_error(asio::use_awaitable, ec));
-    }
-    stream.Reset();
-    if (r.ec == asio::error::eof) {
-      co_await CloseGracefully(socket);
-    } else {
-      socket.close(ec);
-    }
-    co_return false;
-  }
-  std::string error;
-  const auto head = ParseResponseHead(std::string_view(head_bytes).substr(0, head_end), error);
-  bool keep = head && head->IsSelfDelimited(method);
-  const std::optional<long long> expected = keep ? head->BodyLength(method) : std::nullopt;
-  const std::string out = keep ? SerializeKeptAliveResponseHead(*head) : std::string();
-  const std::string_view first_head =
-      keep ? std::string_view(out) : std::string_view(head_bytes).substr(0, head_end);
-  const std::string_view first_body = std::string_view(head_bytes).substr(head_end);
-  const std::array<asio::const_buffer, 2> first{asio::buffer(first_head), asio::buffer(first_body)};
-  co_await asio::async_write(socket, first, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) {
-    stream.Reset();
-    socket.close(ec);
-    co_return false;
-  }
-  long long forwarded = static_cast<long long>(first_body.size());
-  head_bytes = std::string();
-  for (;;) {
-    // Bytes already there are taken without a coroutine frame.
-    if (!stream.TryReadSome(relay_buffer, r)) r = co_await stream.ReadSome(relay_buffer);
-    if (r.ec == asio::error::eof) break;
-    if (r.ec) {
-      stream.Reset();
-      socket.close(ec);
-      co_return false;
-    }
-    co_await asio::async_write(socket, asio::buffer(relay_buffer.data(), r.bytes),
-                               asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      stream.Reset();
-      socket.close(ec);
-      co_return false;
-    }
-    forwarded += static_cast<long long>(r.bytes);
-  }
-  chunk = Chunk();                  // back to the pool before the stream ends
-  co_await stream.ShutdownWrite();  // the exchange is over: the stream leaves the table
-  if (keep && expected && forwarded != *expected) keep = false;  // truncated or overlong
-  if (!keep) co_await CloseGracefully(socket);
-  co_return keep;
 }
 
 }  // namespace
@@ -260,6 +149,14 @@ std::uint64_t FerroServer::spliced_bytes() const {
   std::uint64_t total = 0;
   for (const auto& session : sessions_) {
     if (session->connection) total += session->connection->spliced_bytes();
+  }
+  return total;
+}
+
+std::size_t FerroServer::stream_count() const {
+  std::size_t total = 0;
+  for (const auto& session : sessions_) {
+    if (session->connection) total += session->connection->stream_count();
   }
   return total;
 }
@@ -382,6 +279,7 @@ asio::awaitable<void> FerroServer::HandleControl(tcp::socket socket) {
   if (flow) capabilities.emplace_back(kCapabilityFlow);
   // Registered before the acknowledgement goes out, so a racing duplicate sees it.
   by_tunnel_id_[session->tunnel_id] = session;
+  recently_gone_.erase(session->tunnel_id);
   sessions_.push_back(session);
   Frame accept =
       HandshakeAck{session->session_id, HandshakeStatus::kSuccess, *version, capabilities};
@@ -394,6 +292,10 @@ asio::awaitable<void> FerroServer::HandleControl(tcp::socket socket) {
   options.is_server = true;
   options.flow_control = flow;
   options.kernel_splice = settings_.kernel_splice;
+  // What one public connection can make this process hold of a response its reader does not
+  // take (the stream's receive window, which grows while the reader keeps up).
+  options.max_stream_window =
+      std::max<std::uint32_t>(settings_.max_stream_window, options.stream_window);
   auto connection =
       std::make_shared<Connection>(std::move(transport), std::move(decoder), options, logger_);
   session->connection = connection;
@@ -422,7 +324,20 @@ asio::awaitable<void> FerroServer::HandleControl(tcp::socket socket) {
 
 void FerroServer::Unregister(const std::shared_ptr<Session>& session, const std::string& reason) {
   auto it = by_tunnel_id_.find(session->tunnel_id);
-  if (it != by_tunnel_id_.end() && it->second == session) by_tunnel_id_.erase(it);
+  if (it != by_tunnel_id_.end() && it->second == session) {
+    by_tunnel_id_.erase(it);
+    // Remembered for a while: requests for it meanwhile get 503 (its client is expected back),
+    // not 404. Bounded: past the cap, the oldest entry goes.
+    if (!stopped_ && settings_.reconnect_grace.count() > 0) {
+      if (recently_gone_.size() >= kMaxRecentlyGone) {
+        recently_gone_.erase(
+            std::min_element(recently_gone_.begin(), recently_gone_.end(),
+                             [](const auto& a, const auto& b) { return a.second < b.second; }));
+      }
+      recently_gone_[session->tunnel_id] =
+          std::chrono::steady_clock::now() + settings_.reconnect_grace;
+    }
+  }
   sessions_.remove(session);
   logger_->info("tunnel {} closed: {}", session->tunnel_id, reason);
 }
@@ -439,6 +354,23 @@ std::shared_ptr<FerroServer::Session> FerroServer::FindByHost(const std::string&
     }
   }
   return nullptr;
+}
+
+bool FerroServer::RecentlyGone(const std::string& host) const {
+  const auto now = std::chrono::steady_clock::now();
+  auto gone = [&](const std::string& id) {
+    auto it = recently_gone_.find(id);
+    return it != recently_gone_.end() && it->second > now;
+  };
+  if (gone(host)) return true;
+  if (!settings_.domain.empty()) {
+    const std::string suffix = "." + NormalizeHost(settings_.domain);
+    if (host.size() > suffix.size() &&
+        host.compare(host.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      return gone(host.substr(0, host.size() - suffix.size()));
+    }
+  }
+  return false;
 }
 
 std::shared_ptr<FerroServer::Session> FerroServer::FindTcpSession() const {
@@ -489,7 +421,8 @@ asio::awaitable<void> FerroServer::HandleHttp(tcp::socket socket) {
           socket.close(ignored);
         }
       });
-      while ((head_end = FindHeadEnd(buffer)) == 0 && buffer.size() <= kMaxRequestHead) {
+      while ((head_end = FindHeadEnd(buffer)) == 0 &&
+             buffer.size() <= kMaxRequestHead - kAddedHeadBytes) {
         ec = co_await ReadMore(socket, buffer);
         if (ec) break;
       }
@@ -502,10 +435,15 @@ asio::awaitable<void> FerroServer::HandleHttp(tcp::socket socket) {
       co_return;
     }
     std::string error;
-    auto head = ParseRequestHead(std::string_view(buffer).substr(0, head_end), error);
+    auto head = ParseIncomingRequestHead(std::string_view(buffer).substr(0, head_end), error);
+    const BodyFraming body = head ? head->Body() : BodyFraming{};
+    if (head && body.kind == BodyFraming::Kind::kInvalid) {
+      error = "ambiguous request body length (Content-Length / Transfer-Encoding)";
+      head.reset();
+    }
     if (!head) {
-      const std::string body = "Bad request: " + error;
-      co_await RespondAndClose(socket, 400, "Bad Request", body);
+      const std::string message = "Bad request: " + error;
+      co_await RespondAndClose(socket, 400, "Bad Request", message);
       co_return;
     }
     if (head->Path() == "/health") {
@@ -515,17 +453,23 @@ asio::awaitable<void> FerroServer::HandleHttp(tcp::socket socket) {
     const std::string host = NormalizeHost(head->Header("host"));
     auto session = FindByHost(host);
     if (!session || !session->connection || session->connection->closed()) {
-      co_await RespondAndClose(socket, 404, "Not Found", "Tunnel not found");
+      // A tunnel whose client was here a moment ago is expected back: 503, try again.
+      if ((session && session->connection) || RecentlyGone(host)) {
+        co_await RespondAndClose(socket, 503, "Service Unavailable",
+                                 "Tunnel client is reconnecting", "Retry-After: 1\r\n");
+      } else {
+        co_await RespondAndClose(socket, 404, "Not Found", "Tunnel not found");
+      }
       co_return;
     }
     const bool websocket = head->IsWebSocketUpgrade();
     const bool keep_alive = !websocket && head->CanKeepAlive();
+    // An upgrade or CONNECT may turn the exchange into a two-way byte stream: spliced.
+    const bool two_way = websocket || !head->Header("upgrade").empty() || head->method == "CONNECT";
     auto stream = session->connection->Open(websocket ? Protocol::kWebSocket : Protocol::kHttp,
                                             StreamPriority::kNormal);
     std::string request = SerializeRequestHead(*head, !websocket, client_address);
-    if (keep_alive) {
-      buffer.erase(0, head_end);  // no body: what follows is the next request
-    } else {
+    if (two_way) {
       request.append(buffer, head_end, std::string::npos);
       buffer = std::string();
     }
@@ -535,9 +479,7 @@ asio::awaitable<void> FerroServer::HandleHttp(tcp::socket socket) {
       co_await RespondAndClose(socket, 502, "Bad Gateway", "Tunnel handshake failed");
       co_return;
     }
-    if (!keep_alive) {
-      // A body, an upgrade or the client's "Connection: close": bytes flow both ways until
-      // the exchange ends, and the public connection with it.
+    if (two_way) {
       auto public_side = std::make_shared<TcpSocketStream>(std::move(socket));
       co_await Splice(public_side, stream,
                       websocket ? std::chrono::milliseconds::max() : std::chrono::seconds(5));
@@ -545,7 +487,22 @@ asio::awaitable<void> FerroServer::HandleHttp(tcp::socket socket) {
     }
     const std::string method = head->method;
     head.reset();
-    if (!co_await RelayResponse(socket, *stream, method)) co_return;
+    // Keep-alive requests have no body: what follows the head is the next request. Otherwise
+    // what follows is the body's start, and the public connection ends with this exchange.
+    std::string body_start;
+    if (keep_alive) {
+      buffer.erase(0, head_end);
+    } else {
+      body_start = buffer.substr(head_end);
+      buffer = std::string();
+    }
+    ExchangeRequest exchange;
+    exchange.method = method;
+    exchange.body = body;
+    exchange.body_start = body_start;
+    exchange.keep_alive = keep_alive;
+    exchange.timeouts = {settings_.request_body_timeout, settings_.response_timeout};
+    if (!co_await RelayExchange(socket, stream, exchange)) co_return;
   }
 }
 
@@ -591,6 +548,7 @@ asio::awaitable<void> FerroServer::SweepLoop() {
     co_await sweep_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (stopped_) break;
     const auto now = std::chrono::steady_clock::now();
+    std::erase_if(recently_gone_, [now](const auto& entry) { return entry.second <= now; });
     auto sessions = sessions_;
     for (auto& session : sessions) {
       if (session->connection &&

@@ -36,6 +36,16 @@ struct ServerSettings {
   std::chrono::milliseconds handshake_timeout{std::chrono::seconds(10)};
   std::chrono::milliseconds stream_open_timeout{std::chrono::seconds(10)};
   bool kernel_splice = true;  // plain TCP: move bulk payloads with splice(2) (KernelPipe)
+  // Public HTTP exchanges: the longest pause allowed within a request body (then 408 and the
+  // origin connection is released), and the longest wait for the response head after the
+  // request's end (then 504).
+  std::chrono::milliseconds request_body_timeout{std::chrono::seconds(30)};
+  std::chrono::milliseconds response_timeout{std::chrono::seconds(60)};
+  // A tunnel whose client left this recently answers 503 (it is expected back), not 404.
+  std::chrono::milliseconds reconnect_grace{std::chrono::seconds(60)};
+  // With tk-flow, the most a stream's receive window grows to, so the most of a response the
+  // server holds for a public client that stopped reading (per public connection).
+  std::uint32_t max_stream_window = 1024 * 1024;
 };
 
 // "HOST:PORT", "[v6]:PORT" -> endpoint; throws std::invalid_argument naming the text.
@@ -57,6 +67,8 @@ class FerroServer : public std::enable_shared_from_this<FerroServer> {
   boost::asio::ip::tcp::endpoint http_endpoint() const;
   boost::asio::ip::tcp::endpoint tcp_endpoint() const;
   std::size_t session_count() const { return sessions_.size(); }
+  // Streams open over all sessions (tests, diagnostics).
+  std::size_t stream_count() const;
   // Payload bytes the live sessions moved without copying them (kernel path).
   std::uint64_t spliced_bytes() const;
 
@@ -77,6 +89,8 @@ class FerroServer : public std::enable_shared_from_this<FerroServer> {
   boost::asio::awaitable<void> SweepLoop();
   std::shared_ptr<Session> FindByHost(const std::string& host) const;
   std::shared_ptr<Session> FindTcpSession() const;
+  // True when `host` names a tunnel whose client left less than reconnect_grace ago.
+  bool RecentlyGone(const std::string& host) const;
   void Unregister(const std::shared_ptr<Session>& session, const std::string& reason);
 
   boost::asio::io_context& io_;
@@ -89,6 +103,8 @@ class FerroServer : public std::enable_shared_from_this<FerroServer> {
   boost::asio::steady_timer sweep_timer_;
   std::map<std::string, std::shared_ptr<Session>> by_tunnel_id_;
   std::list<std::shared_ptr<Session>> sessions_;  // registration order (TCP ingress picks first)
+  static constexpr std::size_t kMaxRecentlyGone = 4096;
+  std::map<std::string, std::chrono::steady_clock::time_point> recently_gone_;  // id -> until
   bool stopped_ = false;
 };
 
