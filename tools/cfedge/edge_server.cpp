@@ -32,21 +32,18 @@ void Print(const std::string& line) {
   std::fflush(stdout);
 }
 
-std::unique_ptr<tcp::acceptor> Listen(asio::io_context& io, const std::string& text,
+std::unique_ptr<net::Listener> Listen(asio::io_context& io, const std::string& text,
                                       const char* flag) {
   auto endpoint = ParseListen(text, flag);
-  auto acceptor = std::make_unique<tcp::acceptor>(io);
-  boost::system::error_code ec;
-  acceptor->open(endpoint.protocol(), ec);
-  if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor->bind(endpoint, ec);
-  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) throw std::runtime_error(std::string(flag) + " " + text + ": " + ec.message());
-  return acceptor;
+  auto listener = std::make_unique<net::Listener>(io.get_executor());
+  if (const auto ec = listener->Open(endpoint)) {
+    throw std::runtime_error(std::string(flag) + " " + text + ": " + ec.message());
+  }
+  return listener;
 }
 
-std::string Where(const tcp::acceptor& acceptor) {
-  auto endpoint = acceptor.local_endpoint();
+std::string Where(const net::Listener& listener) {
+  auto endpoint = listener.local_endpoint();
   auto address = endpoint.address();
   std::string host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
   return host + ":" + std::to_string(endpoint.port());
@@ -126,7 +123,7 @@ EdgeServer::EdgeServer(asio::io_context& io, EdgeServerOptions options)
   emulator::WriteFile(cert_file_, server_cert_.certificate);
   emulator::WriteFile(key_file_, server_cert_.private_key, true);
 
-  api_acceptor_ = Listen(io_, options_.api_listen, "--api-listen");
+  api_listener_ = Listen(io_, options_.api_listen, "--api-listen");
   if (options_.api_tls) {
     TlsServerOptions tls;
     tls.cert_file = cert_file_;
@@ -134,11 +131,11 @@ EdgeServer::EdgeServer(asio::io_context& io, EdgeServerOptions options)
     api_tls_ = MakeTlsServerContext(tls);
   }
   if (!options_.tcp_listen.empty())
-    tcp_acceptor_ = Listen(io_, options_.tcp_listen, "--tcp-listen");
+    tcp_listener_ = Listen(io_, options_.tcp_listen, "--tcp-listen");
   if (!options_.http_listen.empty())
-    http_acceptor_ = Listen(io_, options_.http_listen, "--http-listen");
+    http_listener_ = Listen(io_, options_.http_listen, "--http-listen");
   if (!options_.tcp_ingress.empty())
-    tcp_ingress_acceptor_ = Listen(io_, options_.tcp_ingress, "--tcp-ingress");
+    tcp_ingress_listener_ = Listen(io_, options_.tcp_ingress, "--tcp-ingress");
   for (const auto& listen : options_.quic_listen) {
     quic_.push_back(StartQuicListener(*this, io_, listen));
   }
@@ -152,19 +149,38 @@ EdgeServer::~EdgeServer() {
 }
 
 void EdgeServer::Start() {
-  Print(std::string("api ") + (options_.api_tls ? "https://" : "http://") + Where(*api_acceptor_));
-  asio::co_spawn(io_, AcceptApi(), asio::detached);
-  if (tcp_acceptor_) {
-    Print("edge tcp " + Where(*tcp_acceptor_));
-    asio::co_spawn(io_, AcceptTcpControl(), asio::detached);
+  // The listeners close in Close (and so in the destructor): the handlers never outlive this.
+  net::ListenerOptions listener_options;
+  Print(std::string("api ") + (options_.api_tls ? "https://" : "http://") + Where(*api_listener_));
+  listener_options.name = "cfedge api";
+  api_listener_->Start(
+      [this](tcp::socket socket) {
+        asio::co_spawn(io_, ServeApi(std::move(socket)), asio::detached);
+      },
+      listener_options);
+  if (tcp_listener_) {
+    Print("edge tcp " + Where(*tcp_listener_));
+    listener_options.name = "cfedge edge tcp";
+    tcp_listener_->Start([this](tcp::socket socket) { AcceptTcpControl(std::move(socket)); },
+                         listener_options);
   }
-  if (http_acceptor_) {
-    Print("http " + Where(*http_acceptor_));
-    asio::co_spawn(io_, AcceptHttp(), asio::detached);
+  if (http_listener_) {
+    Print("http " + Where(*http_listener_));
+    listener_options.name = "cfedge http";
+    http_listener_->Start([this](tcp::socket socket) { AcceptHttp(std::move(socket)); },
+                          listener_options);
   }
-  if (tcp_ingress_acceptor_) {
-    Print("tcp ingress " + Where(*tcp_ingress_acceptor_));
-    asio::co_spawn(io_, AcceptTcpIngress(), asio::detached);
+  if (tcp_ingress_listener_) {
+    Print("tcp ingress " + Where(*tcp_ingress_listener_));
+    listener_options.name = "cfedge tcp ingress";
+    const unsigned port = tcp_ingress_listener_->port();
+    tcp_ingress_listener_->Start(
+        [this, port](tcp::socket socket) {
+          asio::co_spawn(io_,
+                         ingress_->ServeTcp(std::make_unique<TcpStream>(std::move(socket)), port),
+                         asio::detached);
+        },
+        listener_options);
   }
   if (!options_.state_file.empty()) {
     Print("state " + options_.state_file + " tunnels=" + std::to_string(registry_.issued()));
@@ -175,11 +191,10 @@ void EdgeServer::Start() {
 void EdgeServer::Close() {
   if (closed_) return;
   closed_ = true;
-  boost::system::error_code ec;
-  if (api_acceptor_) api_acceptor_->close(ec);
-  if (tcp_acceptor_) tcp_acceptor_->close(ec);
-  if (http_acceptor_) http_acceptor_->close(ec);
-  if (tcp_ingress_acceptor_) tcp_ingress_acceptor_->close(ec);
+  for (auto* listener : {api_listener_.get(), tcp_listener_.get(), http_listener_.get(),
+                         tcp_ingress_listener_.get()}) {
+    if (listener) listener->Close();
+  }
   for (auto& listener : quic_) CloseQuicListener(*listener);
 }
 
@@ -199,19 +214,6 @@ void EdgeServer::ServeControlStream(std::shared_ptr<Stream> stream,
   // an lvalue would be kept as a reference to this stack frame.
   auto on_error = [finish](kj::Exception&&) { finish(); };
   kj_loop_->AddTask(disconnected.then(std::move(finish), std::move(on_error)));
-}
-
-asio::awaitable<void> EdgeServer::AcceptApi() {
-  while (!closed_) {
-    boost::system::error_code ec;
-    tcp::socket socket =
-        co_await api_acceptor_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      if (closed_) break;
-      continue;
-    }
-    asio::co_spawn(io_, ServeApi(std::move(socket)), asio::detached);
-  }
 }
 
 asio::awaitable<void> EdgeServer::ServeApi(tcp::socket socket) {
@@ -281,51 +283,19 @@ asio::awaitable<void> EdgeServer::ServeApi(tcp::socket socket) {
   co_await Respond(*stream, request, response);
 }
 
-asio::awaitable<void> EdgeServer::AcceptTcpControl() {
-  while (!closed_) {
-    boost::system::error_code ec;
-    tcp::socket socket =
-        co_await tcp_acceptor_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      if (closed_) break;
-      continue;
-    }
-    std::shared_ptr<Stream> stream = std::make_shared<TcpStream>(std::move(socket));
-    auto connection = std::make_shared<TcpConnection>(stream);
-    ServeControlStream(stream, connection);
-  }
+void EdgeServer::AcceptTcpControl(tcp::socket socket) {
+  std::shared_ptr<Stream> stream = std::make_shared<TcpStream>(std::move(socket));
+  auto connection = std::make_shared<TcpConnection>(stream);
+  ServeControlStream(stream, connection);
 }
 
-asio::awaitable<void> EdgeServer::AcceptHttp() {
-  while (!closed_) {
-    boost::system::error_code ec;
-    tcp::socket socket =
-        co_await http_acceptor_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      if (closed_) break;
-      continue;
-    }
-    std::string visitor_ip = socket.remote_endpoint(ec).address().to_string();
-    asio::co_spawn(
-        io_,
-        ingress_->ServeHttp(std::make_unique<TcpStream>(std::move(socket)), std::move(visitor_ip)),
-        asio::detached);
-  }
-}
-
-asio::awaitable<void> EdgeServer::AcceptTcpIngress() {
-  const unsigned port = tcp_ingress_acceptor_->local_endpoint().port();
-  while (!closed_) {
-    boost::system::error_code ec;
-    tcp::socket socket =
-        co_await tcp_ingress_acceptor_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      if (closed_) break;
-      continue;
-    }
-    asio::co_spawn(io_, ingress_->ServeTcp(std::make_unique<TcpStream>(std::move(socket)), port),
-                   asio::detached);
-  }
+void EdgeServer::AcceptHttp(tcp::socket socket) {
+  boost::system::error_code ec;
+  std::string visitor_ip = socket.remote_endpoint(ec).address().to_string();
+  asio::co_spawn(
+      io_,
+      ingress_->ServeHttp(std::make_unique<TcpStream>(std::move(socket)), std::move(visitor_ip)),
+      asio::detached);
 }
 
 std::string EdgeServer::DropConnections(const std::string& target, unsigned& status) {

@@ -16,6 +16,7 @@
 #include "emulator/public_ingress.hpp"
 #include "emulator/tunnel_registry.hpp"
 #include "kjasio/asio_kj_loop.hpp"
+#include "tunnelkit/net/listener.hpp"
 
 namespace tunnelkit::cloudflare::cfedge {
 
@@ -59,10 +60,8 @@ class EdgeServer {
   struct QuicListener;
 
  private:
-  boost::asio::awaitable<void> AcceptApi();
-  boost::asio::awaitable<void> AcceptTcpControl();
-  boost::asio::awaitable<void> AcceptHttp();
-  boost::asio::awaitable<void> AcceptTcpIngress();
+  void AcceptTcpControl(boost::asio::ip::tcp::socket socket);
+  void AcceptHttp(boost::asio::ip::tcp::socket socket);
   // POST /cfedge/drop?conn_index=N: closes that connection of every tunnel.
   std::string DropConnections(const std::string& target, unsigned& status);
   boost::asio::awaitable<void> ServeApi(boost::asio::ip::tcp::socket socket);
@@ -76,10 +75,10 @@ class EdgeServer {
   std::string cert_file_;
   std::string key_file_;
   std::shared_ptr<boost::asio::ssl::context> api_tls_;
-  std::unique_ptr<boost::asio::ip::tcp::acceptor> api_acceptor_;
-  std::unique_ptr<boost::asio::ip::tcp::acceptor> tcp_acceptor_;
-  std::unique_ptr<boost::asio::ip::tcp::acceptor> http_acceptor_;
-  std::unique_ptr<boost::asio::ip::tcp::acceptor> tcp_ingress_acceptor_;
+  std::unique_ptr<net::Listener> api_listener_;
+  std::unique_ptr<net::Listener> tcp_listener_;
+  std::unique_ptr<net::Listener> http_listener_;
+  std::unique_ptr<net::Listener> tcp_ingress_listener_;
   std::unique_ptr<emulator::PublicIngress> ingress_;
   // shared_ptr: complete only in quic_listener.cpp
   std::vector<std::shared_ptr<QuicListener>> quic_;

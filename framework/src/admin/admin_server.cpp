@@ -109,7 +109,7 @@ class AdminServer::Connection : public std::enable_shared_from_this<Connection> 
 
 AdminServer::AdminServer(asio::io_context& io, metrics::Registry& registry,
                          std::shared_ptr<spdlog::logger> logger)
-    : io_(io), registry_(registry), logger_(std::move(logger)), acceptor_(io) {}
+    : io_(io), registry_(registry), logger_(std::move(logger)), listener_(io.get_executor()) {}
 
 AdminServer::~AdminServer() {
   // Connections hold a reference to this server; close them before it goes away. Their
@@ -136,39 +136,28 @@ std::string AdminServer::Listen(const std::string& host_port) {
     if (ec || results.empty()) return host_port + ": cannot resolve " + host + ": " + ec.message();
     endpoint = results.begin()->endpoint();
   }
-  acceptor_.open(endpoint.protocol(), ec);
-  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(endpoint, ec);
-  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    boost::system::error_code ignored;
-    acceptor_.close(ignored);
-    return host_port + ": " + ec.message();
-  }
-  endpoint_ = acceptor_.local_endpoint(ec);
+  std::string error;
+  if (!listener_.Open(endpoint, error)) return host_port + ": " + error;
+  endpoint_ = listener_.local_endpoint();
   stopped_ = false;
-  Accept();
+  net::ListenerOptions options;
+  options.name = "admin";
+  options.logger = logger_;
+  // The listener closes in Stop (and so in the destructor): the handler never outlives this.
+  listener_.Start(
+      [this](tcp::socket socket) {
+        if (stopped_) return;
+        auto connection = std::make_shared<Connection>(*this, std::move(socket));
+        connections_.insert(connection);
+        connection->Start();
+      },
+      options);
   return {};
-}
-
-void AdminServer::Accept() {
-  acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
-    if (ec == asio::error::operation_aborted || stopped_ || !acceptor_.is_open()) return;
-    if (!ec) {
-      auto connection = std::make_shared<Connection>(*this, std::move(socket));
-      connections_.insert(connection);
-      connection->Start();
-    } else if (logger_) {
-      logger_->warn("admin: accept failed: {}", ec.message());
-    }
-    Accept();
-  });
 }
 
 void AdminServer::Stop() {
   stopped_ = true;
-  boost::system::error_code ec;
-  acceptor_.close(ec);
+  listener_.Close();
   auto open = std::move(connections_);
   connections_.clear();
   for (const auto& connection : open) connection->Detach();

@@ -17,7 +17,9 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/system/system_error.hpp>
 
+#include "tunnelkit/net/listener.hpp"
 #include "tunnelkit/stream/asio_adapter.hpp"
 #include "tunnelkit/stream/pipe.hpp"
 #include "tunnelkit/stream/socket_stream.hpp"
@@ -370,34 +372,12 @@ std::unique_ptr<Stream> ConnectInProcess(asio::any_io_executor executor) {
   return std::move(client);
 }
 
-struct HelloServer::Impl : std::enable_shared_from_this<Impl> {
-  Impl(asio::io_context& io, const asio::ip::tcp::endpoint& listen) : acceptor(io) {
-    acceptor.open(listen.protocol());
-    acceptor.set_option(asio::socket_base::reuse_address(true));
-    acceptor.bind(listen);
-    acceptor.listen();
+struct HelloServer::Impl {
+  Impl(asio::io_context& io, const asio::ip::tcp::endpoint& listen) : listener(io.get_executor()) {
+    if (const auto ec = listener.Open(listen)) throw boost::system::system_error(ec);
   }
 
-  awaitable<void> Accept() {
-    auto self = shared_from_this();
-    for (;;) {
-      error_code ec;
-      auto socket = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
-      if (ec) {
-        if (!acceptor.is_open()) co_return;
-        spdlog::warn("hello: accept failed: {}", ec.message());
-        continue;
-      }
-      asio::co_spawn(
-          acceptor.get_executor(),
-          [stream = std::make_shared<TcpStream>(std::move(socket))]() -> awaitable<void> {
-            co_await ServeConnection(*stream);
-          },
-          asio::detached);
-    }
-  }
-
-  asio::ip::tcp::acceptor acceptor;
+  net::Listener listener;
 };
 
 HelloServer::HelloServer(asio::io_context& io, const asio::ip::tcp::endpoint& listen)
@@ -408,16 +388,27 @@ HelloServer::~HelloServer() {
 }
 
 asio::ip::tcp::endpoint HelloServer::local_endpoint() const {
-  return impl_->acceptor.local_endpoint();
+  return impl_->listener.local_endpoint();
 }
 
 void HelloServer::Start() {
-  asio::co_spawn(impl_->acceptor.get_executor(), impl_->Accept(), asio::detached);
+  net::ListenerOptions options;
+  options.name = "hello";
+  impl_->listener.Start(
+      [](asio::ip::tcp::socket socket) {
+        const auto executor = socket.get_executor();
+        asio::co_spawn(
+            executor,
+            [stream = std::make_shared<TcpStream>(std::move(socket))]() -> awaitable<void> {
+              co_await ServeConnection(*stream);
+            },
+            asio::detached);
+      },
+      options);
 }
 
 void HelloServer::Stop() {
-  error_code ec;
-  impl_->acceptor.close(ec);
+  impl_->listener.Close();
 }
 
 }  // namespace tunnelkit::hello

@@ -11,6 +11,7 @@
 #include "mux/connection.hpp"
 #include "server/server.hpp"
 #include "tunnelkit/memory_trim.hpp"
+#include "tunnelkit/net/server_limits.hpp"
 #include "tunnelkit/origin/origin_proxy.hpp"
 #include "tunnelkit/origin/router.hpp"
 #include "tunnelkit/runtime.hpp"
@@ -125,6 +126,9 @@ class FerroBackend final : public Backend {
       require(f.max_stream_window() == 0 ||
                   (f.max_stream_window() >= 64 * 1024 && f.max_stream_window() <= 16 * 1024 * 1024),
               "ferro.max_stream_window", "must be 65536..16777216 bytes");
+      for (auto& issue : net::CheckServerLimits(net::ServerLimitsFrom(f), "ferro.")) {
+        issues.push_back({std::move(issue.field), std::move(issue.reason)});
+      }
     } else if (config.mode() == "run") {
       require(!f.server().empty(), "ferro.server", "required (HOST:PORT of the tunnel server)");
       if (!f.server().empty()) {
@@ -173,6 +177,7 @@ class FerroBackend final : public Backend {
   int RunServer(Runtime& runtime) {
     const auto& f = runtime.config().ferro();
     ServerSettings settings;
+    settings.limits = net::ServerLimitsFrom(f);
     if (!f.listen().empty()) settings.listen = f.listen();
     settings.http = f.http();
     settings.tcp = f.tcp();

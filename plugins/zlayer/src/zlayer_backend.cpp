@@ -12,6 +12,7 @@
 #include "server/tunnel_server.hpp"
 #include "tunnelkit/config/v1/tunnel.pb.h"
 #include "tunnelkit/memory_trim.hpp"
+#include "tunnelkit/net/server_limits.hpp"
 #include "tunnelkit/plugin.hpp"
 #include "tunnelkit/runtime.hpp"
 #include "tunnelkit/session/backoff.hpp"
@@ -109,6 +110,17 @@ class ZlayerBackend final : public Backend {
       if (timeout <= interval) {
         issues.push_back({"zlayer.heartbeat_timeout", "must exceed heartbeat_interval"});
       }
+      for (auto& issue : net::CheckServerLimits(net::ServerLimitsFrom(z), "zlayer.")) {
+        issues.push_back({std::move(issue.field), std::move(issue.reason)});
+      }
+      if (z.has_max_ports_per_token() && !z.ports().empty()) {
+        if (const auto pool = PortPool::Parse(z.ports(), error);
+            pool && z.max_ports_per_token() > pool->high() - pool->low() + 1u) {
+          issues.push_back({"zlayer.max_ports_per_token",
+                            std::to_string(z.max_ports_per_token()) +
+                                " is more than the ports in zlayer.ports (" + z.ports() + ")"});
+        }
+      }
     } else if (config.mode() == "link") {
       const auto links = EffectiveLinks(z);
       if (links.empty())
@@ -168,6 +180,8 @@ class ZlayerBackend final : public Backend {
     options.heartbeat_interval = Millis(z.heartbeat_interval(), options.heartbeat_interval);
     options.heartbeat_timeout = Millis(z.heartbeat_timeout(), options.heartbeat_timeout);
     options.udp_idle_timeout = Millis(z.udp_idle_timeout(), options.udp_idle_timeout);
+    options.limits = net::ServerLimitsFrom(z);
+    if (z.has_max_ports_per_token()) options.max_ports_per_token = z.max_ports_per_token();
     TunnelServer server(runtime.io(), std::move(options), runtime.logger());
     if (!server.Start(error)) {
       runtime.logger()->error("{}", error);
@@ -184,6 +198,9 @@ class ZlayerBackend final : public Backend {
                                 {"services", stats.services},
                                 {"connections", stats.connections},
                                 {"auth_failures", stats.auth_failures},
+                                {"auth_refusals", stats.auth_refusals},
+                                {"public_connections", stats.public_connections},
+                                {"public_refusals", stats.public_refusals},
                                 {"data_sockets", stats.data_sockets},
                                 {"shared_data_sockets", stats.shared_data_sockets},
                                 {"shared_streams", stats.shared_streams}};

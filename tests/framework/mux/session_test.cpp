@@ -1,4 +1,7 @@
 // MuxSession end to end over the in-memory transport and over real TCP on 127.0.0.1.
+#include <optional>
+#include <vector>
+
 #include <gtest/gtest.h>
 #include <boost/asio/steady_timer.hpp>
 
@@ -185,6 +188,40 @@ TEST_P(SessionTest, ResetFailsBothEnds) {
     EXPECT_EQ(mine.ec, asio::error::operation_aborted);
     EXPECT_EQ(s.client->stream_count(), 0u);
     EXPECT_EQ(s.server->stream_count(), 0u);
+  });
+}
+
+// A writer waiting for credit (its peer reads nothing) fails once the peer resets the stream,
+// also after the peer had shut its own side down (a reset must still reach the writer then).
+TEST_P(SessionTest, WriterWaitingForCreditFailsWhenThePeerResets) {
+  auto s = Start();
+  RunWithDeadline(io_, [&]() -> asio::awaitable<void> {
+    boost::system::error_code ec;
+    auto stream = s.client->Open(Priority::kNormal, ec);
+    co_await stream->Write(asio::buffer(std::string("x")));
+    auto peer = co_await s.server->Accept();
+    EXPECT_FALSE(co_await peer->ShutdownWrite());
+    auto written = std::make_shared<std::optional<IoResult>>();
+    asio::co_spawn(
+        io_,
+        [written, stream]() -> asio::awaitable<void> {
+          const std::vector<std::uint8_t> big(16 * 1024 * 1024, 7);
+          *written = co_await stream->Write(asio::buffer(big));
+        },
+        asio::detached);
+    asio::steady_timer timer(io_);
+    timer.expires_after(100ms);
+    co_await timer.async_wait(asio::use_awaitable);
+    EXPECT_FALSE(written->has_value()) << "the writer should be waiting for credit";
+    peer->Reset();
+    for (int i = 0; i < 100 && !*written; ++i) {
+      timer.expires_after(10ms);
+      co_await timer.async_wait(asio::use_awaitable);
+    }
+    EXPECT_TRUE(written->has_value()) << "the writer still waits after the peer's reset";
+    if (*written) {
+      EXPECT_EQ((*written)->ec, asio::error::connection_reset);
+    }
   });
 }
 

@@ -241,6 +241,34 @@ TEST(FerroCodec, VarintBoundaries) {
   EXPECT_EQ(encoded(0x100000000ull), "fd0000000001000000");
 }
 
+TEST(FerroCodec, OverlongVarintsAreRefused) {
+  // bincode writes each integer in its shortest form; a longer one is refused, naming the
+  // field (issue 14, defect 7).
+  const std::vector<std::pair<Bytes, const char*>> overlong = {
+      {{0x08, 0xFB, 0xFA, 0x00}, "Heartbeat.timestamp"},              // 250 in 3 bytes
+      {{0x08, 0xFC, 0xFF, 0xFF, 0x00, 0x00}, "Heartbeat.timestamp"},  // 65535 in 5
+      {{0x08, 0xFD, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0}, "Heartbeat.timestamp"},
+      {{0xFB, 0x08, 0x00, 0x00}, "Frame tag"},
+      {{0x04, 0xFB, 0xF7, 0x00, 0x00, 0x00, 0x00, 0x00}, "OpenStream.stream_id"},
+      {{0x04, 0x02, 0xFB, 0x05, 0x00, 0x00, 0x00, 0x00}, "OpenStream.protocol"},
+  };
+  for (const auto& [payload, field] : overlong) {
+    Frame frame;
+    std::string error;
+    EXPECT_FALSE(DecodeControlPayload(payload.data(), payload.size(), frame, error)) << field;
+    EXPECT_NE(error.find(field), std::string::npos) << error;
+    EXPECT_NE(error.find("overlong"), std::string::npos) << error;
+  }
+  // The shortest forms at each boundary still decode.
+  for (const Bytes& payload :
+       {Bytes{0x08, 0xFB, 0xFB, 0x00}, Bytes{0x08, 0xFC, 0x00, 0x00, 0x01, 0x00},
+        Bytes{0x08, 0xFD, 0, 0, 0, 0, 1, 0, 0, 0}}) {
+    Frame frame;
+    std::string error;
+    EXPECT_TRUE(DecodeControlPayload(payload.data(), payload.size(), frame, error)) << error;
+  }
+}
+
 TEST(FerroCodec, IncrementalDecodingByteByByte) {
   const auto frames = EveryVariant();
   Bytes stream;

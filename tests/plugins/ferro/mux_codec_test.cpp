@@ -130,5 +130,43 @@ TEST(FerroMuxCodec, PartialAndMalformedInput) {
   EXPECT_EQ(codec.MaxDataPayload(), 64u * 1024u);
 }
 
+// Issue 14, defect 7: stream id 247 written as the overlong varint "fb f7 00". The decoder once
+// took the protocol byte at the offset a one-byte id would leave, i.e. from inside the varint
+// (0xf7). Overlong varints are refused (one value, one encoding), and the protocol comes from
+// the decoded OpenStream.
+TEST(FerroMuxCodec, OverlongStreamIdIsRefused) {
+  FerroMuxCodec codec(false);
+  const MuxBytes input = FromHex(
+      "00000009000"
+      "4fbf70000000000");
+  const auto r = codec.Decode(input);
+  EXPECT_EQ(r.status, mux::DecodeResult::Status::kError);
+  EXPECT_NE(r.error.find("overlong"), std::string::npos) << r.error;
+  // The same frame with a protocol index written overlong ("fb 05 00" for TCP).
+  const auto p =
+      codec.Decode(FromHex("0000000900040"
+                           "4fb05000000"
+                           "02"));
+  EXPECT_EQ(p.status, mux::DecodeResult::Status::kError);
+}
+
+TEST(FerroMuxCodec, OpenProtocolFollowsAWideStreamId) {
+  FerroMuxCodec codec(false);
+  // OpenStream id=300 (fb 2c 01) TCP, headers [], body_hint None, priority High.
+  const MuxBytes input = FromHex(
+      "0000000900"
+      "04fb2c0105000002");
+  const auto r = codec.Decode(input);
+  ASSERT_EQ(r.status, mux::DecodeResult::Status::kFrame) << r.error;
+  EXPECT_EQ(r.frame.kind, mux::FrameKind::kOpen);
+  EXPECT_EQ(r.frame.stream_id, 300u);
+  ASSERT_EQ(r.frame.payload.size(), 1u);
+  EXPECT_EQ(r.frame.payload[0], static_cast<std::uint8_t>(Protocol::kTcp));
+  EXPECT_EQ(r.frame.priority, mux::Priority::kHigh);
+  MuxBytes out;  // and it encodes back to the same bytes
+  EXPECT_EQ(codec.Encode(r.frame, out), "");
+  EXPECT_EQ(out, input);
+}
+
 }  // namespace
 }  // namespace tunnelkit::ferro

@@ -2,6 +2,7 @@
 // origin, public HTTP and TCP clients. The io_context runs on its own thread; the test talks
 // to the public side with blocking sockets that have receive timeouts.
 #include <malloc.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -718,6 +719,25 @@ class DataPathFixture : public TunnelFixture {
     return OnLoop(condition);
   }
 
+  // What `s` receives until its peer closes it, or `timeout` passes (a test that would
+  // otherwise wait forever fails in bounded time).
+  static std::string ReadUntilClosed(tcp::socket& s, std::chrono::milliseconds timeout = 5s) {
+    std::string out;
+    char buf[65536];
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      pollfd ready{s.native_handle(), POLLIN, 0};
+      if (::poll(&ready, 1, static_cast<int>(left.count())) <= 0) break;
+      const ssize_t n = ::recv(s.native_handle(), buf, sizeof buf, 0);
+      if (n <= 0) break;
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+    return out;
+  }
+
   // Sends a GET for `host` and reads the response head plus `read_bytes` of the body.
   std::size_t StartDownload(tcp::socket& s, bool keep_alive, std::size_t read_bytes) {
     const std::string get = std::string("GET /big HTTP/1.1\r\nHost: app\r\n") +
@@ -796,8 +816,13 @@ TEST_F(DataPathFixture, StalledPublicReadersHoldAtMostTheStreamWindow) {
   std::this_thread::sleep_for(1s);  // what is in flight lands
   const long after = ResidentKib();
   const long per_reader = (after - before) / kReaders;
-  // The window (512 KiB) plus the relay's chunk and per-stream bookkeeping.
+  std::cout << "stalled public readers: " << per_reader << " KiB each (" << before << " -> "
+            << after << " KiB)\n";
+  // The window (512 KiB) plus the relay's chunk and per-stream bookkeeping. (Under ASan its
+  // allocator's figures mean nothing: the scenario still runs, the bound is not checked.)
+#if !defined(__SANITIZE_ADDRESS__)
   EXPECT_LT(per_reader, 800) << "KiB per stalled reader (" << before << " -> " << after << " KiB)";
+#endif
   stalled.clear();
   EXPECT_TRUE(Eventually([this] { return origin_open_ == 0; })) << "origin_open_ == 0";
 }
@@ -820,7 +845,7 @@ TEST_F(DataPathFixture, StalledRequestBodyTimesOutWith408) {
         "POST /upload HTTP/1.1\r\nHost: app\r\n" + framing + "\r\n\r\n" +
         (framing.find("chunked") != std::string::npos ? "a\r\n0123456789\r\n" : "0123456789");
     asio::write(s, asio::buffer(post));
-    const std::string r = ReadAll(s);
+    const std::string r = ReadUntilClosed(s);
     EXPECT_NE(r.find("HTTP/1.1 408 Request Timeout"), std::string::npos) << r;
     EXPECT_NE(r.find("Request body timed out"), std::string::npos) << r;
     EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
@@ -848,7 +873,7 @@ TEST_F(DataPathFixture, SlowButSteadyBodyIsNotCutOff) {
     std::this_thread::sleep_for(100ms);  // 1 s in all, never 400 ms without a byte
     asio::write(s, asio::buffer(&c, 1));
   }
-  const std::string r = ReadAll(s);
+  const std::string r = ReadUntilClosed(s);
   EXPECT_NE(r.find("hello from origin 10 " + test::Sha256Hex(body)), std::string::npos) << r;
 }
 
@@ -869,7 +894,7 @@ TEST_F(DataPathFixture, MissingResponseHeadTimesOutWith504) {
         keep_alive ? "GET /slow HTTP/1.1\r\nHost: app\r\n\r\n"
                    : "POST /slow HTTP/1.1\r\nHost: app\r\nContent-Length: 3\r\n\r\nabc";
     asio::write(s, asio::buffer(request));
-    const std::string r = ReadAll(s);
+    const std::string r = ReadUntilClosed(s);
     EXPECT_NE(r.find("HTTP/1.1 504 Gateway Timeout"), std::string::npos) << r;
     EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
   }
@@ -890,7 +915,7 @@ TEST_F(DataPathFixture, VanishedClientAnswers502ThenReconnectingTunnelAnswers503
   asio::write(s, asio::buffer(std::string("GET /pending HTTP/1.1\r\nHost: app\r\n\r\n")));
   EXPECT_TRUE(Eventually([this] { return origin_open_ == 1; })) << "origin_open_ == 1";
   OnLoop([this] { clients_[0]->Stop(); });
-  const std::string r = ReadAll(s);
+  const std::string r = ReadUntilClosed(s);
   EXPECT_NE(r.find("HTTP/1.1 502 Bad Gateway"), std::string::npos) << r;
   EXPECT_NE(r.find("connection was lost"), std::string::npos) << r;
   ASSERT_TRUE(WaitForLog("tunnel app closed"));
@@ -911,11 +936,11 @@ TEST_F(DataPathFixture, AmbiguousRequestsAreRefusedWith400) {
   StartClient(DefaultClient());
   ASSERT_TRUE(WaitForLog("tunnel registered: app"));
   for (const char* head : {"GET / HTTP/1.1\r\nHost: app\r\nHost: other\r\n\r\n",
-                                 "POST / HTTP/1.1\r\nHost: app\r\nContent-Length: 3\r\n"
-                                 "Transfer-Encoding: chunked\r\n\r\n"}) {
+                           "POST / HTTP/1.1\r\nHost: app\r\nContent-Length: 3\r\n"
+                           "Transfer-Encoding: chunked\r\n\r\n"}) {
     tcp::socket s = Connect(http_port_);
     asio::write(s, asio::buffer(std::string(head)));
-    const std::string r = ReadAll(s);
+    const std::string r = ReadUntilClosed(s);
     EXPECT_NE(r.find("HTTP/1.1 400 Bad Request"), std::string::npos) << r;
   }
   EXPECT_EQ(OnLoop([this] { return origin_open_; }), 0);

@@ -20,6 +20,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "tunnelkit/net/listener.hpp"
+
 namespace spdlog {
 class logger;
 }
@@ -73,12 +75,11 @@ class AdminServer {
 
  private:
   class Connection;
-  void Accept();
 
   boost::asio::io_context& io_;
   metrics::Registry& registry_;
   std::shared_ptr<spdlog::logger> logger_;
-  boost::asio::ip::tcp::acceptor acceptor_;
+  net::Listener listener_;
   boost::asio::ip::tcp::endpoint endpoint_;
   std::map<std::string, Handler> routes_;
   std::function<Readiness()> readiness_;

@@ -99,6 +99,9 @@ class FrameDecoder {
   DecodeStatus Next(Frame& out);
   const std::string& error() const { return error_; }
   std::size_t buffered() const { return buffer_.size() - start_; }
+  // A server starts with a small limit before the peer has authenticated, then raises it.
+  std::uint32_t max_frame_size() const { return max_frame_size_; }
+  void set_max_frame_size(std::uint32_t size) { max_frame_size_ = size; }
 
   // The data frame the input starts with, if its header is complete and valid (otherwise
   // Next reports what is wrong). Lets a reader move the rest of a large payload itself.

@@ -1,15 +1,14 @@
 #include "codec/mux_codec.hpp"
 
+#include <array>
+
 namespace tunnelkit::ferro {
 
 namespace {
 
-std::size_t VarintSize(std::uint64_t value) {
-  if (value <= 250) return 1;
-  if (value <= 0xFFFF) return 3;
-  if (value <= 0xFFFFFFFFull) return 5;
-  return 9;
-}
+// The open metadata byte of each Protocol (its index), for frames to point at: the decoded
+// OpenStream says which, never a position in the input.
+constexpr std::array<std::uint8_t, kProtocolCount> kProtocolIndex{0, 1, 2, 3, 4, 5, 6};
 
 }  // namespace
 
@@ -127,8 +126,8 @@ mux::DecodeResult FerroMuxCodec::Decode(std::span<const std::uint8_t> input) {
     out.kind = mux::FrameKind::kOpen;
     out.stream_id = open->stream_id;
     out.priority = ToMuxPriority(open->priority);
-    // The protocol index is the one-byte varint after the tag and the stream id.
-    out.payload = input.subspan(kFrameHeaderSize + 1 + VarintSize(open->stream_id), 1);
+    out.payload =
+        std::span<const std::uint8_t>(&kProtocolIndex[static_cast<std::size_t>(open->protocol)], 1);
     return mux::DecodeResult::Ok(out, end);
   }
   if (auto* close = std::get_if<CloseStream>(&decoded)) {

@@ -37,17 +37,54 @@ std::string EndpointText(const tcp::endpoint& e) {
                              : e.address().to_string() + ":" + std::to_string(e.port());
 }
 
-void Bind(tcp::acceptor& acceptor, const std::string& address, const char* what) {
-  const tcp::endpoint endpoint = ParseListenAddress(address);
-  boost::system::error_code ec;
-  acceptor.open(endpoint.protocol(), ec);
-  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor.bind(endpoint, ec);
-  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    throw std::runtime_error(std::string("cannot listen for ") + what + " on " + address + ": " +
-                             ec.message());
+void Open(net::Listener& listener, const std::string& address, const char* what) {
+  std::string error;
+  if (!listener.Open(ParseListenAddress(address), error)) {
+    throw std::runtime_error(std::string(what) + ": " + error);
   }
+}
+
+std::optional<asio::ip::address> RemoteAddress(const tcp::socket& socket) {
+  boost::system::error_code ec;
+  const auto remote = socket.remote_endpoint(ec);
+  if (ec) return std::nullopt;
+  return remote.address();
+}
+
+// The answer to a public HTTP client over the connection cap: a fixed 503, written without
+// reading the request (what already arrived is drained so the close does not reset the reply
+// away), the connection closed within a second whatever the client does.
+asio::awaitable<void> RefuseBusy(tcp::socket socket,
+                                 [[maybe_unused]] net::ConnectionLimiter::Lease lease) {
+  static constexpr std::string_view kBusy =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+      "Content-Length: 34\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+      "Too many connections, retry later\n";
+  asio::steady_timer timer(socket.get_executor());
+  timer.expires_after(std::chrono::seconds(1));
+  timer.async_wait([&socket](const boost::system::error_code& e) {
+    if (!e) {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+    }
+  });
+  boost::system::error_code ec;
+  co_await asio::async_write(socket, asio::buffer(kBusy),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  if (!ec) socket.shutdown(tcp::socket::shutdown_send, ec);
+  char sink[2048];
+  for (int i = 0; i < 8 && !ec; ++i) {
+    co_await socket.async_read_some(asio::buffer(sink),
+                                    asio::redirect_error(asio::use_awaitable, ec));
+  }
+  timer.cancel();
+  socket.close(ec);
+}
+
+// Holds `lease` (a public connection's slot) for as long as `work` runs.
+asio::awaitable<void> HoldingLease([[maybe_unused]] net::ConnectionLimiter::Lease lease,
+                                   asio::awaitable<void> work) {
+  co_await std::move(work);
 }
 
 // Appends what the public client has sent to `buffer`, read straight into its spare room (at
@@ -112,34 +149,73 @@ FerroServer::FerroServer(asio::io_context& io, ServerSettings settings,
     : io_(io),
       settings_(std::move(settings)),
       logger_(std::move(logger)),
-      control_acceptor_(io),
-      http_acceptor_(io),
-      tcp_acceptor_(io),
+      control_listener_(io.get_executor()),
+      http_listener_(io.get_executor()),
+      tcp_listener_(io.get_executor()),
+      public_limiter_(settings_.limits.public_connections),
+      preauth_limiter_(settings_.limits.unauthenticated),
+      busy_replies_({64, 0}),
+      auth_failures_(settings_.limits.auth_failures),
+      auth_failure_log_(std::chrono::seconds(5)),
+      auth_refusal_log_(std::chrono::seconds(5)),
+      preauth_refusal_log_(std::chrono::seconds(5)),
+      public_refusal_log_(std::chrono::seconds(5)),
       sweep_timer_(io) {}
 
 FerroServer::~FerroServer() = default;
 
 void FerroServer::Start() {
   if (settings_.tls) tls_ = MakeServerTlsContext(*settings_.tls);
-  Bind(control_acceptor_, settings_.listen, "tunnel clients");
-  if (!settings_.http.empty()) Bind(http_acceptor_, settings_.http, "HTTP");
-  if (!settings_.tcp.empty()) Bind(tcp_acceptor_, settings_.tcp, "TCP");
+  if (const auto issues = net::CheckServerLimits(settings_.limits, "ferro."); !issues.empty()) {
+    throw std::invalid_argument(issues.front().field + ": " + issues.front().reason);
+  }
+  Open(control_listener_, settings_.listen, "tunnel clients");
+  if (!settings_.http.empty()) Open(http_listener_, settings_.http, "HTTP ingress");
+  if (!settings_.tcp.empty()) Open(tcp_listener_, settings_.tcp, "TCP ingress");
   auto self = shared_from_this();
+  // The handlers hold the server weakly: the listeners close in Stop or with the server.
+  std::weak_ptr<FerroServer> weak = self;
   logger_->info(
       "listening for tunnel clients on {} ({}{})", EndpointText(control_endpoint()),
       tls_ ? "TLS 1.3" : "plain TCP",
       settings_.tls && !settings_.tls->client_ca.empty() ? ", client certificates required" : "");
-  asio::co_spawn(
-      io_, [self] { return self->AcceptControl(); }, asio::detached);
-  if (http_acceptor_.is_open()) {
+  net::ListenerOptions options;
+  options.logger = logger_;
+  options.name = "control listener";
+  control_listener_.Start(
+      [weak](tcp::socket socket) {
+        if (auto server = weak.lock()) server->AcceptControl(std::move(socket));
+      },
+      options);
+  if (http_listener_.is_open()) {
     logger_->info("HTTP ingress on {}", EndpointText(http_endpoint()));
-    asio::co_spawn(
-        io_, [self] { return self->AcceptHttp(); }, asio::detached);
+    options.name = "HTTP ingress";
+    http_listener_.Start(
+        [weak](tcp::socket socket) {
+          auto server = weak.lock();
+          if (!server) return;
+          auto lease = server->AdmitPublic(socket, true);
+          if (!lease) return;
+          asio::co_spawn(server->io_,
+                         HoldingLease(std::move(*lease), server->HandleHttp(std::move(socket))),
+                         asio::detached);
+        },
+        options);
   }
-  if (tcp_acceptor_.is_open()) {
+  if (tcp_listener_.is_open()) {
     logger_->info("TCP ingress on {}", EndpointText(tcp_endpoint()));
-    asio::co_spawn(
-        io_, [self] { return self->AcceptTcp(); }, asio::detached);
+    options.name = "TCP ingress";
+    tcp_listener_.Start(
+        [weak](tcp::socket socket) {
+          auto server = weak.lock();
+          if (!server) return;
+          auto lease = server->AdmitPublic(socket, false);
+          if (!lease) return;
+          asio::co_spawn(server->io_,
+                         HoldingLease(std::move(*lease), server->HandleTcp(std::move(socket))),
+                         asio::detached);
+        },
+        options);
   }
   asio::co_spawn(
       io_, [self] { return self->SweepLoop(); }, asio::detached);
@@ -165,44 +241,92 @@ void FerroServer::Stop() {
   if (stopped_) return;
   stopped_ = true;
   boost::system::error_code ec;
-  control_acceptor_.close(ec);
-  http_acceptor_.close(ec);
-  tcp_acceptor_.close(ec);
+  control_listener_.Close();
+  http_listener_.Close();
+  tcp_listener_.Close();
   sweep_timer_.cancel();
   auto sessions = sessions_;
-  for (auto& session : sessions) session->connection->Close("server stopping");
-}
-
-tcp::endpoint FerroServer::control_endpoint() const {
-  boost::system::error_code ec;
-  return control_acceptor_.local_endpoint(ec);
-}
-tcp::endpoint FerroServer::http_endpoint() const {
-  boost::system::error_code ec;
-  return http_acceptor_.local_endpoint(ec);
-}
-tcp::endpoint FerroServer::tcp_endpoint() const {
-  boost::system::error_code ec;
-  return tcp_acceptor_.local_endpoint(ec);
-}
-
-asio::awaitable<void> FerroServer::AcceptControl() {
-  auto self = shared_from_this();
-  while (!stopped_) {
-    boost::system::error_code ec;
-    tcp::socket socket =
-        co_await control_acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      if (stopped_) break;
-      logger_->warn("accept on the control listener failed: {}", ec.message());
-      continue;
-    }
-    asio::co_spawn(io_, HandleControl(std::move(socket)), asio::detached);
+  // A session whose acknowledgement is still being written has no connection yet (its
+  // handshake sees stopped_ and unregisters it).
+  for (auto& session : sessions) {
+    if (session->connection) session->connection->Close("server stopping");
   }
 }
 
-asio::awaitable<void> FerroServer::HandleControl(tcp::socket socket) {
+tcp::endpoint FerroServer::control_endpoint() const {
+  return control_listener_.local_endpoint();
+}
+tcp::endpoint FerroServer::http_endpoint() const {
+  return http_listener_.local_endpoint();
+}
+tcp::endpoint FerroServer::tcp_endpoint() const {
+  return tcp_listener_.local_endpoint();
+}
+
+void FerroServer::AcceptControl(tcp::socket socket) {
+  boost::system::error_code ec;
+  const auto address = RemoteAddress(socket);
+  if (!address) {
+    socket.close(ec);
+    return;
+  }
+  // A source that spent its authentication failures is closed before anything is read.
+  if (!auth_failures_.Allowed(*address)) {
+    auth_failures_.CountRefusal();
+    auth_refusal_log_.Log(*logger_, spdlog::level::warn,
+                          "control connection from {} closed: too many authentication failures "
+                          "from {} ({} refused so far)",
+                          address->to_string(), net::SourceKeyText(net::SourceKeyOf(*address)),
+                          auth_failures_.refused());
+    socket.close(ec);
+    return;
+  }
+  net::ConnectionLimiter::Refusal why = net::ConnectionLimiter::Refusal::kNone;
+  auto lease = preauth_limiter_.TryAcquire(*address, &why);
+  if (!lease) {
+    preauth_refusal_log_.Log(
+        *logger_, spdlog::level::warn,
+        "control connection from {} closed: {} connections are waiting for their handshake{}",
+        address->to_string(),
+        why == net::ConnectionLimiter::Refusal::kTotal ? preauth_limiter_.active()
+                                                       : preauth_limiter_.active(*address),
+        why == net::ConnectionLimiter::Refusal::kTotal ? "" : " from this source");
+    socket.close(ec);
+    return;
+  }
+  asio::co_spawn(io_, HandleControl(std::move(socket), std::move(*lease)), asio::detached);
+}
+
+std::optional<net::ConnectionLimiter::Lease> FerroServer::AdmitPublic(tcp::socket& socket,
+                                                                      bool http) {
+  boost::system::error_code ec;
+  const auto address = RemoteAddress(socket);
+  if (!address) {
+    socket.close(ec);
+    return std::nullopt;
+  }
+  net::ConnectionLimiter::Refusal why = net::ConnectionLimiter::Refusal::kNone;
+  auto lease = public_limiter_.TryAcquire(*address, &why);
+  if (lease) return lease;
+  public_refusal_log_.Log(
+      *logger_, spdlog::level::warn, "{} connection from {} refused: {} ({} refused so far)",
+      http ? "HTTP" : "TCP", address->to_string(),
+      why == net::ConnectionLimiter::Refusal::kTotal ? "at max_public_connections"
+                                                     : "at max_public_connections_per_source",
+      public_limiter_.refused());
+  auto reply = http ? busy_replies_.TryAcquire(*address) : std::nullopt;
+  if (reply) {
+    asio::co_spawn(io_, RefuseBusy(std::move(socket), std::move(*reply)), asio::detached);
+  } else {
+    socket.close(ec);
+  }
+  return std::nullopt;
+}
+
+asio::awaitable<void> FerroServer::HandleControl(tcp::socket socket,
+                                                 net::ConnectionLimiter::Lease unauthenticated) {
   auto self = shared_from_this();
+  const auto source = RemoteAddress(socket);
   boost::system::error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
   socket.set_option(asio::socket_base::keep_alive(true), ec);
@@ -227,7 +351,8 @@ asio::awaitable<void> FerroServer::HandleControl(tcp::socket socket) {
     transport = std::make_unique<TcpSocketStream>(std::move(socket));
   }
 
-  FrameDecoder decoder;
+  // Before the token is checked, frames are small (a Handshake needs a few KiB).
+  FrameDecoder decoder(kMaxHandshakeFrame);
   ReadFrameResult first = co_await ReadOneFrame(*transport, decoder, settings_.handshake_timeout);
   if (!first.frame) {
     logger_->warn("control connection {}: handshake failed: {}", peer, first.error);
@@ -246,7 +371,10 @@ asio::awaitable<void> FerroServer::HandleControl(tcp::socket socket) {
   auto& refusal_ack = std::get<HandshakeAck>(refusal);
   // The token is never logged, not even in part.
   if (!IsWellFormedToken(hello->token) || !TokensEqual(hello->token, settings_.token)) {
-    logger_->warn("control connection {}: rejected: invalid token", peer);
+    const bool over = source && !auth_failures_.Spend(*source);
+    auth_failure_log_.Log(*logger_, spdlog::level::warn,
+                          "control connection {}: rejected: invalid token{}", peer,
+                          over ? " (source over its authentication failure budget)" : "");
     co_await WriteOneFrame(*transport, refusal);
     transport->Reset();
     co_return;
@@ -274,6 +402,8 @@ asio::awaitable<void> FerroServer::HandleControl(tcp::socket socket) {
     transport->Reset();
     co_return;
   }
+  unauthenticated.Release();
+  decoder.set_max_frame_size(kDefaultMaxFrameSize);
   const bool flow = HasCapability(hello->capabilities, kCapabilityFlow);
   std::vector<std::string> capabilities{std::string(kCapabilityBasic)};
   if (flow) capabilities.emplace_back(kCapabilityFlow);
@@ -378,20 +508,6 @@ std::shared_ptr<FerroServer::Session> FerroServer::FindTcpSession() const {
     if (session->tcp && session->connection && !session->connection->closed()) return session;
   }
   return nullptr;
-}
-
-asio::awaitable<void> FerroServer::AcceptHttp() {
-  auto self = shared_from_this();
-  while (!stopped_) {
-    boost::system::error_code ec;
-    tcp::socket socket =
-        co_await http_acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      if (stopped_) break;
-      continue;
-    }
-    asio::co_spawn(io_, HandleHttp(std::move(socket)), asio::detached);
-  }
 }
 
 asio::awaitable<void> FerroServer::HandleHttp(tcp::socket socket) {
@@ -503,20 +619,6 @@ asio::awaitable<void> FerroServer::HandleHttp(tcp::socket socket) {
     exchange.keep_alive = keep_alive;
     exchange.timeouts = {settings_.request_body_timeout, settings_.response_timeout};
     if (!co_await RelayExchange(socket, stream, exchange)) co_return;
-  }
-}
-
-asio::awaitable<void> FerroServer::AcceptTcp() {
-  auto self = shared_from_this();
-  while (!stopped_) {
-    boost::system::error_code ec;
-    tcp::socket socket =
-        co_await tcp_acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) {
-      if (stopped_) break;
-      continue;
-    }
-    asio::co_spawn(io_, HandleTcp(std::move(socket)), asio::detached);
   }
 }
 

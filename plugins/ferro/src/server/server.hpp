@@ -16,6 +16,11 @@
 
 #include "codec/frame.hpp"
 #include "transport/tls.hpp"
+#include "tunnelkit/net/connection_limiter.hpp"
+#include "tunnelkit/net/listener.hpp"
+#include "tunnelkit/net/server_limits.hpp"
+#include "tunnelkit/net/source_rate_limiter.hpp"
+#include "tunnelkit/rate_limited_log.hpp"
 
 namespace spdlog {
 class logger;
@@ -46,7 +51,16 @@ struct ServerSettings {
   // With tk-flow, the most a stream's receive window grows to, so the most of a response the
   // server holds for a public client that stopped reading (per public connection).
   std::uint32_t max_stream_window = 1024 * 1024;
+
+  // What anonymous clients may hold (docs/reliability.md). Over the public caps HTTP gets a
+  // 503 and TCP a close; a source out of authentication failures is closed at accept.
+  net::ServerLimits limits;
 };
+
+// The largest frame a control connection may send before its Handshake is accepted. A
+// Handshake within the field limits (token and tunnel id 256 bytes, 32 capabilities of 64)
+// needs under 3 KiB.
+inline constexpr std::uint32_t kMaxHandshakeFrame = 8 * 1024;
 
 // "HOST:PORT", "[v6]:PORT" -> endpoint; throws std::invalid_argument naming the text.
 boost::asio::ip::tcp::endpoint ParseListenAddress(const std::string& text);
@@ -69,6 +83,13 @@ class FerroServer : public std::enable_shared_from_this<FerroServer> {
   std::size_t session_count() const { return sessions_.size(); }
   // Streams open over all sessions (tests, diagnostics).
   std::size_t stream_count() const;
+  std::size_t public_connections() const { return public_limiter_.active(); }
+  std::uint64_t public_refusals() const { return public_limiter_.refused(); }
+  std::size_t unauthenticated_connections() const { return preauth_limiter_.active(); }
+  // Connections closed at accept because their source spent its authentication failures.
+  std::uint64_t auth_refusals() const { return auth_failures_.refused(); }
+  std::uint64_t auth_failure_log_lines() const { return auth_failure_log_.lines(); }
+  const net::Listener& control_listener() const { return control_listener_; }
   // Payload bytes the live sessions moved without copying them (kernel path).
   std::uint64_t spliced_bytes() const;
 
@@ -80,11 +101,13 @@ class FerroServer : public std::enable_shared_from_this<FerroServer> {
     std::shared_ptr<Connection> connection;
   };
 
-  boost::asio::awaitable<void> AcceptControl();
-  boost::asio::awaitable<void> HandleControl(boost::asio::ip::tcp::socket socket);
-  boost::asio::awaitable<void> AcceptHttp();
+  void AcceptControl(boost::asio::ip::tcp::socket socket);
+  boost::asio::awaitable<void> HandleControl(boost::asio::ip::tcp::socket socket,
+                                             net::ConnectionLimiter::Lease unauthenticated);
+  // Takes a public-connection lease, or refuses (`http`: with a 503) when there is none.
+  std::optional<net::ConnectionLimiter::Lease> AdmitPublic(boost::asio::ip::tcp::socket& socket,
+                                                           bool http);
   boost::asio::awaitable<void> HandleHttp(boost::asio::ip::tcp::socket socket);
-  boost::asio::awaitable<void> AcceptTcp();
   boost::asio::awaitable<void> HandleTcp(boost::asio::ip::tcp::socket socket);
   boost::asio::awaitable<void> SweepLoop();
   std::shared_ptr<Session> FindByHost(const std::string& host) const;
@@ -97,9 +120,17 @@ class FerroServer : public std::enable_shared_from_this<FerroServer> {
   ServerSettings settings_;
   std::shared_ptr<spdlog::logger> logger_;
   std::shared_ptr<boost::asio::ssl::context> tls_;
-  boost::asio::ip::tcp::acceptor control_acceptor_;
-  boost::asio::ip::tcp::acceptor http_acceptor_;
-  boost::asio::ip::tcp::acceptor tcp_acceptor_;
+  net::Listener control_listener_;
+  net::Listener http_listener_;
+  net::Listener tcp_listener_;
+  net::ConnectionLimiter public_limiter_;
+  net::ConnectionLimiter preauth_limiter_;
+  net::ConnectionLimiter busy_replies_;  // 503s being written: bounded too
+  net::SourceRateLimiter auth_failures_;
+  RateLimitedLog auth_failure_log_;
+  RateLimitedLog auth_refusal_log_;
+  RateLimitedLog preauth_refusal_log_;
+  RateLimitedLog public_refusal_log_;
   boost::asio::steady_timer sweep_timer_;
   std::map<std::string, std::shared_ptr<Session>> by_tunnel_id_;
   std::list<std::shared_ptr<Session>> sessions_;  // registration order (TCP ingress picks first)

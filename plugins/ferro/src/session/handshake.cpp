@@ -62,7 +62,10 @@ asio::awaitable<ReadFrameResult> ReadOneFrame(Stream& transport, FrameDecoder& d
     *expired = true;
     transport.Reset();
   });
-  std::vector<std::uint8_t> buffer(16 * 1024);
+  // No more than one frame's worth per read: before authentication the limit is small, and so
+  // is what an unauthenticated peer makes the server hold.
+  std::vector<std::uint8_t> buffer(
+      std::min<std::size_t>(16 * 1024, decoder.max_frame_size() + kFrameHeaderSize));
   for (;;) {
     Frame frame;
     const DecodeStatus status = decoder.Next(frame);

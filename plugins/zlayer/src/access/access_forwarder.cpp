@@ -20,7 +20,7 @@ AccessForwarder::AccessForwarder(asio::io_context& io, AccessOptions options,
     : io_(io),
       options_(std::move(options)),
       log_(std::move(logger)),
-      acceptor_(io),
+      listener_(io.get_executor()),
       ttl_timer_(io) {}
 
 AccessForwarder::~AccessForwarder() = default;
@@ -33,16 +33,8 @@ bool AccessForwarder::Start(std::string& error) {
     return false;
   }
   const tcp::endpoint endpoint(address, static_cast<unsigned short>(options_.local_port));
-  acceptor_.open(endpoint.protocol(), ec);
-  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(endpoint, ec);
-  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    error = "cannot listen on " + options_.local_host + ":" + std::to_string(options_.local_port) +
-            ": " + ec.message();
-    return false;
-  }
-  local_port_ = acceptor_.local_endpoint().port();
+  if (!listener_.Open(endpoint, error)) return false;
+  local_port_ = listener_.port();
   if (options_.ttl.count() > 0) {
     ttl_timer_.expires_after(options_.ttl);
     ttl_timer_.async_wait([this](boost::system::error_code tec) {
@@ -53,30 +45,27 @@ bool AccessForwarder::Start(std::string& error) {
              options_.endpoint_host, options_.endpoint_port,
              options_.ttl.count() > 0 ? " for " + std::to_string(options_.ttl.count() / 1000) + " s"
                                       : std::string(" (no TTL)"));
-  asio::co_spawn(io_, AcceptLoop(), asio::detached);
+  net::ListenerOptions listener_options;
+  listener_options.name = "access listener";
+  listener_options.logger = log_;
+  // The listener closes in Stop and with this object: the handler never outlives it.
+  listener_.Start(
+      [this](tcp::socket socket) {
+        if (!stopped_) asio::co_spawn(io_, Forward(std::move(socket)), asio::detached);
+      },
+      listener_options);
   return true;
 }
 
 void AccessForwarder::Stop(const std::string& reason) {
   if (stopped_) return;
   stopped_ = true;
-  boost::system::error_code ec;
-  acceptor_.close(ec);
+  listener_.Close();
   ttl_timer_.cancel();
   log_->info("access: ending ({}); closing {} open connection(s)", reason, open_.size());
   auto open = open_;
   for (const auto& stream : open) stream->Reset();
   if (open_.empty() && on_done_) on_done_();
-}
-
-asio::awaitable<void> AccessForwarder::AcceptLoop() {
-  for (;;) {
-    boost::system::error_code ec;
-    tcp::socket socket =
-        co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec || stopped_) co_return;
-    asio::co_spawn(io_, Forward(std::move(socket)), asio::detached);
-  }
 }
 
 asio::awaitable<void> AccessForwarder::Forward(tcp::socket socket) {

@@ -14,6 +14,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "tunnelkit/net/listener.hpp"
+
 namespace spdlog {
 class logger;
 }
@@ -45,13 +47,12 @@ class AccessForwarder {
   void OnDone(std::function<void()> on_done) { on_done_ = std::move(on_done); }
 
  private:
-  boost::asio::awaitable<void> AcceptLoop();
   boost::asio::awaitable<void> Forward(boost::asio::ip::tcp::socket socket);
 
   boost::asio::io_context& io_;
   AccessOptions options_;
   std::shared_ptr<spdlog::logger> log_;
-  boost::asio::ip::tcp::acceptor acceptor_;
+  net::Listener listener_;
   boost::asio::steady_timer ttl_timer_;
   std::set<std::shared_ptr<TcpStream>> open_;
   std::function<void()> on_done_;

@@ -20,6 +20,7 @@
 #include "transport/data_stream.hpp"
 #include "transport/mux_splice.hpp"
 #include "tunnelkit/mux/session.hpp"
+#include "tunnelkit/net/listener.hpp"
 #include "tunnelkit/session/liveness.hpp"
 #include "tunnelkit/stream/deadline.hpp"
 #include "tunnelkit/stream/socket_stream.hpp"
@@ -60,6 +61,20 @@ bool SendMessage(const std::shared_ptr<WsConnection>& conn, const codec::Message
   return conn->Queue(encoded.bytes);
 }
 
+// The address of a peer written "ADDR:PORT" or "[V6]:PORT" (FrontDoor's peer strings).
+std::optional<asio::ip::address> PeerAddress(const std::string& peer) {
+  std::string host = peer;
+  if (!host.empty() && host.front() == '[') {
+    host = host.substr(1, host.find(']') == std::string::npos ? 0 : host.find(']') - 1);
+  } else if (const auto colon = host.rfind(':'); colon != std::string::npos) {
+    host.resize(colon);
+  }
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(host, ec);
+  if (ec) return std::nullopt;
+  return address;
+}
+
 }  // namespace
 
 struct TunnelServer::Service {
@@ -69,7 +84,7 @@ struct TunnelServer::Service {
   std::uint16_t local_port = 0;
   std::uint16_t public_port = 0;
   std::weak_ptr<Tunnel> tunnel;
-  std::unique_ptr<tcp::acceptor> acceptor;
+  std::unique_ptr<net::Listener> listener;
   std::unique_ptr<udp::socket> udp_socket;
   std::map<udp::endpoint, std::shared_ptr<UdpFlow>> flows;
   bool closed = false;
@@ -82,6 +97,7 @@ struct TunnelServer::UdpFlow {
   std::shared_ptr<transport::DataSocket> data;   // once attached
   std::deque<std::vector<std::uint8_t>> queued;  // datagrams that arrived before the attach
   std::chrono::steady_clock::time_point last_activity = std::chrono::steady_clock::now();
+  net::ConnectionLimiter::Lease lease;  // the flow's public-connection slot
 };
 
 struct TunnelServer::Pending {
@@ -90,6 +106,7 @@ struct TunnelServer::Pending {
   std::unique_ptr<tcp::socket> socket;  // TCP
   std::shared_ptr<UdpFlow> flow;        // UDP
   std::unique_ptr<asio::steady_timer> expiry;
+  net::ConnectionLimiter::Lease lease;  // TCP: the public connection's slot, kept to its end
 };
 
 struct TunnelServer::Tunnel {
@@ -111,7 +128,10 @@ TunnelServer::TunnelServer(asio::io_context& io, ServerOptions options,
       options_(std::move(options)),
       log_(std::move(logger)),
       loop_(io),
-      front_door_(io, log_) {
+      front_door_(io, log_),
+      public_limiter_(options_.limits.public_connections),
+      unauthenticated_(options_.limits.unauthenticated),
+      auth_limiter_(options_.limits.auth_failures) {
   if (options_.public_host.empty()) options_.public_host = options_.ws.host;
 }
 
@@ -125,6 +145,10 @@ TunnelServer::~TunnelServer() {
 }
 
 bool TunnelServer::Start(std::string& error) {
+  if (const auto issues = net::CheckServerLimits(options_.limits, "zlayer."); !issues.empty()) {
+    error = issues.front().field + ": " + issues.front().reason;
+    return false;
+  }
   boost::system::error_code ec;
   const std::string host = options_.public_host.empty() ? "0.0.0.0" : options_.public_host;
   asio::ip::make_address(host, ec);
@@ -150,6 +174,8 @@ bool TunnelServer::Start(std::string& error) {
   door.tls_cert = options_.ws.tls_cert;
   door.tls_key = options_.ws.tls_key;
   door.head_timeout = options_.auth_timeout;
+  door.unauthenticated = options_.limits.unauthenticated;
+  door.admit = [this](const asio::ip::address& address) { return Admit(address); };
   if (!front_door_.Start(
           door,
           [this](std::shared_ptr<transport::DataSocket> data) {
@@ -209,13 +235,54 @@ ServerStats TunnelServer::stats() const {
   for (const auto& [id, tunnel] : tunnels_) stats.services += tunnel->services.size();
   stats.connections = connections_;
   stats.auth_failures = auth_failures_;
+  stats.auth_refusals = auth_limiter_.refused();
+  stats.public_connections = public_limiter_.active();
+  stats.public_refusals = public_limiter_.refused();
   stats.data_sockets = data_sockets_;
   stats.shared_data_sockets = shared_data_sockets_;
   stats.shared_streams = shared_streams_;
   return stats;
 }
 
+bool TunnelServer::Admit(const asio::ip::address& address) {
+  if (auth_limiter_.Allowed(address)) return true;
+  auth_limiter_.CountRefusal();
+  auth_refusal_log_.Log(*log_, spdlog::level::warn,
+                        "connection from {} closed: too many authentication failures from {} "
+                        "({} refused so far)",
+                        address.to_string(), net::SourceKeyText(net::SourceKeyOf(address)),
+                        auth_limiter_.refused());
+  return false;
+}
+
+void TunnelServer::CountAuthFailure(const std::string& peer) {
+  ++auth_failures_;
+  if (const auto address = PeerAddress(peer)) auth_limiter_.Spend(*address);
+}
+
+std::optional<net::ConnectionLimiter::Lease> TunnelServer::TakeUnauthenticated(
+    const std::string& peer) {
+  const auto address = PeerAddress(peer);
+  if (!address) return net::ConnectionLimiter::Lease();  // not a socket peer: nothing to count
+  net::ConnectionLimiter::Refusal why = net::ConnectionLimiter::Refusal::kNone;
+  auto lease = unauthenticated_.TryAcquire(*address, &why);
+  if (!lease) {
+    unauthenticated_log_.Log(
+        *log_, spdlog::level::warn,
+        "connection from {} closed: {} connections are waiting to authenticate{}", peer,
+        why == net::ConnectionLimiter::Refusal::kTotal ? unauthenticated_.active()
+                                                       : unauthenticated_.active(*address),
+        why == net::ConnectionLimiter::Refusal::kTotal ? "" : " from this source");
+  }
+  return lease;
+}
+
 asio::awaitable<void> TunnelServer::HandleConnection(std::shared_ptr<WsConnection> conn) {
+  auto unauthenticated = TakeUnauthenticated(conn->peer());
+  if (!unauthenticated) {
+    conn->Close();
+    co_return;
+  }
   // The first message must come within auth_timeout.
   asio::steady_timer deadline(io_, options_.auth_timeout);
   bool timed_out = false;
@@ -233,6 +300,7 @@ asio::awaitable<void> TunnelServer::HandleConnection(std::shared_ptr<WsConnectio
     co_return;
   }
   const auto decoded = codec::Decode(*first);
+  unauthenticated->Release();  // answered below without waiting for the peer again
   if (decoded.ok && std::holds_alternative<codec::Auth>(decoded.message)) {
     co_await RunControl(conn, std::get<codec::Auth>(decoded.message));
     co_return;
@@ -269,13 +337,15 @@ asio::awaitable<void> TunnelServer::RunControl(std::shared_ptr<WsConnection> con
     verdict.reason = "server shutting down";
   }
   if (!verdict.ok) {
-    ++auth_failures_;
-    log_->warn("agent {} refused: {}", conn->peer(), verdict.reason);
+    CountAuthFailure(conn->peer());
+    auth_failure_log_.Log(*log_, spdlog::level::warn, "agent {} refused: {}", conn->peer(),
+                          verdict.reason);
     SendMessage(conn, codec::AuthFail{verdict.reason});
     conn->Close();
     co_return;
   }
 
+  conn->Authenticated();
   auto tunnel = std::make_shared<Tunnel>();
   tunnel->id = RandomUuidV4();
   tunnel->token_hash = verdict.hash;
@@ -382,18 +452,23 @@ asio::awaitable<void> TunnelServer::Register(std::shared_ptr<Tunnel> tunnel,
   // A port of the range may be held by another program: try the next one (auto) or fail.
   std::string reason;
   std::vector<std::uint16_t> unusable;
-  for (;;) {
+  if (options_.max_ports_per_token != 0 &&
+      tunnel->services.size() >= options_.max_ports_per_token) {
+    reason = "Registry error: this token holds " + std::to_string(tunnel->services.size()) +
+             " ports, the most allowed (max_ports_per_token)";
+  }
+  while (reason.empty()) {
     auto port = options_.ports.Acquire(request.remote_port, reason);
     if (!port) break;
     boost::system::error_code ec;
     if (request.protocol == codec::ServiceProtocol::kTcp) {
-      auto acceptor = std::make_unique<tcp::acceptor>(io_);
-      tcp::endpoint endpoint(address, *port);
-      acceptor->open(endpoint.protocol(), ec);
-      if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
-      if (!ec) acceptor->bind(endpoint, ec);
-      if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
-      if (!ec) service->acceptor = std::move(acceptor);
+      auto listener = std::make_unique<net::Listener>(io_.get_executor());
+      std::string listen_error;
+      if (listener->Open(tcp::endpoint(address, *port), listen_error)) {
+        service->listener = std::move(listener);
+      } else {
+        ec = asio::error::address_in_use;
+      }
     } else {
       auto socket = std::make_unique<udp::socket>(io_);
       udp::endpoint endpoint(address, *port);
@@ -425,8 +500,17 @@ asio::awaitable<void> TunnelServer::Register(std::shared_ptr<Tunnel> tunnel,
   SendMessage(tunnel->conn, ok);
   log_->info("tunnel {}: service {} registered: public {} port {} -> agent port {}",
              tunnel->id.ToString(), service->name, kind, service->public_port, service->local_port);
-  if (service->acceptor) {
-    asio::co_spawn(io_, AcceptTcp(service), asio::detached);
+  if (service->listener) {
+    net::ListenerOptions listener_options;
+    listener_options.name = "public port " + std::to_string(service->public_port);
+    listener_options.logger = log_;
+    std::weak_ptr<Service> weak = service;
+    // RemoveService closes the listener: the handler is not called after that.
+    service->listener->Start(
+        [this, weak](tcp::socket socket) {
+          if (auto s = weak.lock()) AcceptPublic(s, std::move(socket));
+        },
+        listener_options);
   } else {
     asio::co_spawn(io_, ReceiveUdp(service), asio::detached);
   }
@@ -439,7 +523,7 @@ void TunnelServer::RemoveService(Tunnel& tunnel, const codec::Uuid& service_id) 
   tunnel.services.erase(it);
   service->closed = true;
   boost::system::error_code ec;
-  if (service->acceptor) service->acceptor->close(ec);
+  if (service->listener) service->listener->Close();
   if (service->udp_socket) service->udp_socket->close(ec);
   for (auto& [endpoint, flow] : service->flows) {
     if (flow->data) flow->data->Close();
@@ -458,6 +542,15 @@ void TunnelServer::AddPending(const std::shared_ptr<Tunnel>& tunnel,
   pending->expiry->async_wait([this, weak, id](boost::system::error_code ec) {
     if (ec) return;
     if (auto t = weak.lock()) {
+      const auto it = t->pending.find(id);
+      if (it != t->pending.end() && it->second->flow) {
+        // An unattached UDP flow goes too, with its slot (else its source is stuck to it).
+        const auto flow = it->second->flow;
+        if (auto service = flow->service.lock()) {
+          const auto f = service->flows.find(flow->client);
+          if (f != service->flows.end() && f->second == flow) service->flows.erase(f);
+        }
+      }
       if (t->pending.erase(id) != 0) {
         log_->info("tunnel {}: connection {} dropped: the agent did not attach in time",
                    t->id.ToString(), id.ToString());
@@ -467,28 +560,39 @@ void TunnelServer::AddPending(const std::shared_ptr<Tunnel>& tunnel,
   tunnel->pending[id] = std::move(pending);
 }
 
-asio::awaitable<void> TunnelServer::AcceptTcp(std::shared_ptr<Service> service) {
-  for (;;) {
-    boost::system::error_code ec;
-    tcp::socket socket =
-        co_await service->acceptor->async_accept(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec || service->closed) co_return;
-    auto tunnel = service->tunnel.lock();
-    if (!tunnel) co_return;
-    auto pending = std::make_shared<Pending>();
-    pending->connection_id = RandomUuidV4();
-    pending->service = service;
-    boost::system::error_code peer_ec;
-    const auto remote = socket.remote_endpoint(peer_ec);
-    const std::string client = peer_ec ? "unknown" : FormatEndpoint(remote);
-    pending->socket = std::make_unique<tcp::socket>(std::move(socket));
-    const auto id = pending->connection_id;
-    AddPending(tunnel, std::move(pending));
-    ++connections_;
-    log_->debug("tunnel {}: {} connection {} from {}", tunnel->id.ToString(), service->name,
-                id.ToString(), client);
-    SendMessage(tunnel->conn, codec::Connect{service->id, id, client});
+void TunnelServer::AcceptPublic(const std::shared_ptr<Service>& service, tcp::socket socket) {
+  boost::system::error_code ec;
+  auto tunnel = service->tunnel.lock();
+  const auto remote = socket.remote_endpoint(ec);
+  if (ec || !tunnel || service->closed) {
+    socket.close(ec);
+    return;
   }
+  net::ConnectionLimiter::Refusal why = net::ConnectionLimiter::Refusal::kNone;
+  auto lease = public_limiter_.TryAcquire(remote.address(), &why);
+  if (!lease) {
+    public_refusal_log_.Log(*log_, spdlog::level::warn,
+                            "public port {}: connection from {} refused: at {} ({} refused so far)",
+                            service->public_port, remote.address().to_string(),
+                            why == net::ConnectionLimiter::Refusal::kTotal
+                                ? "max_public_connections"
+                                : "max_public_connections_per_source",
+                            public_limiter_.refused());
+    socket.close(ec);
+    return;
+  }
+  auto pending = std::make_shared<Pending>();
+  pending->connection_id = RandomUuidV4();
+  pending->service = service;
+  pending->lease = std::move(*lease);
+  const std::string client = FormatEndpoint(remote);
+  pending->socket = std::make_unique<tcp::socket>(std::move(socket));
+  const auto id = pending->connection_id;
+  AddPending(tunnel, std::move(pending));
+  ++connections_;
+  log_->debug("tunnel {}: {} connection {} from {}", tunnel->id.ToString(), service->name,
+              id.ToString(), client);
+  SendMessage(tunnel->conn, codec::Connect{service->id, id, client});
 }
 
 asio::awaitable<void> TunnelServer::ReceiveUdp(std::shared_ptr<Service> service) {
@@ -505,9 +609,24 @@ asio::awaitable<void> TunnelServer::ReceiveUdp(std::shared_ptr<Service> service)
     }
     auto tunnel = service->tunnel.lock();
     if (!tunnel) co_return;
-    auto& flow = service->flows[from];
-    if (!flow) {
-      flow = std::make_shared<UdpFlow>();
+    auto found = service->flows.find(from);
+    const bool created = found == service->flows.end();
+    if (created) {
+      // A new flow takes a public-connection slot, like a TCP connection.
+      auto lease = public_limiter_.TryAcquire(from.address());
+      if (!lease) {
+        public_refusal_log_.Log(*log_, spdlog::level::warn,
+                                "public port {}: udp flow from {} dropped: at the public "
+                                "connection caps ({} refused so far)",
+                                service->public_port, from.address().to_string(),
+                                public_limiter_.refused());
+        continue;
+      }
+      found = service->flows.emplace(from, std::make_shared<UdpFlow>()).first;
+      found->second->lease = std::move(*lease);
+    }
+    auto& flow = found->second;
+    if (created) {
       flow->connection_id = RandomUuidV4();
       flow->client = from;
       flow->service = service;
@@ -535,6 +654,12 @@ asio::awaitable<void> TunnelServer::ReceiveUdp(std::shared_ptr<Service> service)
 asio::awaitable<void> TunnelServer::HandleData(std::shared_ptr<transport::DataSocket> data) {
   const auto alive = alive_;
   live_data_[data.get()] = data;
+  auto unauthenticated = TakeUnauthenticated(data->peer());
+  if (!unauthenticated) {
+    data->Close();
+    live_data_.erase(data.get());
+    co_return;
+  }
   // The first message must be DataAttach, within auth_timeout.
   Deadline deadline(io_.get_executor());
   deadline.Arm(options_.auth_timeout, [data] { data->Close(); });
@@ -543,6 +668,7 @@ asio::awaitable<void> TunnelServer::HandleData(std::shared_ptr<transport::DataSo
   if (!*alive) co_return;
   const bool timed_out = deadline.fired();
   deadline.Cancel();
+  unauthenticated->Release();
   std::optional<codec::DataAttach> attach;
   if (first) {
     auto decoded = codec::Decode(*first);
@@ -576,14 +702,18 @@ std::shared_ptr<TunnelServer::Tunnel> TunnelServer::AttachTarget(const transport
       data.kind() == transport::DataKind::kShared ? "shared data connection" : "data connection";
   const auto it = tunnels_.find(attach.tunnel_id);
   if (it == tunnels_.end() || !it->second->extended) {
-    log_->warn("{} from {} for an unknown tunnel; closing", what, data.peer());
+    CountAuthFailure(data.peer());
+    auth_failure_log_.Log(*log_, spdlog::level::warn, "{} from {} for an unknown tunnel; closing",
+                          what, data.peer());
     return nullptr;
   }
   auto tunnel = it->second;
   // Check the secret before anything else about the request, in constant time.
   if (CRYPTO_memcmp(attach.secret.data(), tunnel->data_secret.data(), attach.secret.size()) != 0) {
-    log_->warn("{} from {} for tunnel {} with a wrong secret; closing", what, data.peer(),
-               tunnel->id.ToString());
+    CountAuthFailure(data.peer());
+    auth_failure_log_.Log(*log_, spdlog::level::warn,
+                          "{} from {} for tunnel {} with a wrong secret; closing", what,
+                          data.peer(), tunnel->id.ToString());
     return nullptr;
   }
   return tunnel;
@@ -660,6 +790,7 @@ asio::awaitable<void> TunnelServer::ServeSharedStream(std::shared_ptr<Tunnel> tu
   const std::string tunnel_id = tunnel->id.ToString();
   tunnel.reset();
   TcpStream public_side(std::move(*pending->socket));
+  const auto lease = std::move(pending->lease);  // held until the connection ends
   pending.reset();
   const auto result = co_await transport::SpliceMux(public_side, *stream);
   if (!*alive) co_return;
@@ -684,6 +815,7 @@ asio::awaitable<void> TunnelServer::RunData(std::shared_ptr<transport::DataSocke
   ++data_sockets_;
 
   if (pending->socket) {
+    const auto lease = std::move(pending->lease);  // held until the connection ends
     TcpStream public_side(std::move(*pending->socket));
     transport::DataStream agent_side(data, "zlayer data " + attach.connection_id.ToString());
     const auto alive = alive_;

@@ -8,11 +8,13 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 
 #include "codec/messages.hpp"
 #include "server/port_pool.hpp"
@@ -20,6 +22,10 @@
 #include "transport/data_socket.hpp"
 #include "transport/front_door.hpp"
 #include "transport/ws_loop.hpp"
+#include "tunnelkit/net/connection_limiter.hpp"
+#include "tunnelkit/net/server_limits.hpp"
+#include "tunnelkit/net/source_rate_limiter.hpp"
+#include "tunnelkit/rate_limited_log.hpp"
 
 namespace spdlog {
 class logger;
@@ -46,6 +52,12 @@ struct ServerOptions {
   // WebSocket, carried by the core multiplexer). false: answer like a server that predates
   // them (one data WebSocket per connection).
   bool shared_data_channels = true;
+  // What anonymous clients may hold (docs/reliability.md): public connections and UDP flows on
+  // the public ports; connections before Auth / DataAttach; wrong tokens and data secrets per
+  // source.
+  net::ServerLimits limits;
+  // Public ports one token (one tunnel) may hold at once; 0: no cap.
+  std::size_t max_ports_per_token = 32;
 };
 
 // A snapshot for logs, tests and the admin view.
@@ -54,6 +66,9 @@ struct ServerStats {
   std::size_t services = 0;
   std::uint64_t connections = 0;  // public connections/flows handed to agents
   std::uint64_t auth_failures = 0;
+  std::uint64_t auth_refusals = 0;     // connections closed at accept: source out of failures
+  std::size_t public_connections = 0;  // live, counted against the caps
+  std::uint64_t public_refusals = 0;
   std::uint64_t data_sockets = 0;         // per-connection data WebSockets attached
   std::uint64_t shared_data_sockets = 0;  // shared (multiplexed) data WebSockets attached
   std::uint64_t shared_streams = 0;       // public connections carried by shared ones
@@ -99,9 +114,14 @@ class TunnelServer {
                                        const codec::DataAttach& attach);
   boost::asio::awaitable<void> Register(std::shared_ptr<Tunnel> tunnel, codec::Register request);
   void RemoveService(Tunnel& tunnel, const codec::Uuid& service_id);
-  boost::asio::awaitable<void> AcceptTcp(std::shared_ptr<Service> service);
   boost::asio::awaitable<void> ReceiveUdp(std::shared_ptr<Service> service);
+  void AcceptPublic(const std::shared_ptr<Service>& service, boost::asio::ip::tcp::socket socket);
   void AddPending(const std::shared_ptr<Tunnel>& tunnel, std::shared_ptr<Pending> pending);
+  // Before anything is read: false when the source spent its authentication failures.
+  bool Admit(const boost::asio::ip::address& address);
+  // A wrong token or data secret from `peer` ("ADDR:PORT"), counted against its source.
+  void CountAuthFailure(const std::string& peer);
+  std::optional<net::ConnectionLimiter::Lease> TakeUnauthenticated(const std::string& peer);
   boost::asio::awaitable<void> ServeUdpFlow(std::shared_ptr<UdpFlow> flow,
                                             std::shared_ptr<transport::DataSocket> data);
 
@@ -123,6 +143,13 @@ class TunnelServer {
   std::uint64_t shared_data_sockets_ = 0;
   std::uint64_t shared_streams_ = 0;
   bool stopping_ = false;
+  net::ConnectionLimiter public_limiter_;
+  net::ConnectionLimiter unauthenticated_;
+  net::SourceRateLimiter auth_limiter_;
+  RateLimitedLog auth_failure_log_{std::chrono::seconds(5)};
+  RateLimitedLog auth_refusal_log_{std::chrono::seconds(5)};
+  RateLimitedLog unauthenticated_log_{std::chrono::seconds(5)};
+  RateLimitedLog public_refusal_log_{std::chrono::seconds(5)};
 };
 
 }  // namespace tunnelkit::zlayer

@@ -52,7 +52,7 @@ std::optional<DataKind> DataUpgradeKind(const UpgradeRequest& request) {
 }  // namespace
 
 FrontDoor::FrontDoor(asio::io_context& io, std::shared_ptr<spdlog::logger> logger)
-    : io_(io), log_(std::move(logger)) {}
+    : io_(io), log_(std::move(logger)), listener_(io.get_executor()) {}
 
 FrontDoor::~FrontDoor() {
   *alive_ = false;
@@ -99,44 +99,52 @@ bool FrontDoor::Start(const FrontDoorOptions& options, DataHandler on_data,
       endpoint = results.begin()->endpoint();
     }
   }
-  auto acceptor = std::make_unique<tcp::acceptor>(io_);
-  acceptor->open(endpoint.protocol(), ec);
-  if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor->bind(endpoint, ec);
-  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    error = "cannot listen on " + FormatEndpoint(endpoint) + ": " + ec.message();
-    return false;
-  }
-  port_ = acceptor->local_endpoint().port();
-  acceptor_ = std::move(acceptor);
-  asio::co_spawn(io_, AcceptLoop(), asio::detached);
+  if (!listener_.Open(endpoint, error)) return false;
+  port_ = listener_.port();
+  unauthenticated_ = net::ConnectionLimiter(options_.unauthenticated);
+  net::ListenerOptions listener_options;
+  listener_options.name = "zlayer listener";
+  listener_options.logger = log_;
+  // The listener closes with this object (Stop, destructor): the handler never outlives it.
+  listener_.Start([this](tcp::socket socket) { OnAccept(std::move(socket)); }, listener_options);
   return true;
 }
 
 void FrontDoor::Stop() {
-  if (acceptor_) {
-    error_code ec;
-    acceptor_->close(ec);
-  }
+  listener_.Close();
 }
 
-asio::awaitable<void> FrontDoor::AcceptLoop() {
-  auto alive = alive_;
-  for (;;) {
-    error_code ec;
-    tcp::socket socket =
-        co_await acceptor_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
-    if (!*alive || !acceptor_->is_open()) co_return;
-    if (ec) {
-      if (ec == asio::error::operation_aborted) co_return;
-      continue;  // e.g. out of descriptors for a moment
-    }
-    asio::co_spawn(io_, Serve(std::move(socket)), asio::detached);
+void FrontDoor::OnAccept(tcp::socket socket) {
+  error_code ec;
+  const auto remote = socket.remote_endpoint(ec);
+  if (ec) {
+    socket.close(ec);
+    return;
   }
+  const auto address = remote.address();
+  if (options_.admit && !options_.admit(address)) {
+    socket.close(ec);
+    return;
+  }
+  net::ConnectionLimiter::Refusal why = net::ConnectionLimiter::Refusal::kNone;
+  auto lease = unauthenticated_.TryAcquire(address, &why);
+  if (!lease) {
+    refusal_log_.Log(*log_, spdlog::level::warn,
+                     "connection from {} closed: {} connections are in their TLS handshake or "
+                     "upgrade{}",
+                     address.to_string(),
+                     why == net::ConnectionLimiter::Refusal::kTotal
+                         ? unauthenticated_.active()
+                         : unauthenticated_.active(address),
+                     why == net::ConnectionLimiter::Refusal::kTotal ? "" : " from this source");
+    socket.close(ec);
+    return;
+  }
+  asio::co_spawn(io_, Serve(std::move(socket), std::move(*lease)), asio::detached);
 }
 
-asio::awaitable<void> FrontDoor::Serve(tcp::socket socket) {
+asio::awaitable<void> FrontDoor::Serve(tcp::socket socket,
+                                       net::ConnectionLimiter::Lease unauthenticated) {
   auto alive = alive_;
   const auto executor = socket.get_executor();
   error_code ec;
@@ -208,6 +216,7 @@ asio::awaitable<void> FrontDoor::Serve(tcp::socket socket) {
       log->info("data connection from {}: {}", peer, error);
       co_return;
     }
+    unauthenticated.Release();
     if (*alive && on_data_) on_data_(std::move(data));
     co_return;
   }
@@ -221,6 +230,7 @@ asio::awaitable<void> FrontDoor::Serve(tcp::socket socket) {
     co_return;
   }
   deadline.Cancel();
+  unauthenticated.Release();  // the control channel counts it until its Auth
   if (tcp) {
     const int fd = tcp->socket().release(ec);
     if (ec) {

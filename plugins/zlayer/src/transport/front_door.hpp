@@ -19,6 +19,9 @@
 #include <boost/asio/ssl/context.hpp>
 
 #include "transport/data_socket.hpp"
+#include "tunnelkit/net/connection_limiter.hpp"
+#include "tunnelkit/net/listener.hpp"
+#include "tunnelkit/rate_limited_log.hpp"
 
 namespace spdlog {
 class logger;
@@ -33,6 +36,11 @@ struct FrontDoorOptions {
   std::string tls_key;
   // TLS handshake + upgrade head, and the data upgrade, must complete within this.
   std::chrono::milliseconds head_timeout{10000};
+  // Connections in that phase (before they are handed over), overall and per source.
+  net::ConnectionLimits unauthenticated{256, 16};
+  // Asked at accept: false closes the connection before anything is read (a source that
+  // spent its authentication failures). Empty: every source is admitted.
+  std::function<bool(const boost::asio::ip::address&)> admit;
 };
 
 class FrontDoor {
@@ -52,6 +60,8 @@ class FrontDoor {
   // Stops accepting (connections already handed over are not touched).
   void Stop();
   int port() const { return port_; }
+  std::size_t unauthenticated() const { return unauthenticated_.active(); }
+  const net::Listener& listener() const { return listener_; }
   bool tls() const { return tls_context_ != nullptr; }
 
   // Largest upgrade head accepted (lws takes at most 2048 bytes of already-read input).
@@ -59,13 +69,16 @@ class FrontDoor {
   static constexpr std::size_t kMaxHead = 8192;
 
  private:
-  boost::asio::awaitable<void> AcceptLoop();
-  boost::asio::awaitable<void> Serve(boost::asio::ip::tcp::socket socket);
+  void OnAccept(boost::asio::ip::tcp::socket socket);
+  boost::asio::awaitable<void> Serve(boost::asio::ip::tcp::socket socket,
+                                     net::ConnectionLimiter::Lease unauthenticated);
 
   boost::asio::io_context& io_;
   std::shared_ptr<spdlog::logger> log_;
   FrontDoorOptions options_;
-  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  net::Listener listener_;
+  net::ConnectionLimiter unauthenticated_;
+  RateLimitedLog refusal_log_{std::chrono::seconds(5)};
   std::shared_ptr<boost::asio::ssl::context> tls_context_;
   DataHandler on_data_;
   ControlHandler on_control_;

@@ -58,6 +58,12 @@ asio::awaitable<std::optional<std::vector<std::uint8_t>>> WsConnection::Receive(
   co_return message;
 }
 
+void WsConnection::Authenticated() {
+  shared_->max_message = kMaxMessage;
+  shared_->high_water = kHighWater;
+  Ring();  // a reader paused at the small mark goes on
+}
+
 bool WsConnection::Queue(std::span<const std::uint8_t> head, std::span<const std::uint8_t> body) {
   if (closed_ || close_sent_) return false;
   std::vector<std::uint8_t> message(LWS_PRE + head.size() + body.size());

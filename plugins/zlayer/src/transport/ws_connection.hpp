@@ -24,6 +24,14 @@ namespace tunnelkit::zlayer::transport {
 class WsLoop;
 class WsConnection;
 
+// Largest message accepted from the peer (control messages are <= 64 KiB, data frames a byte
+// more), and how much received data waits for the asio side before reading stops.
+inline constexpr std::size_t kWsMaxMessage = 256 << 10;
+inline constexpr std::size_t kWsHighWater = 1 << 20;
+// The same two before a server-side peer has authenticated: an Auth message is well under
+// this, and nothing else is read before it is answered.
+inline constexpr std::size_t kWsUnauthenticatedMaxMessage = 8 << 10;
+
 // State shared by the lws thread and the asio side; the mutex guards the marked fields.
 struct WsShared {
   std::mutex mu;
@@ -41,6 +49,9 @@ struct WsShared {
   std::vector<std::uint8_t> partial;  // fragments of the message being received
   bool rx_paused = false;
   bool finished = false;  // CLOSED or connection error seen
+  // Read by the lws thread, raised by WsConnection::Authenticated on the io_context.
+  std::atomic<std::size_t> max_message{kWsMaxMessage};
+  std::atomic<std::size_t> high_water{kWsHighWater};
 
   std::weak_ptr<WsConnection> owner;  // dereferenced only on the io_context
 };
@@ -49,11 +60,9 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
  public:
   // Flow-control watermarks: the lws thread stops reading when this many received bytes wait
   // for the asio side, and Send suspends when this many bytes wait to be written.
-  static constexpr std::size_t kHighWater = 1 << 20;
+  static constexpr std::size_t kHighWater = kWsHighWater;
   static constexpr std::size_t kLowWater = 256 << 10;
-  // Largest message accepted from the peer (control messages are <= 64 KiB, data frames a
-  // byte more).
-  static constexpr std::size_t kMaxMessage = 256 << 10;
+  static constexpr std::size_t kMaxMessage = kWsMaxMessage;
 
   WsConnection(boost::asio::io_context& io, WsLoop& loop, std::shared_ptr<WsShared> shared);
   ~WsConnection();
@@ -69,6 +78,8 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   // Queues one message without waiting for the send queue to drain (small control messages).
   // false once closed.
   bool Queue(std::span<const std::uint8_t> head, std::span<const std::uint8_t> body = {});
+  // Lifts the small pre-authentication limits a server-side connection starts with.
+  void Authenticated();
   // Sends what is queued, then a Close frame. Safe to call more than once.
   void Close();
   bool closed() const { return closed_; }

@@ -311,7 +311,7 @@ void WsLoop::Deliver(const std::shared_ptr<WsShared>& shared) {
       shared->inbox_bytes -= message.size();
     }
   });
-  if (!shared->rx_paused && shared->inbox_bytes.load() > WsConnection::kHighWater) {
+  if (!shared->rx_paused && shared->inbox_bytes.load() > shared->high_water.load()) {
     shared->rx_paused = true;
     lws_rx_flow_control(shared->wsi, 0);
   }
@@ -341,6 +341,9 @@ int WsLoop::Handle(struct lws* wsi, int reason, void* user, void* in, std::size_
     case LWS_CALLBACK_ESTABLISHED: {
       auto shared = std::make_shared<WsShared>();
       shared->wsi = wsi;
+      // A peer that has not authenticated gets small limits (WsConnection::Authenticated).
+      shared->max_message = kWsUnauthenticatedMaxMessage;
+      shared->high_water = kWsUnauthenticatedMaxMessage;
       lws_set_opaque_user_data(wsi, shared.get());
       live_.push_back(shared);
       char peer_buf[128] = {0};
@@ -385,10 +388,11 @@ int WsLoop::Handle(struct lws* wsi, int reason, void* user, void* in, std::size_
       auto shared = find();
       if (!shared) return -1;
       const auto* bytes = static_cast<const std::uint8_t*>(in);
-      if (shared->partial.size() + len > WsConnection::kMaxMessage) {
+      const std::size_t max_message = shared->max_message.load();
+      if (shared->partial.size() + len > max_message) {
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, nullptr, 0);
-        Finish(shared, "peer sent a message larger than " +
-                           std::to_string(WsConnection::kMaxMessage) + " bytes");
+        Finish(shared, "peer sent a message larger than " + std::to_string(max_message) + " bytes" +
+                           (max_message < kWsMaxMessage ? " before authenticating" : ""));
         return -1;
       }
       shared->partial.insert(shared->partial.end(), bytes, bytes + len);
