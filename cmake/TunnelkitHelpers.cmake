@@ -1,9 +1,15 @@
 # tunnelkit_add_gtest(<name> SOURCES ... LIBS ...)
 # One GoogleTest binary; every TEST becomes its own ctest entry.
 function(tunnelkit_add_gtest name)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  # SERIAL: the tests run alone (RUN_SERIAL), for suites that measure a process's memory,
+  # CPU and latency and would be skewed by other tests running beside them.
+  cmake_parse_arguments(ARG "SERIAL" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 120)
+  endif()
+  set(serial FALSE)
+  if(ARG_SERIAL)
+    set(serial TRUE)
   endif()
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} tunnelkit_test_support GTest::gtest GTest::gmock GTest::gtest_main)
@@ -11,7 +17,8 @@ function(tunnelkit_add_gtest name)
     TUNNELKIT_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/tests/data"
     TUNNELKIT_PLUGIN_BUILD_DIR="${TUNNELKIT_PLUGIN_BUILD_DIR}"
     TUNNELKIT_BINARY_DIR="${CMAKE_BINARY_DIR}")
-  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}")
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}"
+                       RUN_SERIAL ${serial})
 endfunction()
 
 # tunnelkit_add_plugin(<backend> CORE <static-lib> SOURCES <factory sources>)

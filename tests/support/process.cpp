@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,11 +28,19 @@ int DecodeStatus(int status) {
 }
 
 pid_t Spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
-            int out_fd, int err_fd) {
+            int out_fd, int err_fd, const ChildLimits& limits = {}) {
   pid_t pid = fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
     setpgid(0, 0);
+    if (limits.max_open_files > 0) {
+      const rlimit files{static_cast<rlim_t>(limits.max_open_files),
+                         static_cast<rlim_t>(limits.max_open_files)};
+      if (setrlimit(RLIMIT_NOFILE, &files) != 0) {
+        dprintf(err_fd, "setrlimit(RLIMIT_NOFILE): %s\n", strerror(errno));
+        _exit(127);
+      }
+    }
     dup2(out_fd, 1);
     dup2(err_fd, 2);
     int devnull = open("/dev/null", O_RDONLY);
@@ -112,10 +121,14 @@ ProcessResult RunProcess(const std::vector<std::string>& argv, std::chrono::mill
 }
 
 ChildProcess::ChildProcess(const std::vector<std::string>& argv,
-                           const std::map<std::string, std::string>& env) {
+                           const std::map<std::string, std::string>& env,
+                           const ChildLimits& limits) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-  pid_ = Spawn(argv, env, p[1], p[1]);
+  // Room for a burst of log lines between two reads (the default is 64 KiB): a child that
+  // fills the pipe blocks on its next log line.
+  fcntl(p[0], F_SETPIPE_SZ, 1 << 20);
+  pid_ = Spawn(argv, env, p[1], p[1], limits);
   close(p[1]);
   fd_ = p[0];
   fcntl(fd_, F_SETFL, O_NONBLOCK);

@@ -24,12 +24,20 @@ ProcessResult RunProcess(const std::vector<std::string>& argv,
                          std::chrono::milliseconds timeout = std::chrono::seconds(30),
                          const std::map<std::string, std::string>& env = {});
 
+// Limits applied in the child between fork and exec.
+struct ChildLimits {
+  // RLIMIT_NOFILE (soft and hard) when > 0: a small descriptor table, to run a server out of
+  // descriptors with a few hundred connections (EMFILE tests).
+  int max_open_files = 0;
+};
+
 // A background process whose stdout and stderr are collected into one log.
 class ChildProcess {
  public:
   ChildProcess() = default;
   explicit ChildProcess(const std::vector<std::string>& argv,
-                        const std::map<std::string, std::string>& env = {});
+                        const std::map<std::string, std::string>& env = {},
+                        const ChildLimits& limits = {});
   ~ChildProcess();
   ChildProcess(ChildProcess&& other) noexcept;
   ChildProcess& operator=(ChildProcess&& other) noexcept;
