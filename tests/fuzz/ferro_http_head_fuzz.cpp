@@ -37,7 +37,7 @@ void CheckRequest(std::string_view bytes) {
   if (end == 0) return;
   if (end < 4 || end > bytes.size() || bytes.substr(end - 4, 4) != "\r\n\r\n") std::abort();
   std::string error;
-  const auto head = ParseRequestHead(bytes.substr(0, end), error);
+  const auto head = ParseIncomingRequestHead(bytes.substr(0, end), error);
   if (!head) {
     if (error.empty()) std::abort();
     return;

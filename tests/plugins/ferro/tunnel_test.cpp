@@ -864,7 +864,7 @@ TEST_F(DataPathFixture, StalledPublicReadersHoldAtMostTheStreamWindow) {
   StartClient(DefaultClient());
   ASSERT_TRUE(WaitForLog("tunnel registered: app"));
   constexpr int kReaders = 24;
-  const long before = ResidentKib();
+  const long before = test::ResidentKib();
   std::vector<tcp::socket> stalled;
   for (int i = 0; i < kReaders; ++i) {
     stalled.push_back(Connect(http_port_));
@@ -872,7 +872,7 @@ TEST_F(DataPathFixture, StalledPublicReadersHoldAtMostTheStreamWindow) {
     StartDownload(stalled.back(), true, 8 * 1024 * 1024);
   }
   std::this_thread::sleep_for(1s);  // what is in flight lands
-  const long after = ResidentKib();
+  const long after = test::ResidentKib();
   const long per_reader = (after - before) / kReaders;
   std::cout << "stalled public readers: " << per_reader << " KiB each (" << before << " -> "
             << after << " KiB)\n";
