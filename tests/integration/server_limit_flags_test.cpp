@@ -14,8 +14,9 @@ using tunnelkit::test::RunProcess;
 const std::string kTunnelctl = TUNNELCTL_PATH;
 
 TEST(ServerLimitFlags, FerroTakesTheLimitsAndRefusesContradictions) {
-  const std::vector<std::string> base = {kTunnelctl,  "serve",  "--backend",   "ferro",  "--token",
-                                         "t0ps3cret", "--http", "127.0.0.1:0", "--check"};
+  const std::vector<std::string> base = {kTunnelctl, "serve",           "--backend",
+                                         "ferro",    "--token",         "t0ps3cret",
+                                         "--http",   "127.0.0.1:18080", "--check"};
   auto good = base;
   for (const char* flag : {"--max-public-connections=100", "--max-public-connections-per-source=10",
                            "--max-unauthenticated=50", "--max-unauthenticated-per-source=5",
@@ -44,9 +45,9 @@ TEST(ServerLimitFlags, ZlayerTakesTheLimitsAndRefusesContradictions) {
   const auto tokens =
       std::filesystem::temp_directory_path() / ("limit-flags-tokens-" + std::to_string(::getpid()));
   std::ofstream(tokens) << std::string(64, 'a') << "\n";
-  const std::vector<std::string> base = {kTunnelctl, "serve",         "--backend", "zlayer",
-                                         "--listen", "127.0.0.1:0",   "--ports",   "30000-30009",
-                                         "--tokens", tokens.string(), "--check"};
+  const std::vector<std::string> base = {kTunnelctl, "serve",           "--backend", "zlayer",
+                                         "--listen", "127.0.0.1:13679", "--ports",   "30000-30009",
+                                         "--tokens", tokens.string(),   "--check"};
   auto good = base;
   good.push_back("--max-ports-per-token=3");
   good.push_back("--max-unauthenticated-per-source=4");

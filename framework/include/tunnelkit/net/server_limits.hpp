@@ -14,7 +14,7 @@ namespace tunnelkit::net {
 
 struct ServerLimits {
   // Public connections (a server's ingress or public ports), overall and per source.
-  ConnectionLimits public_connections{10000, 256};
+  ConnectionLimits public_connections{10000, 1000};
   // Connections before authentication (TLS, upgrade, handshake), overall and per source.
   ConnectionLimits unauthenticated{256, 16};
   // Authentication failures per source: burst, then rate per second.

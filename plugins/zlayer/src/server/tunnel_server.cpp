@@ -160,6 +160,7 @@ bool TunnelServer::Start(std::string& error) {
   // the port and hands it every connection that is not a data-plane upgrade.
   transport::WsServerOptions control;
   control.adopt_only = true;
+  control.small_until_authenticated = true;  // Auth first, in a small message
   if (!loop_.Start(
           control,
           [this](std::shared_ptr<WsConnection> conn) {

@@ -109,6 +109,7 @@ bool WsLoop::Start(const std::optional<WsServerOptions>& server, AcceptHandler o
     return false;
   }
   if (server) {
+    small_until_authenticated_ = server->small_until_authenticated;
     lws_context_creation_info v;
     std::memset(&v, 0, sizeof v);
     v.port = server->adopt_only ? CONTEXT_PORT_NO_LISTEN_SERVER : server->port;
@@ -341,9 +342,10 @@ int WsLoop::Handle(struct lws* wsi, int reason, void* user, void* in, std::size_
     case LWS_CALLBACK_ESTABLISHED: {
       auto shared = std::make_shared<WsShared>();
       shared->wsi = wsi;
-      // A peer that has not authenticated gets small limits (WsConnection::Authenticated).
-      shared->max_message = kWsUnauthenticatedMaxMessage;
-      shared->high_water = kWsUnauthenticatedMaxMessage;
+      if (small_until_authenticated_) {  // until WsConnection::Authenticated
+        shared->max_message = kWsUnauthenticatedMaxMessage;
+        shared->high_water = kWsUnauthenticatedMaxMessage;
+      }
       lws_set_opaque_user_data(wsi, shared.get());
       live_.push_back(shared);
       char peer_buf[128] = {0};

@@ -36,6 +36,9 @@ struct WsServerOptions {
   // No listener of its own: the server vhost only serves sockets handed over with Adopt
   // (host, port and TLS are then ignored).
   bool adopt_only = false;
+  // Peers must authenticate (WsConnection::Authenticated) before they get the full message
+  // size and read-ahead; until then both are kWsUnauthenticatedMaxMessage.
+  bool small_until_authenticated = false;
 };
 
 struct WsClientOptions {
@@ -102,6 +105,7 @@ class WsLoop {
   std::atomic<bool> stopping_{false};
   bool started_ = false;
   int listen_port_ = 0;
+  bool small_until_authenticated_ = false;
   AcceptHandler on_accept_;
   std::optional<WsClientOptions> client_options_;
 
