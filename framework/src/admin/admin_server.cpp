@@ -9,9 +9,9 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 
+#include "admin_exchange.hpp"
 #include "tunnelkit/config/config_loader.hpp"
 #include "tunnelkit/metrics/registry.hpp"
-#include "admin_exchange.hpp"
 
 namespace tunnelkit::admin {
 
@@ -119,7 +119,7 @@ std::string AdminServer::Listen(const std::string& host_port) {
     endpoint = results.begin()->endpoint();
   }
   std::string error;
-  if (!listener_.Open(endpoint, error)) return host_port + ": " + error;
+  if (!listener_.Open(endpoint, error)) return error;  // names the address already
   endpoint_ = listener_.local_endpoint();
   stopped_ = false;
   net::ListenerOptions options;

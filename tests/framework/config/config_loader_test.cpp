@@ -480,8 +480,9 @@ TEST(TunnelctlConfig, AdminBindFailureIsOneLineAndStatus2) {
   ::close(held);
   EXPECT_EQ(r.exit_status, 2);
   EXPECT_EQ(CountLines(r.err), 1) << r.err;
-  EXPECT_NE(r.err.find("tunnelctl: admin: " + address + ": Address already in use\n"),
-            std::string::npos)
+  EXPECT_NE(
+      r.err.find("tunnelctl: admin: cannot listen on " + address + ": Address already in use\n"),
+      std::string::npos)
       << r.err;
 }
 

@@ -91,12 +91,13 @@ asio::awaitable<void> ForwardBody(tcp::socket& socket, std::shared_ptr<Stream> s
   while (!body->done() && !state->stop_body) {
     idle.expires_after(timeouts.request_body);
     idle.async_wait([&socket, &idle_expired, state](const boost::system::error_code& ec) {
-      // Once the response has started the body no longer holds anything up: the exchange's
-      // end stops it.
-      if (ec || state->response_started || state->stop_body) return;
+      // Also after the response has started: an origin that streams its answer while it reads
+      // the body would otherwise keep the exchange (and its origin connection) open for as
+      // long as the client stalls. Too late for a 408 then; the reset ends the exchange.
+      if (ec || state->stop_body) return;
       idle_expired = true;
       boost::system::error_code ignored;
-      socket.cancel(ignored);  // nothing else is pending on it: the relay waits on the stream
+      socket.cancel(ignored);  // the relay waits on the stream (or, mid-response, its write fails)
     });
     boost::system::error_code ec;
     const std::size_t n = co_await socket.async_read_some(
