@@ -2,8 +2,8 @@
 # Everything a fresh Debian 12 machine needs to run tunnelkit's tests: install the packages,
 # configure, build, run ctest. Set TUNNELKIT_SANITIZE=1 to also build the suite with
 # ASan+UBSan in build-asan/ (-O1, no benchmarks) and run the whole of it there; any sanitizer
-# report, also from a child process (tunnelctl, cfedge), fails the run. A short
-# fuzz smoke (tools/fuzz.sh, clang) runs last.
+# report, also from a child process (tunnelctl, cfedge), fails the run.
+# TUNNELKIT_FUZZ_SMOKE=1 adds a short fuzz smoke (tools/fuzz.sh, clang) at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,8 +51,8 @@ if [ "${TUNNELKIT_SANITIZE:-0}" = 1 ]; then
 fi
 
 # Fuzz smoke: every libFuzzer target (tests/fuzz, clang) for TUNNELKIT_FUZZ_SECONDS each, one per
-# core at a time; any finding fails the run. TUNNELKIT_FUZZ_SMOKE=0 skips it.
-if [ "${TUNNELKIT_FUZZ_SMOKE:-1}" = 1 ]; then
+# core at a time; any finding fails the run. Opt-in (TUNNELKIT_FUZZ_SMOKE=1) until timed on CI.
+if [ "${TUNNELKIT_FUZZ_SMOKE:-0}" = 1 ]; then
   bash tools/fuzz.sh -t "${TUNNELKIT_FUZZ_SECONDS:-20}" -j "$jobs" || status=$?
 fi
 exit "$status"

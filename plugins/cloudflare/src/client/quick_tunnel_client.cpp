@@ -313,7 +313,10 @@ struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient:
           RegistrationResult result = co_await rpc.Register(request);
           if (!result.registered) {
             failure = "the edge refused connection " + index_text + ": " + result.error.cause;
-            permanent = !result.error.should_retry;
+            // A duplicate connection (EDUPCONN) is the edge still holding this index from a
+            // path that died one way: retried like cloudflared does, never permanent.
+            const bool duplicate = result.error.cause.find("EDUPCONN") != std::string::npos;
+            permanent = !result.error.should_retry && !duplicate;
             if (result.error.should_retry && result.error.retry_after_ns > 0) {
               retry_after = std::chrono::milliseconds(result.error.retry_after_ns / 1000000);
             }
