@@ -197,7 +197,7 @@ TEST(AdminServer, BindFailureIsOneLine) {
   AdminServer server(io, registry, nullptr);
   const auto address = "127.0.0.1:" + std::to_string(taken.local_endpoint().port());
   const auto error = server.Listen(address);
-  EXPECT_EQ(error.rfind(address + ": ", 0), 0u) << error;
+  EXPECT_EQ(error.rfind("cannot listen on " + address + ": ", 0), 0u) << error;
   EXPECT_NE(error.find("in use"), std::string::npos) << error;
   EXPECT_EQ(error.find('\n'), std::string::npos);
   EXPECT_EQ(server.Listen("127.0.0.1:70000"), "127.0.0.1:70000: port out of range 0..65535");

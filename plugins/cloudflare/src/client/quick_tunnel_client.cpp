@@ -277,6 +277,7 @@ struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient:
     auto self = shared_from_this();
     session::Backoff backoff(options.backoff);
     int attempts = 0;
+    bool registered_before = false;  // this index was ours at the edge once in this process
     std::string index_text = std::to_string(index);
     while (!stop.fired()) {
       const EdgeAddress address = options.edges[address_of[static_cast<std::size_t>(index)]];
@@ -313,15 +314,19 @@ struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient:
           RegistrationResult result = co_await rpc.Register(request);
           if (!result.registered) {
             failure = "the edge refused connection " + index_text + ": " + result.error.cause;
-            // A duplicate connection (EDUPCONN) is the edge still holding this index from a
-            // path that died one way: retried like cloudflared does, never permanent.
-            const bool duplicate = result.error.cause.find("EDUPCONN") != std::string::npos;
-            permanent = !result.error.should_retry && !duplicate;
+            // A duplicate connection (EDUPCONN) on an index this process registered before is
+            // the edge still holding our own registration from a path that died one way: it
+            // goes when the edge notices, so it is retried. On a fresh index it is another
+            // connector's, and the edge's "do not retry" stands.
+            const bool own_duplicate =
+                registered_before && result.error.cause.find("EDUPCONN") != std::string::npos;
+            permanent = !result.error.should_retry && !own_duplicate;
             if (result.error.should_retry && result.error.retry_after_ns > 0) {
               retry_after = std::chrono::milliseconds(result.error.retry_after_ns / 1000000);
             }
           } else {
             registered = true;
+            registered_before = true;
             attempts = 0;
             backoff.Reset();
             SetReady(+1);
