@@ -7,9 +7,13 @@ function(tunnelkit_add_gtest name)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 120)
   endif()
-  set(serial FALSE)
+  # Only the properties that apply: an empty LABELS would take the next keyword as its value.
+  set(properties TIMEOUT ${ARG_TIMEOUT})
+  if(ARG_LABELS)
+    list(APPEND properties LABELS "${ARG_LABELS}")
+  endif()
   if(ARG_SERIAL)
-    set(serial TRUE)
+    list(APPEND properties RUN_SERIAL TRUE)
   endif()
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} tunnelkit_test_support GTest::gtest GTest::gmock GTest::gtest_main)
@@ -17,8 +21,7 @@ function(tunnelkit_add_gtest name)
     TUNNELKIT_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/tests/data"
     TUNNELKIT_PLUGIN_BUILD_DIR="${TUNNELKIT_PLUGIN_BUILD_DIR}"
     TUNNELKIT_BINARY_DIR="${CMAKE_BINARY_DIR}")
-  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}"
-                       RUN_SERIAL ${serial})
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES ${properties})
 endfunction()
 
 # tunnelkit_add_plugin(<backend> CORE <static-lib> SOURCES <factory sources>)
