@@ -110,6 +110,7 @@ bool WsLoop::Start(const std::optional<WsServerOptions>& server, AcceptHandler o
   }
   if (server) {
     small_until_authenticated_ = server->small_until_authenticated;
+    unauthenticated_deadline_ = server->unauthenticated_deadline;
     lws_context_creation_info v;
     std::memset(&v, 0, sizeof v);
     v.port = server->adopt_only ? CONTEXT_PORT_NO_LISTEN_SERVER : server->port;
@@ -257,6 +258,10 @@ void WsLoop::DrainDoorbell() {
   for (const auto& shared : rung) {
     shared->rung = false;  // before acting: a later ring must not be lost
     if (shared->finished || shared->wsi == nullptr) continue;
+    if (shared->deadline_armed && shared->authenticated.load()) {
+      shared->deadline_armed = false;
+      lws_set_timeout(shared->wsi, NO_PENDING_TIMEOUT, 0);
+    }
     if (shared->rx_paused && shared->inbox_bytes.load() < WsConnection::kLowWater) {
       shared->rx_paused = false;
       lws_rx_flow_control(shared->wsi, 1);
@@ -345,6 +350,11 @@ int WsLoop::Handle(struct lws* wsi, int reason, void* user, void* in, std::size_
       if (small_until_authenticated_) {  // until WsConnection::Authenticated
         shared->max_message = kWsUnauthenticatedMaxMessage;
         shared->high_water = kWsUnauthenticatedMaxMessage;
+        if (unauthenticated_deadline_.count() > 0) {
+          lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK,
+                          static_cast<int>(unauthenticated_deadline_.count()));
+          shared->deadline_armed = true;
+        }
       }
       lws_set_opaque_user_data(wsi, shared.get());
       live_.push_back(shared);
@@ -391,7 +401,10 @@ int WsLoop::Handle(struct lws* wsi, int reason, void* user, void* in, std::size_
       if (!shared) return -1;
       const auto* bytes = static_cast<const std::uint8_t*>(in);
       const std::size_t max_message = shared->max_message.load();
-      if (shared->partial.size() + len > max_message) {
+      // The frame's announced length counts too: a header that announces more than the limit
+      // (a 1 TiB frame before Auth) is refused with its first bytes, not after the deadline.
+      const std::size_t announced = len + lws_remaining_packet_payload(wsi);
+      if (shared->partial.size() + announced > max_message) {
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, nullptr, 0);
         Finish(shared, "peer sent a message larger than " + std::to_string(max_message) + " bytes" +
                            (max_message < kWsMaxMessage ? " before authenticating" : ""));
