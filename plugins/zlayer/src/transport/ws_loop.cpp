@@ -142,7 +142,7 @@ bool WsLoop::Start(const std::optional<WsServerOptions>& server, AcceptHandler o
     v.protocols = kProtocols;
     v.vhost_name = "zlayer-client";
     // Without this lws creates no client SSL_CTX for the vhost and wss:// dials fail.
-    v.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    v.options = client->tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
     if (!client->tls_ca.empty()) v.client_ssl_ca_filepath = client->tls_ca.c_str();
     client_vhost_ = lws_create_vhost(context_, &v);
     if (client_vhost_ == nullptr) {
@@ -207,6 +207,10 @@ asio::awaitable<std::shared_ptr<WsConnection>> WsLoop::Connect(const WsUrl& url,
                                                                std::string& error) {
   if (!started_ || client_vhost_ == nullptr) {
     error = "the WebSocket client is not running";
+    co_return nullptr;
+  }
+  if (url.tls && client_options_ && !client_options_->tls) {
+    error = "cannot dial " + url.ToString() + ": this WebSocket client was started without TLS";
     co_return nullptr;
   }
   auto shared = std::make_shared<WsShared>();

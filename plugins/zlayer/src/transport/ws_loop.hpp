@@ -49,6 +49,9 @@ struct WsServerOptions {
 struct WsClientOptions {
   std::string tls_ca;            // PEM roots for wss://; empty: the system's roots
   bool tls_skip_verify = false;  // accept any certificate (the caller warns loudly)
+  // wss:// dials. false: no client TLS context, whose creation (libwebsockets loads the
+  // system's roots into it) costs about 100 ms of CPU per loop; wss:// dials are then refused.
+  bool tls = true;
 };
 
 class WsLoop {
