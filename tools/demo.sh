@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job, end to end on loopback: install, build, then run real tunnels and send requests
 # through their public side: a ferro tunnel (hello-world origin, tunnel server, tunnel client),
-# then a Cloudflare quick tunnel against tools/cfedge, our local emulator of Cloudflare's API and
-# edge (Cloudflare itself cannot be reached from here).
+# a zlayer node-to-node link (server, link agent exposing the origin on a public port, and an
+# access forward), then a Cloudflare quick tunnel against tools/cfedge, our local emulator of
+# Cloudflare's API and edge (Cloudflare itself cannot be reached from here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup-debian.sh
@@ -26,6 +27,9 @@ wait_for() {  # wait_for FILE TEXT
 }
 
 origin_port=$(free_port); control_port=$(free_port); public_port=$(free_port)
+zlayer_port=$(free_port)
+# Ten public ports for the zlayer server: a free range picked at random above the usual ones.
+zlayer_low=$((40000 + RANDOM % 20000))
 token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 echo "== tunnelctl backends"
@@ -60,6 +64,34 @@ curl -sS --max-time 10 -o /dev/null -w "%{http_code}\n" -H "Host: nope" "http://
 echo "== client log"
 cat "$work/client.log"
 
+echo
+echo "== zlayer: server on ws://127.0.0.1:$zlayer_port/tunnel/v1, public ports $zlayer_low-$((zlayer_low + 9))"
+# The server stores only SHA-256 hashes of the tokens it accepts.
+zlayer_token="tun_$token"
+printf '%s\n' "$(printf '%s' "$zlayer_token" | sha256sum | cut -d' ' -f1)" >"$work/zlayer-tokens.txt"
+$bin serve --backend zlayer --listen "127.0.0.1:$zlayer_port" \
+  --ports "$zlayer_low-$((zlayer_low + 9))" --tokens "$work/zlayer-tokens.txt" \
+  >"$work/zlayer-server.log" 2>&1 & pids+=($!)
+wait_for "$work/zlayer-server.log" "zlayer server listening"
+echo "== zlayer link exposing http://127.0.0.1:$origin_port as service 'web'"
+$bin link --backend zlayer --server "ws://127.0.0.1:$zlayer_port/tunnel/v1" --token "$zlayer_token" \
+  --service "web:$origin_port" >"$work/zlayer-link.log" 2>&1 & pids+=($!)
+wait_for "$work/zlayer-link.log" "service web (tcp) -> public port"
+grep -v '^\[' "$work/zlayer-link.log"
+web_port=$(sed -n 's/.*service web (tcp) -> public port \([0-9]*\).*/\1/p' "$work/zlayer-link.log")
+echo "== GET http://127.0.0.1:$web_port/ (the server's public port, through the link)"
+curl -sS --max-time 10 "http://127.0.0.1:$web_port/" | head -5
+echo
+echo "== 10 MB from /bytes through the link vs. direct (SHA-256)"
+curl -sS --max-time 30 "http://127.0.0.1:$web_port/bytes/10485760" | sha256sum
+curl -sS --max-time 30 "http://127.0.0.1:$origin_port/bytes/10485760" | sha256sum
+echo "== zlayer access: a local forward to the origin that ends after its TTL"
+access_port=$(free_port)
+$bin access --backend zlayer --endpoint "127.0.0.1:$origin_port" --local "127.0.0.1:$access_port" \
+  --ttl 30s >"$work/zlayer-access.log" 2>&1 & pids+=($!)
+wait_for "$work/zlayer-access.log" "access: forwarding"
+curl -sS --max-time 10 -o /dev/null -w "GET http://127.0.0.1:$access_port/ -> %{http_code}\n" \
+  "http://127.0.0.1:$access_port/"
 echo
 echo "== Cloudflare quick tunnel: cfedge (quick-tunnel API, QUIC edge, public HTTP) on loopback"
 build/bin/cfedge --api-listen 127.0.0.1:0 --quic-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \

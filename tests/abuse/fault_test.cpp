@@ -125,6 +125,24 @@ TEST_F(FerroFaults, BlackholeIsDetectedAndRecoveredWhenItHeals) {
             << " ms after the path healed\n";
 }
 
+// Only what the server sends is lost: the server keeps hearing the client's heartbeats, so
+// its own liveness check sees nothing wrong. The client must notice that its heartbeats go
+// unanswered (three intervals of 300 ms), end the session and connect again; once the path
+// heals it serves within 10 s (a handshake begun during the blackhole times out after 2 s).
+// Without the client's own check it stayed "connected" until TCP gave up, minutes later.
+TEST_F(FerroFaults, ServerSilenceIsDetectedByTheClient) {
+  ASSERT_NO_FATAL_FAILURE(stack_.StartServer());
+  ImpairProxy path(ImpairProxy::Protocol::kTcp, stack_.control_port);
+  ASSERT_NO_FATAL_FAILURE(stack_.StartClient(
+      {.flags = {"--heartbeat-interval", "300ms", "--handshake-timeout", "2s"}}, path.port()));
+  path.Blackhole(ImpairProxy::Direction::kToClient);
+  EXPECT_TRUE(stack_.client.WaitForOutput("heartbeats unanswered", 4s))
+      << "the client did not notice the silent server";
+  path.Heal();
+  EXPECT_TRUE(WaitUntil([&] { return stack_.Get("/", 1s).status == 200; }, 10s))
+      << "not serving 10 s after the path healed";
+}
+
 // ---- zlayer ----
 
 class ZlayerFaults : public ::testing::Test {

@@ -22,6 +22,9 @@ using asio::ip::tcp;
 
 namespace {
 
+// Heartbeat intervals without any frame from the server before the session is given up.
+constexpr int kMissedHeartbeatAcks = 3;
+
 std::uint64_t UnixMillis() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                         std::chrono::system_clock::now().time_since_epoch())
@@ -233,7 +236,7 @@ asio::awaitable<session::SessionOutcome> FerroClient::ConnectOnce(
           asio::co_spawn(client->io_, client->ServeStream(std::move(stream)), asio::detached);
         }
       },
-      [](const Frame&) {},  // HeartbeatAck: nothing to do (liveness is the TCP connection's)
+      [](const Frame&) {},  // HeartbeatAck: any frame refreshes last_received (Heartbeats)
       [state](const std::string& why) {
         state->reason = why;
         state->done = true;
@@ -257,6 +260,17 @@ asio::awaitable<void> FerroClient::Heartbeats(std::shared_ptr<Connection> connec
                                               std::shared_ptr<asio::steady_timer> timer) {
   auto self = shared_from_this();  // settings_ is read after every wait
   while (!connection->closed()) {
+    // The server answers every Heartbeat (HeartbeatAck). A path that silently drops what the
+    // server sends (a NAT that forgot us, a blackhole) would otherwise keep this session
+    // "connected" until TCP gives up retransmitting, many minutes later.
+    const auto silent = std::chrono::steady_clock::now() - connection->last_received();
+    if (silent > kMissedHeartbeatAcks * settings_.heartbeat_interval) {
+      connection->Close(
+          "server silent for " +
+          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(silent).count()) +
+          " ms (" + std::to_string(kMissedHeartbeatAcks) + " heartbeats unanswered)");
+      co_return;
+    }
     connection->Send(Heartbeat{UnixMillis()}, StreamPriority::kCritical);
     timer->expires_after(settings_.heartbeat_interval);
     boost::system::error_code ec;
