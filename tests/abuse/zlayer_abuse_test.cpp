@@ -47,10 +47,6 @@ class ZlayerAbuse : public ::testing::Test {
 // error status) or closed within 15 s (the 10 s wait for Auth at most, plus a margin for a
 // loaded machine), and nothing else is disturbed.
 TEST_F(ZlayerAbuse, MalformedFrontDoorInputClosesOnlyItsConnection) {
-  // Unstable (issue 14, docs/reliability.md "Known gaps"): passes in full-suite runs but, run
-  // alone, one or two malformed inputs (a different one each run) are left neither closed nor
-  // refused within the wait. Remove this skip once the front door's close is understood.
-  GTEST_SKIP() << "unstable: a malformed front-door input is now and then left open";
   ASSERT_NO_FATAL_FAILURE(stack_.StartServer());
   ASSERT_NO_FATAL_FAILURE(stack_.StartLink());
   const std::vector<Payload> payloads = {
@@ -135,11 +131,6 @@ TEST_F(ZlayerAbuse, SlowlorisOnTheFrontDoorDoesNotStarveTheLink) {
 // Slow read on a public port: 50 clients ask the origin for 200 MB and read nothing. What the
 // server holds per public connection is bounded, 50 of them under 80 MiB.
 TEST_F(ZlayerAbuse, StalledReadersOnAPublicPortStayBounded) {
-  // Open defect (issue 14, docs/reliability.md "Known gaps"): the agent's per-connection data
-  // WebSocket upgrades count against the per-source cap of connections before authentication
-  // (16), so a burst of 50 public connections now and then gets a legitimate one reset (seen in
-  // 2 of 5 full-suite runs). Remove this skip with the fix.
-  GTEST_SKIP() << "open defect: data-channel upgrades share the per-source pre-auth cap";
   ASSERT_NO_FATAL_FAILURE(stack_.StartServer());
   ASSERT_NO_FATAL_FAILURE(stack_.StartLink());
   SocketSet readers;
@@ -227,10 +218,6 @@ TEST_F(ZlayerAbuse, WrongTokenFloodIsRateLimitedAndLoggedInAggregate) {
 // 100 on the front door. It does not spin, an existing keep-alive public connection keeps
 // working, and after the attackers leave the public port and the front door accept again.
 TEST_F(ZlayerAbuse, DescriptorExhaustionOnPublicAndControlPortsRecovers) {
-  // Open defect (issue 14, docs/reliability.md "Known gaps"): the listeners recover, but after
-  // the flood the agent's data WebSocket upgrades keep timing out, so the public port does not
-  // serve again within the bound. Remove this skip with the fix.
-  GTEST_SKIP() << "open defect: zlayer link does not serve again after descriptor exhaustion";
   ASSERT_NO_FATAL_FAILURE(stack_.StartServer({.limits = {.max_open_files = 96}}));
   ASSERT_NO_FATAL_FAILURE(stack_.StartLink());
   KeepAliveClient existing(stack_.public_port, "web");

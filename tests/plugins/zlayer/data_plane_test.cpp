@@ -85,7 +85,7 @@ void MoveFiftyMiBEachWay(bool tls) {
   int control_handoffs = 0;
   ASSERT_TRUE(door.Start(
       options,
-      [&](std::shared_ptr<DataSocket> data) {
+      [&](std::shared_ptr<DataSocket> data, DataLinkAdmission) {
         asio::co_spawn(
             io,
             [&, data]() -> asio::awaitable<void> {
@@ -189,7 +189,7 @@ TEST(ZlayerDataPlane, TlsDialRefusesAnUnknownCertificate) {
   std::string error;
   bool accepted = false;
   ASSERT_TRUE(door.Start(
-      options, [&](std::shared_ptr<DataSocket>) { accepted = true; },
+      options, [&](std::shared_ptr<DataSocket>, DataLinkAdmission) { accepted = true; },
       [](int fd, std::string, std::string) { ::close(fd); }, error))
       << error;
   auto system_roots = MakeTlsClientContext({});
@@ -251,7 +251,7 @@ void ControlUpgradeReachesLibwebsockets(bool tls) {
   }
   bool data_seen = false;
   ASSERT_TRUE(door.Start(
-      options, [&](std::shared_ptr<DataSocket>) { data_seen = true; },
+      options, [&](std::shared_ptr<DataSocket>, DataLinkAdmission) { data_seen = true; },
       [&](int fd, std::string head, std::string peer) {
         lws_server.Adopt(fd, std::move(head), std::move(peer));
       },
@@ -326,7 +326,7 @@ TEST(ZlayerDataSplice, ServerZeroCopyFramesAreValidWebSocket) {
   bool server_done = false;
   ASSERT_TRUE(door.Start(
       options,
-      [&](std::shared_ptr<DataSocket> data) {
+      [&](std::shared_ptr<DataSocket> data, DataLinkAdmission) {
         asio::co_spawn(
             io,
             [&, data]() -> asio::awaitable<void> {
@@ -436,7 +436,7 @@ TEST(ZlayerDataSplice, AgentZeroCopyReaderRefusesAMalformedFrame) {
   std::shared_ptr<DataSocket> server_data;
   ASSERT_TRUE(door.Start(
       options,
-      [&](std::shared_ptr<DataSocket> data) {
+      [&](std::shared_ptr<DataSocket> data, DataLinkAdmission) {
         server_data = data;
         asio::co_spawn(
             io,

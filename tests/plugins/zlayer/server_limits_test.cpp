@@ -12,8 +12,10 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write.hpp>
@@ -23,10 +25,12 @@
 
 #include "agent/tunnel_agent.hpp"
 #include "codec/codec.hpp"
+#include "codec/extension.hpp"
 #include "fd_exhaustion.hpp"
 #include "process.hpp"
 #include "server/tunnel_server.hpp"
 #include "tcp_echo.hpp"
+#include "transport/data_link.hpp"
 #include "wait.hpp"
 
 namespace tunnelkit::zlayer {
@@ -215,6 +219,201 @@ TEST(ZlayerServerLimits, MessagesBeforeAuthAreSmall) {
     EXPECT_TRUE(reply && codec::Decode(*reply).ok &&
                 std::holds_alternative<codec::AuthOk>(codec::Decode(*reply).message));
     client.Stop();
+  });
+}
+
+// An agent by hand on the control channel: Auth with the v2 trailer, one registered service.
+struct HandLink {
+  transport::WsLoop client;
+  std::shared_ptr<transport::WsConnection> control;
+  codec::Uuid tunnel_id;
+  codec::ServerHello hello;
+  std::uint16_t public_port = 0;
+
+  explicit HandLink(Limits& h) : client(h.io) {
+    std::string error;
+    EXPECT_TRUE(client.Start(std::nullopt, nullptr, transport::WsClientOptions{}, error)) << error;
+  }
+  asio::awaitable<bool> Up(Limits& h) {
+    std::string error;
+    const transport::WsUrl url{false, "127.0.0.1", h.server->listen_port(), "/tunnel/v1"};
+    control = co_await client.Connect(url, error);
+    EXPECT_TRUE(control) << error;
+    if (!control) co_return false;
+    const std::string trailer = codec::EncodeAgentHello({codec::kExtensionVersion, 0});
+    const auto auth = codec::Encode(codec::Auth{"good-token", {}, trailer}).bytes;
+    co_await control->Send(auth);
+    auto reply = co_await control->Receive();
+    if (!reply) co_return false;
+    auto decoded = codec::Decode(*reply);
+    if (!decoded.ok || !std::holds_alternative<codec::AuthOk>(decoded.message)) co_return false;
+    tunnel_id = std::get<codec::AuthOk>(decoded.message).tunnel_id;
+    const auto server_hello =
+        codec::DecodeServerHello(std::get<codec::AuthOk>(decoded.message).trailer);
+    if (!server_hello) co_return false;
+    hello = *server_hello;
+    const auto reg = codec::Encode(codec::Register{"svc", codec::ServiceProtocol::kTcp, 1, 0});
+    co_await control->Send(reg.bytes);
+    for (;;) {  // a heartbeat may come first
+      auto message = co_await control->Receive();
+      if (!message) co_return false;
+      auto answer = codec::Decode(*message);
+      if (!answer.ok) co_return false;
+      if (std::holds_alternative<codec::Heartbeat>(answer.message)) continue;
+      if (!std::holds_alternative<codec::RegisterOk>(answer.message)) co_return false;
+      const auto extra =
+          codec::DecodeRegisterExtra(std::get<codec::RegisterOk>(answer.message).trailer);
+      if (!extra) co_return false;
+      public_port = extra->public_port;
+      co_return true;
+    }
+  }
+  std::string Credential(bool right_secret = true) const {
+    transport::DataLinkCredential credential{tunnel_id, hello.data_secret};
+    if (!right_secret) credential.secret[0] ^= 0xff;
+    return transport::FormatDataLinkCredential(credential);
+  }
+};
+
+// Watches a data socket that never sends DataAttach: `closed` once the server ends it.
+struct HeldUpgrade {
+  std::shared_ptr<transport::DataSocket> data;
+  std::shared_ptr<bool> closed = std::make_shared<bool>(false);
+};
+
+asio::awaitable<HeldUpgrade> DialAndHold(Limits& h, const std::string& credential) {
+  std::string error;
+  const transport::WsUrl url{false, "127.0.0.1", h.server->listen_port(), "/tunnel/v1"};
+  HeldUpgrade held;
+  held.data =
+      co_await transport::DialDataSocket(h.io.get_executor(), url, nullptr, 5s,
+                                         transport::DataKind::kPerConnection, error, credential);
+  if (!held.data) {
+    *held.closed = true;
+    co_return held;
+  }
+  asio::co_spawn(
+      h.io,
+      [data = held.data, closed = held.closed]() -> asio::awaitable<void> {
+        std::array<char, 64> sink;
+        co_await data->ReadSome(asio::buffer(sink));
+        *closed = true;
+      },
+      asio::detached);
+  co_return held;
+}
+
+// Issue 14: an agent opens one data WebSocket per public connection, all from its one address,
+// and each used to count against that address's connections before authentication until its
+// DataAttach: a burst of public connections had legitimate ones reset. A data upgrade that
+// names its link (tunnel id and data secret) leaves the source's budget once its head is read
+// and takes a slot of its link's own cap instead; beyond that cap, or without a credential, it
+// is counted by source as before, and a wrong credential is closed as a failed authentication.
+TEST(ZlayerServerLimits, DataUpgradesNamingTheirLinkAreAdmittedByTheLink) {
+  Limits h;
+  ServerOptions options;
+  options.limits.unauthenticated = {16, 2};
+  options.max_data_upgrades_per_link = 3;
+  ASSERT_TRUE(h.Start(options));
+  HandLink link(h);
+  h.Run([&]() -> asio::awaitable<void> {
+    EXPECT_TRUE(co_await link.Up(h));
+    std::vector<HeldUpgrade> held;
+    // Three by the link's cap, then two by the source's (2 per source): all held open.
+    // (Named arguments and results around co_await: g++ 12.)
+    const std::string named = link.Credential();
+    const std::string wrong_secret = link.Credential(false);
+    const std::string none;
+    for (int i = 0; i < 5; ++i) {
+      HeldUpgrade one = co_await DialAndHold(h, named);
+      held.push_back(std::move(one));
+    }
+    co_await Sleep(500ms);
+    for (std::size_t i = 0; i < held.size(); ++i) {
+      EXPECT_FALSE(*held[i].closed) << "named data upgrade " << i << " was refused";
+    }
+    // Link and source both full: the next one is closed, named or not.
+    HeldUpgrade over = co_await DialAndHold(h, named);
+    HeldUpgrade unnamed = co_await DialAndHold(h, none);
+    EXPECT_TRUE(co_await WaitFor([&] { return *over.closed && *unnamed.closed; }, 3s))
+        << "the caps did not apply: named " << *over.closed << ", unnamed " << *unnamed.closed;
+    // A wrong secret is refused at once and counted against its source.
+    const auto failures = h.server->stats().auth_failures;
+    HeldUpgrade wrong = co_await DialAndHold(h, wrong_secret);
+    EXPECT_TRUE(co_await WaitFor([&] { return *wrong.closed; }, 3s)) << "wrong secret admitted";
+    EXPECT_EQ(h.server->stats().auth_failures, failures + 1);
+    EXPECT_NE(h.Log().find("with a wrong secret"), std::string::npos) << h.Log();
+    // A slot of the link's cap is free again once its upgrade is gone.
+    held[0].data->Close();
+    co_await Sleep(200ms);
+    HeldUpgrade again = co_await DialAndHold(h, named);
+    co_await Sleep(300ms);
+    EXPECT_FALSE(*again.closed) << "the link's slot was not given back";
+    for (auto* one : {&over, &unnamed, &wrong, &again}) {
+      if (one->data) one->data->Close();
+    }
+    for (auto& one : held) one.data->Close();
+    link.client.Stop();
+  });
+}
+
+// Issue 14 (descriptor exhaustion): a public connection waiting for the agent's data socket
+// used to hold its descriptor and slot for the whole pending timeout (40 s) after its client
+// left; a flood of such connections kept the server out of descriptors long after it ended.
+// Now the server drops it as soon as the client closes, and keeps one that sent its request.
+TEST(ZlayerServerLimits, APendingConnectionWhoseClientLeftIsDroppedAtOnce) {
+  Limits h;
+  ASSERT_TRUE(h.Start(ServerOptions{}));
+  HandLink link(h);
+  h.Run([&]() -> asio::awaitable<void> {
+    EXPECT_TRUE(co_await link.Up(h));
+    const tcp::endpoint port{asio::ip::make_address("127.0.0.1"), link.public_port};
+    tcp::socket leaves(h.io);
+    tcp::socket stays(h.io);
+    boost::system::error_code ec;
+    co_await leaves.async_connect(port, asio::redirect_error(asio::use_awaitable, ec));
+    co_await stays.async_connect(port, asio::redirect_error(asio::use_awaitable, ec));
+    const std::string request = "GET / HTTP/1.1\r\n\r\n";
+    co_await asio::async_write(stays, asio::buffer(request),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    EXPECT_TRUE(co_await WaitFor([&] { return h.server->stats().public_connections == 2; }, 3s));
+    leaves.close();
+    EXPECT_TRUE(co_await WaitFor([&] { return h.server->stats().public_connections == 1; }, 3s))
+        << "a pending connection whose client left is still held";
+    co_await Sleep(300ms);
+    EXPECT_EQ(h.server->stats().public_connections, 1u) << "a waiting client was dropped";
+    stays.close();
+    link.client.Stop();
+  });
+}
+
+// Issue 14: a frame header that announces more than a connection may send before Auth (here
+// 1 TiB, with 4 KiB of it) is refused with its first bytes, not after the 10 s auth timeout.
+TEST(ZlayerServerLimits, AnOversizedFrameBeforeAuthIsRefusedAtOnce) {
+  Limits h;
+  ASSERT_TRUE(h.Start(ServerOptions{}));
+  h.Run([&]() -> asio::awaitable<void> {
+    tcp::socket raw(h.io);
+    boost::system::error_code ec;
+    co_await raw.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"),
+                                             static_cast<unsigned short>(h.server->listen_port())),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    const std::string upgrade =
+        "GET /tunnel/v1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n";
+    co_await asio::async_write(raw, asio::buffer(upgrade),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    asio::streambuf response;
+    co_await asio::async_read_until(raw, response, "\r\n\r\n",
+                                    asio::redirect_error(asio::use_awaitable, ec));
+    EXPECT_FALSE(ec) << ec.message();
+    // FIN + binary, masked, 64-bit length 2^40, mask key 0; then 4 KiB of its payload.
+    std::string frame = {'\x82', '\xff', 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    frame += std::string(4096, 'x');
+    co_await asio::async_write(raw, asio::buffer(frame),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    EXPECT_TRUE(co_await ClosedWithin(raw, 3s)) << "a 1 TiB frame waited for the auth timeout";
   });
 }
 

@@ -14,6 +14,7 @@
 #include "codec/extension.hpp"
 #include "codec/mux_codec.hpp"
 #include "transport/data_channel.hpp"
+#include "transport/data_link.hpp"
 #include "transport/data_splice.hpp"
 #include "transport/data_stream.hpp"
 #include "transport/mux_splice.hpp"
@@ -62,6 +63,15 @@ struct TunnelAgent::SharedChannels {
   mux::WakeSignal dialed;
 };
 
+// Per-connection data dials in flight (AgentOptions::max_data_dials). Shared with the dialing
+// coroutines, which may outlive the agent.
+struct TunnelAgent::DialSlots {
+  DialSlots(const asio::any_io_executor& executor, std::size_t max) : max(max), freed(executor) {}
+  std::size_t max;
+  std::size_t in_flight = 0;
+  mux::WakeSignal freed;
+};
+
 struct TunnelAgent::SessionState {
   std::shared_ptr<WsConnection> control;
   codec::Uuid tunnel_id;
@@ -74,7 +84,11 @@ struct TunnelAgent::SessionState {
 
 TunnelAgent::TunnelAgent(asio::io_context& io, AgentOptions options,
                          std::shared_ptr<spdlog::logger> logger)
-    : io_(io), options_(std::move(options)), log_(std::move(logger)), loop_(io) {
+    : io_(io),
+      options_(std::move(options)),
+      log_(std::move(logger)),
+      loop_(io),
+      dial_slots_(std::make_shared<DialSlots>(io.get_executor(), options_.max_data_dials)) {
   session::Supervisor::Options sup;
   sup.name = options_.name;
   sup.backoff = options_.backoff;
@@ -110,7 +124,10 @@ bool TunnelAgent::Start(std::string& error) {
       return false;
     }
   }
-  return loop_.Start(std::nullopt, nullptr, options_.tls, error);
+  // A ws:// agent needs no client TLS context (creating one costs ~100 ms per agent).
+  transport::WsClientOptions client = options_.tls;
+  client.tls = options_.server.tls;
+  return loop_.Start(std::nullopt, nullptr, client, error);
 }
 
 asio::awaitable<session::SupervisorResult> TunnelAgent::Run() {
@@ -356,9 +373,17 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
     co_return;
   }
   std::string error;
-  auto data = co_await transport::DialDataSocket(executor, options_.server, data_tls_.get(),
-                                                 options_.local_connect_timeout,
-                                                 transport::DataKind::kPerConnection, error);
+  const auto slots = dial_slots_;
+  while (slots->max != 0 && slots->in_flight >= slots->max) co_await slots->freed.Wait();
+  if (!*alive) co_return;
+  ++slots->in_flight;
+  // Named, not a temporary in the co_await expression (g++ 12).
+  std::string link = transport::FormatDataLinkCredential({state->tunnel_id, state->data_secret});
+  auto data = co_await transport::DialDataSocket(
+      executor, options_.server, data_tls_.get(), options_.local_connect_timeout,
+      transport::DataKind::kPerConnection, error, std::move(link));
+  --slots->in_flight;
+  slots->freed.Notify();
   if (!*alive) co_return;
   if (!data) {
     log_->warn("{}: {} connection {}: {}", options_.name, spec.name,
@@ -517,9 +542,10 @@ asio::awaitable<std::shared_ptr<mux::MuxStream>> TunnelAgent::OpenSharedStream(
     if (round == 2) break;
     channels->dialing = true;
     std::string dial_error;
-    auto data = co_await transport::DialDataSocket(io_.get_executor(), options_.server,
-                                                   data_tls_.get(), options_.local_connect_timeout,
-                                                   transport::DataKind::kShared, dial_error);
+    std::string link = transport::FormatDataLinkCredential({state->tunnel_id, state->data_secret});
+    auto data = co_await transport::DialDataSocket(
+        io_.get_executor(), options_.server, data_tls_.get(), options_.local_connect_timeout,
+        transport::DataKind::kShared, dial_error, std::move(link));
     if (!*alive) co_return nullptr;
     bool attached = false;
     if (data) {

@@ -63,6 +63,12 @@ struct AgentOptions {
   DataChannels data_channels = DataChannels::kAuto;
   // Public connections one shared data WebSocket carries at most; beyond it another opens.
   std::size_t shared_max_streams = 1024;
+  // Per-connection data WebSockets being dialed at once (TCP connect to the server's upgrade
+  // response); more Connects wait for a slot. Until the server has read an upgrade's head it
+  // counts against this agent's address among the connections before authentication (16 per
+  // source by default): a burst of public connections must not fill that budget by itself.
+  // 0: no cap.
+  std::size_t max_data_dials = 8;
 };
 
 // What one registration produced (for printing and the admin view).
@@ -97,6 +103,7 @@ class TunnelAgent {
  private:
   struct SessionState;
   struct SharedChannels;
+  struct DialSlots;
   boost::asio::awaitable<session::SessionOutcome> RunSession(session::SessionControl& control);
   // A stream for `connection` on the current shared data WebSocket, opening one if there is
   // none, it is full or it closed. Null with `error` when no socket could be opened.
@@ -115,6 +122,7 @@ class TunnelAgent {
   // Live data sockets, closed when the agent goes away.
   std::map<transport::DataSocket*, std::weak_ptr<transport::DataSocket>> live_data_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  std::shared_ptr<DialSlots> dial_slots_;  // max_data_dials
   std::unique_ptr<session::Supervisor> supervisor_;
   std::vector<RegisteredService> registered_;
   std::function<void(const std::vector<RegisteredService>&)> on_registered_;

@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -119,6 +120,8 @@ struct TunnelServer::Tunnel {
   std::array<std::uint8_t, 16> data_secret{};
   std::map<codec::Uuid, std::shared_ptr<Service>> services;
   std::map<codec::Uuid, std::shared_ptr<Pending>> pending;
+  // Data upgrades admitted by this link's credential, until their DataAttach.
+  net::ConnectionLimiter data_upgrades;
   std::string end_reason;
 };
 
@@ -161,6 +164,9 @@ bool TunnelServer::Start(std::string& error) {
   transport::WsServerOptions control;
   control.adopt_only = true;
   control.small_until_authenticated = true;  // Auth first, in a small message
+  // A backstop behind HandleConnection's auth timeout, which closes gracefully first.
+  control.unauthenticated_deadline =
+      std::chrono::ceil<std::chrono::seconds>(options_.auth_timeout) + std::chrono::seconds(3);
   if (!loop_.Start(
           control,
           [this](std::shared_ptr<WsConnection> conn) {
@@ -177,10 +183,15 @@ bool TunnelServer::Start(std::string& error) {
   door.head_timeout = options_.auth_timeout;
   door.unauthenticated = options_.limits.unauthenticated;
   door.admit = [this](const asio::ip::address& address) { return Admit(address); };
+  door.admit_data_link = [this](const transport::DataLinkCredential* credential,
+                                const asio::ip::address& source, const std::string& peer) {
+    return AdmitDataLink(credential, source, peer);
+  };
   if (!front_door_.Start(
           door,
-          [this](std::shared_ptr<transport::DataSocket> data) {
-            asio::co_spawn(io_, HandleData(std::move(data)), asio::detached);
+          [this](std::shared_ptr<transport::DataSocket> data,
+                 transport::DataLinkAdmission admission) {
+            asio::co_spawn(io_, HandleData(std::move(data), std::move(admission)), asio::detached);
           },
           [this](int fd, std::string head, std::string peer) {
             loop_.Adopt(fd, std::move(head), std::move(peer));
@@ -363,6 +374,7 @@ asio::awaitable<void> TunnelServer::RunControl(std::shared_ptr<WsConnection> con
   tunnel->shared = tunnel->extended && options_.shared_data_channels &&
                    (hello->features & codec::kFeatureSharedDataChannels) != 0;
   tunnel->data_secret = RandomSecret();
+  tunnel->data_upgrades = net::ConnectionLimiter({options_.max_data_upgrades_per_link, 0});
   tunnels_[tunnel->id] = tunnel;
   tokens_in_use_.insert(tunnel->token_hash);
 
@@ -561,6 +573,34 @@ void TunnelServer::AddPending(const std::shared_ptr<Tunnel>& tunnel,
   tunnel->pending[id] = std::move(pending);
 }
 
+void TunnelServer::WatchPendingClient(const std::shared_ptr<Tunnel>& tunnel,
+                                      const std::shared_ptr<Pending>& pending) {
+  // A client that leaves while its connection waits for the agent would otherwise hold its
+  // descriptor and public slot until pending_timeout (40 s): after a flood of connections that
+  // closed again, those kept a server out of descriptors, so the agent's data upgrades could
+  // not be accepted and the link served nothing. The wait ends when the socket is readable:
+  // end of stream or an error drops the connection; bytes (the client's request) end the
+  // watch and stay unread for the splice.
+  std::weak_ptr<Tunnel> weak = tunnel;
+  const auto id = pending->connection_id;
+  pending->socket->async_wait(
+      tcp::socket::wait_read, [this, alive = alive_, weak, id](boost::system::error_code ec) {
+        if (ec || !*alive) return;
+        const auto t = weak.lock();
+        if (!t) return;
+        const auto it = t->pending.find(id);
+        if (it == t->pending.end() || !it->second->socket) return;  // attached meanwhile
+        char byte = 0;
+        const ssize_t peeked =
+            ::recv(it->second->socket->native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (peeked > 0 || (peeked < 0 && (errno == EAGAIN || errno == EINTR))) return;
+        it->second->expiry->cancel();
+        t->pending.erase(it);
+        log_->debug("tunnel {}: connection {} dropped: the client left before the agent attached",
+                    t->id.ToString(), id.ToString());
+      });
+}
+
 void TunnelServer::AcceptPublic(const std::shared_ptr<Service>& service, tcp::socket socket) {
   boost::system::error_code ec;
   auto tunnel = service->tunnel.lock();
@@ -589,6 +629,7 @@ void TunnelServer::AcceptPublic(const std::shared_ptr<Service>& service, tcp::so
   const std::string client = FormatEndpoint(remote);
   pending->socket = std::make_unique<tcp::socket>(std::move(socket));
   const auto id = pending->connection_id;
+  WatchPendingClient(tunnel, pending);
   AddPending(tunnel, std::move(pending));
   ++connections_;
   log_->debug("tunnel {}: {} connection {} from {}", tunnel->id.ToString(), service->name,
@@ -652,10 +693,45 @@ asio::awaitable<void> TunnelServer::ReceiveUdp(std::shared_ptr<Service> service)
   }
 }
 
-asio::awaitable<void> TunnelServer::HandleData(std::shared_ptr<transport::DataSocket> data) {
+transport::DataLinkAdmission TunnelServer::AdmitDataLink(
+    const transport::DataLinkCredential* credential, const asio::ip::address& source,
+    const std::string& peer) {
+  using Verdict = transport::DataLinkAdmission::Verdict;
+  transport::DataLinkAdmission admission;
+  if (credential == nullptr) return admission;
+  const auto it = tunnels_.find(credential->tunnel_id);
+  const bool known = it != tunnels_.end() && it->second->extended;
+  // The secret in constant time (against a dummy when the tunnel is unknown).
+  static const std::array<std::uint8_t, 16> kNoSecret{};
+  const auto& secret = known ? it->second->data_secret : kNoSecret;
+  if (CRYPTO_memcmp(credential->secret.data(), secret.data(), secret.size()) != 0 || !known) {
+    CountAuthFailure(peer);
+    auth_failure_log_.Log(*log_, spdlog::level::warn, "data upgrade from {} names {}; closing",
+                          peer,
+                          known ? "tunnel " + it->second->id.ToString() + " with a wrong secret"
+                                : std::string("an unknown tunnel"));
+    admission.verdict = Verdict::kRefused;
+    return admission;
+  }
+  if (auto slot = it->second->data_upgrades.TryAcquire(source)) {
+    admission.verdict = Verdict::kAdmitted;
+    admission.link_slot = std::move(*slot);
+  }
+  return admission;
+}
+
+asio::awaitable<void> TunnelServer::HandleData(std::shared_ptr<transport::DataSocket> data,
+                                               transport::DataLinkAdmission admission) {
   const auto alive = alive_;
   live_data_[data.get()] = data;
-  auto unauthenticated = TakeUnauthenticated(data->peer());
+  // Until DataAttach the upgrade holds a slot: its link's when the front door admitted it by
+  // its link, else one of its source's connections before authentication.
+  std::optional<net::ConnectionLimiter::Lease> unauthenticated;
+  if (admission.verdict == transport::DataLinkAdmission::Verdict::kAdmitted) {
+    unauthenticated = std::move(admission.link_slot);
+  } else {
+    unauthenticated = TakeUnauthenticated(data->peer());
+  }
   if (!unauthenticated) {
     data->Close();
     live_data_.erase(data.get());

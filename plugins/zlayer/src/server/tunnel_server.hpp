@@ -58,6 +58,10 @@ struct ServerOptions {
   net::ServerLimits limits;
   // Public ports one token (one tunnel) may hold at once; 0: no cap.
   std::size_t max_ports_per_token = 32;
+  // Data upgrades one link may have between their upgrade head and DataAttach when they name
+  // their link (transport/data_link.hpp); beyond, they count against their source's
+  // connections before authentication (limits.unauthenticated) like any other.
+  std::size_t max_data_upgrades_per_link = 256;
 };
 
 // A snapshot for logs, tests and the admin view.
@@ -101,7 +105,12 @@ class TunnelServer {
   boost::asio::awaitable<void> HandleConnection(std::shared_ptr<transport::WsConnection> conn);
   boost::asio::awaitable<void> RunControl(std::shared_ptr<transport::WsConnection> conn,
                                           codec::Auth auth);
-  boost::asio::awaitable<void> HandleData(std::shared_ptr<transport::DataSocket> data);
+  boost::asio::awaitable<void> HandleData(std::shared_ptr<transport::DataSocket> data,
+                                          transport::DataLinkAdmission admission);
+  // The front door's question about a data upgrade's link credential.
+  transport::DataLinkAdmission AdmitDataLink(const transport::DataLinkCredential* credential,
+                                             const boost::asio::ip::address& source,
+                                             const std::string& peer);
   boost::asio::awaitable<void> RunData(std::shared_ptr<transport::DataSocket> data,
                                        codec::DataAttach attach);
   // A shared data WebSocket: a MuxSession whose streams each name a pending connection.
@@ -117,6 +126,9 @@ class TunnelServer {
   boost::asio::awaitable<void> ReceiveUdp(std::shared_ptr<Service> service);
   void AcceptPublic(const std::shared_ptr<Service>& service, boost::asio::ip::tcp::socket socket);
   void AddPending(const std::shared_ptr<Tunnel>& tunnel, std::shared_ptr<Pending> pending);
+  // Drops a pending TCP connection as soon as its client leaves before the agent attached it.
+  void WatchPendingClient(const std::shared_ptr<Tunnel>& tunnel,
+                          const std::shared_ptr<Pending>& pending);
   // Before anything is read: false when the source spent its authentication failures.
   bool Admit(const boost::asio::ip::address& address);
   // A wrong token or data secret from `peer` ("ADDR:PORT"), counted against its source.

@@ -10,6 +10,7 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include "transport/data_link.hpp"
 #include "transport/tls_layer.hpp"
 #include "tunnelkit/stream/deadline.hpp"
 #include "tunnelkit/stream/socket_stream.hpp"
@@ -159,12 +160,15 @@ asio::awaitable<std::string> AcceptOn(Socket& socket, const UpgradeRequest& requ
 
 template <class Socket>
 asio::awaitable<std::string> HandshakeOn(Socket& socket, const WsUrl& url,
-                                         std::chrono::milliseconds timeout) {
+                                         std::chrono::milliseconds timeout,
+                                         const std::string& link_credential) {
   auto& ws = socket.ws();
   const char* subprotocol = SubprotocolOf(socket.kind());
-  ws.set_option(websocket::stream_base::decorator([subprotocol](websocket::request_type& request) {
-    request.set(beast::http::field::sec_websocket_protocol, subprotocol);
-  }));
+  ws.set_option(websocket::stream_base::decorator(
+      [subprotocol, link_credential](websocket::request_type& request) {
+        request.set(beast::http::field::sec_websocket_protocol, subprotocol);
+        if (!link_credential.empty()) request.set(kDataLinkHeader, link_credential);
+      }));
   socket.set_client();
   Deadline deadline(socket.get_executor());
   deadline.Arm(timeout, [&socket] { socket.Close(); });
@@ -237,7 +241,8 @@ asio::awaitable<std::shared_ptr<DataSocket>> DialDataSocket(asio::any_io_executo
                                                             const WsUrl& url,
                                                             asio::ssl::context* tls_context,
                                                             std::chrono::milliseconds timeout,
-                                                            DataKind kind, std::string& error) {
+                                                            DataKind kind, std::string& error,
+                                                            std::string link_credential) {
   tcp::socket socket(executor);
   const std::string port = std::to_string(url.port);
   error_code ec = co_await ConnectTcp(socket, url.host, port, timeout);
@@ -272,14 +277,14 @@ asio::awaitable<std::shared_ptr<DataSocket>> DialDataSocket(asio::any_io_executo
     }
     auto data = std::make_shared<TlsDataSocket>(std::move(tls), std::move(peer));
     data->set_kind(kind);
-    error = co_await HandshakeOn(*data, url, timeout);
+    error = co_await HandshakeOn(*data, url, timeout, link_credential);
     if (!error.empty()) co_return nullptr;
     util::NoteOpened(executor);
     co_return data;
   }
   auto data = std::make_shared<PlainDataSocket>(std::move(socket), std::move(peer));
   data->set_kind(kind);
-  error = co_await HandshakeOn(*data, url, timeout);
+  error = co_await HandshakeOn(*data, url, timeout, link_credential);
   if (!error.empty()) co_return nullptr;
   util::NoteOpened(executor);
   co_return data;

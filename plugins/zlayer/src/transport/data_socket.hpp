@@ -105,9 +105,11 @@ boost::asio::awaitable<std::shared_ptr<DataSocket>> AcceptDataSocket(
     DataKind kind, std::string& error);
 
 // Agent side: connects to `url` (TLS when wss, verified by `tls_context`), upgrades with the
-// data subprotocol of `kind`. Null with `error` on failure.
+// data subprotocol of `kind`, naming its link with `link_credential` when not empty (header
+// Tunnelkit-Link, data_link.hpp). Null with `error` on failure.
 boost::asio::awaitable<std::shared_ptr<DataSocket>> DialDataSocket(
     boost::asio::any_io_executor executor, const WsUrl& url, boost::asio::ssl::context* tls_context,
-    std::chrono::milliseconds timeout, DataKind kind, std::string& error);
+    std::chrono::milliseconds timeout, DataKind kind, std::string& error,
+    std::string link_credential = {});
 
 }  // namespace tunnelkit::zlayer::transport

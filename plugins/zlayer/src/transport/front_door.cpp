@@ -191,6 +191,18 @@ asio::awaitable<void> FrontDoor::Serve(tcp::socket socket,
       log->warn("data connection from {} sent bytes before its upgrade completed; closing", peer);
       co_return;
     }
+    // A data upgrade of a live link leaves its source's pre-auth budget here: an agent opens
+    // one per public connection, all from its one address (the link's own cap bounds them).
+    DataLinkAdmission admission;
+    if (options_.admit_data_link) {
+      const auto value = request[kDataLinkHeader];
+      const auto credential = ParseDataLinkCredential(std::string_view(value.data(), value.size()));
+      admission =
+          options_.admit_data_link(credential ? &*credential : nullptr, remote.address(), peer);
+      if (!*alive) co_return;
+    }
+    if (admission.verdict == DataLinkAdmission::Verdict::kRefused) co_return;  // logged there
+    if (admission.verdict == DataLinkAdmission::Verdict::kAdmitted) unauthenticated.Release();
     std::string error;
     tcp::socket plain(executor);
     if (tcp) plain = std::move(tcp->socket());
@@ -201,7 +213,7 @@ asio::awaitable<void> FrontDoor::Serve(tcp::socket socket,
       co_return;
     }
     unauthenticated.Release();
-    if (*alive && on_data_) on_data_(std::move(data));
+    if (*alive && on_data_) on_data_(std::move(data), std::move(admission));
     co_return;
   }
 

@@ -18,6 +18,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 
+#include "transport/data_link.hpp"
 #include "transport/data_socket.hpp"
 #include "tunnelkit/net/connection_limiter.hpp"
 #include "tunnelkit/net/listener.hpp"
@@ -28,6 +29,18 @@ class logger;
 }
 
 namespace tunnelkit::zlayer::transport {
+
+// What the server makes of the link credential (data_link.hpp) in a data upgrade's head.
+struct DataLinkAdmission {
+  enum class Verdict {
+    kNone,      // no credential (or the link is at its own cap): counted by source, as before
+    kAdmitted,  // a live link's credential: released from the source's pre-auth budget
+    kRefused,   // a credential that names no live link or carries a wrong secret: closed
+  };
+  Verdict verdict = Verdict::kNone;
+  // kAdmitted: the upgrade's slot in its link's own budget, held until DataAttach.
+  net::ConnectionLimiter::Lease link_slot;
+};
 
 struct FrontDoorOptions {
   std::string host;      // "" or "0.0.0.0": every interface
@@ -41,11 +54,17 @@ struct FrontDoorOptions {
   // Asked at accept: false closes the connection before anything is read (a source that
   // spent its authentication failures). Empty: every source is admitted.
   std::function<bool(const boost::asio::ip::address&)> admit;
+  // Asked once a data upgrade's head is read, with its credential (null: none was sent).
+  // Empty: every data upgrade is counted by its source until it is handed over.
+  std::function<DataLinkAdmission(const DataLinkCredential* credential,
+                                  const boost::asio::ip::address& source, const std::string& peer)>
+      admit_data_link;
 };
 
 class FrontDoor {
  public:
-  using DataHandler = std::function<void(std::shared_ptr<DataSocket>)>;
+  // `admission`: what admit_data_link said (its link slot goes with the socket).
+  using DataHandler = std::function<void(std::shared_ptr<DataSocket>, DataLinkAdmission admission)>;
   // Takes ownership of `fd`; `head` holds the bytes already read from the connection.
   using ControlHandler = std::function<void(int fd, std::string head, std::string peer)>;
 

@@ -73,6 +73,7 @@ asio::awaitable<std::optional<std::vector<std::uint8_t>>> WsConnection::Receive(
 void WsConnection::Authenticated() {
   shared_->max_message = kMaxMessage;
   shared_->high_water = kHighWater;
+  shared_->authenticated = true;
   Ring();  // a reader paused at the small mark goes on
 }
 

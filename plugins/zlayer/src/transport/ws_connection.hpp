@@ -52,6 +52,9 @@ struct WsShared {
   // Read by the lws thread, raised by WsConnection::Authenticated on the io_context.
   std::atomic<std::size_t> max_message{kWsMaxMessage};
   std::atomic<std::size_t> high_water{kWsHighWater};
+  // Raised by WsConnection::Authenticated: the lws thread then lifts the pre-auth deadline.
+  std::atomic<bool> authenticated{false};
+  bool deadline_armed = false;  // lws thread only: lws_set_timeout holds the pre-auth deadline
 
   std::weak_ptr<WsConnection> owner;  // dereferenced only on the io_context
 };

@@ -110,6 +110,7 @@ bool WsLoop::Start(const std::optional<WsServerOptions>& server, AcceptHandler o
   }
   if (server) {
     small_until_authenticated_ = server->small_until_authenticated;
+    unauthenticated_deadline_ = server->unauthenticated_deadline;
     lws_context_creation_info v;
     std::memset(&v, 0, sizeof v);
     v.port = server->adopt_only ? CONTEXT_PORT_NO_LISTEN_SERVER : server->port;
@@ -141,7 +142,7 @@ bool WsLoop::Start(const std::optional<WsServerOptions>& server, AcceptHandler o
     v.protocols = kProtocols;
     v.vhost_name = "zlayer-client";
     // Without this lws creates no client SSL_CTX for the vhost and wss:// dials fail.
-    v.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    v.options = client->tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
     if (!client->tls_ca.empty()) v.client_ssl_ca_filepath = client->tls_ca.c_str();
     client_vhost_ = lws_create_vhost(context_, &v);
     if (client_vhost_ == nullptr) {
@@ -208,6 +209,10 @@ asio::awaitable<std::shared_ptr<WsConnection>> WsLoop::Connect(const WsUrl& url,
     error = "the WebSocket client is not running";
     co_return nullptr;
   }
+  if (url.tls && client_options_ && !client_options_->tls) {
+    error = "cannot dial " + url.ToString() + ": this WebSocket client was started without TLS";
+    co_return nullptr;
+  }
   auto shared = std::make_shared<WsShared>();
   auto conn = std::make_shared<WsConnection>(io_, *this, shared);
   shared->owner = conn;
@@ -257,6 +262,10 @@ void WsLoop::DrainDoorbell() {
   for (const auto& shared : rung) {
     shared->rung = false;  // before acting: a later ring must not be lost
     if (shared->finished || shared->wsi == nullptr) continue;
+    if (shared->deadline_armed && shared->authenticated.load()) {
+      shared->deadline_armed = false;
+      lws_set_timeout(shared->wsi, NO_PENDING_TIMEOUT, 0);
+    }
     if (shared->rx_paused && shared->inbox_bytes.load() < WsConnection::kLowWater) {
       shared->rx_paused = false;
       lws_rx_flow_control(shared->wsi, 1);
@@ -345,6 +354,11 @@ int WsLoop::Handle(struct lws* wsi, int reason, void* user, void* in, std::size_
       if (small_until_authenticated_) {  // until WsConnection::Authenticated
         shared->max_message = kWsUnauthenticatedMaxMessage;
         shared->high_water = kWsUnauthenticatedMaxMessage;
+        if (unauthenticated_deadline_.count() > 0) {
+          lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK,
+                          static_cast<int>(unauthenticated_deadline_.count()));
+          shared->deadline_armed = true;
+        }
       }
       lws_set_opaque_user_data(wsi, shared.get());
       live_.push_back(shared);
@@ -391,7 +405,10 @@ int WsLoop::Handle(struct lws* wsi, int reason, void* user, void* in, std::size_
       if (!shared) return -1;
       const auto* bytes = static_cast<const std::uint8_t*>(in);
       const std::size_t max_message = shared->max_message.load();
-      if (shared->partial.size() + len > max_message) {
+      // The frame's announced length counts too: a header that announces more than the limit
+      // (a 1 TiB frame before Auth) is refused with its first bytes, not after the deadline.
+      const std::size_t announced = len + lws_remaining_packet_payload(wsi);
+      if (shared->partial.size() + announced > max_message) {
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, nullptr, 0);
         Finish(shared, "peer sent a message larger than " + std::to_string(max_message) + " bytes" +
                            (max_message < kWsMaxMessage ? " before authenticating" : ""));

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -39,11 +40,18 @@ struct WsServerOptions {
   // Peers must authenticate (WsConnection::Authenticated) before they get the full message
   // size and read-ahead; until then both are kWsUnauthenticatedMaxMessage.
   bool small_until_authenticated = false;
+  // With small_until_authenticated: libwebsockets itself drops a connection still not
+  // authenticated this long after its upgrade, whatever state its reading or closing is in
+  // (the server's own auth timeout, shorter, closes it gracefully first). 0: none.
+  std::chrono::seconds unauthenticated_deadline{0};
 };
 
 struct WsClientOptions {
   std::string tls_ca;            // PEM roots for wss://; empty: the system's roots
   bool tls_skip_verify = false;  // accept any certificate (the caller warns loudly)
+  // wss:// dials. false: no client TLS context, whose creation (libwebsockets loads the
+  // system's roots into it) costs about 100 ms of CPU per loop; wss:// dials are then refused.
+  bool tls = true;
 };
 
 class WsLoop {
@@ -106,6 +114,7 @@ class WsLoop {
   bool started_ = false;
   int listen_port_ = 0;
   bool small_until_authenticated_ = false;
+  std::chrono::seconds unauthenticated_deadline_{0};
   AcceptHandler on_accept_;
   std::optional<WsClientOptions> client_options_;
 
