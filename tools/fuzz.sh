@@ -15,21 +15,22 @@
 #     TARGET      names like ferro_codec_fuzz (default: every tests/fuzz/*_fuzz.cpp)
 # New inputs found go to <build>/corpus/<target>/ (the seeds in tests/fuzz/corpus/ are only
 # read), so successive runs start from what earlier ones found. Set FUZZ_NICE=19 to run the
-# fuzzers at low priority. The CI smoke is `tools/fuzz.sh -t 10 -j 2`.
+# fuzzers at low priority, FUZZ_BUILD_DIR=<dir> to build elsewhere. The CI smoke is
+# `tools/fuzz.sh -t 10 -j 2`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=""
 runs=""
 jobs=$(nproc)
-dir=build-fuzz
+dir=${FUZZ_BUILD_DIR:-build-fuzz}
 sanitize=ON
 while getopts "t:r:j:p" opt; do
   case $opt in
     t) seconds=$OPTARG ;;
     r) runs=$OPTARG ;;
     j) jobs=$OPTARG ;;
-    p) dir=build-fuzz-plain sanitize=OFF ;;
+    p) dir=${FUZZ_BUILD_DIR:-build-fuzz-plain} sanitize=OFF ;;
     *) sed -n '2,20p' "$0" >&2; exit 2 ;;
   esac
 done
