@@ -9,7 +9,7 @@ add_compile_definitions(BOOST_ASIO_HAS_CO_AWAIT BOOST_ASIO_HAS_STD_COROUTINE)
 # link libFuzzer's main (tests/fuzz). -fsanitize=function stays off and must come after the
 # -fsanitize lists: clang 14 cannot assemble its checks in coroutine frames ("Cannot represent
 # a difference across sections").
-# TUNNELKIT_FUZZ_SANITIZE=OFF gives a plain build (coverage only, about 3-10x the executions
+# TUNNELKIT_FUZZ_SANITIZE=OFF gives a plain build (coverage only, 3-4x the executions
 # per second) for long campaigns; each target still needs a run under the sanitizers.
 option(TUNNELKIT_FUZZ_SANITIZE "Fuzz targets checked by ASan+UBSan" ON)
 if(TUNNELKIT_FUZZ_SANITIZE)
