@@ -5,25 +5,33 @@
 # input is left in build-fuzz/artifacts/<target>/ (add it to tests/fuzz/corpus/<target>/ once
 # fixed, so the replay tests keep it).
 #
-#   tools/fuzz.sh [-t SECONDS | -r RUNS] [-j JOBS] [TARGET...]
-#     -t SECONDS  per target (default 20)
-#     -r RUNS     per target, instead of a time (e.g. -r 10000000)
-#     -j JOBS     targets run at the same time (default: the number of cores)
+#   tools/fuzz.sh [-t SECONDS] [-r RUNS] [-j JOBS] [-p] [TARGET...]
+#     -t SECONDS  per target (default 20; with -r, the most a target may take)
+#     -r RUNS     per target: stop after this many executions (e.g. -r 10000000)
+#     -j JOBS     targets built and run at the same time (default: the number of cores)
+#     -p          plain build (build-fuzz-plain/: coverage only, no ASan/UBSan, several times
+#                 the executions per second) for long campaigns; check each target under the
+#                 sanitizers too
 #     TARGET      names like ferro_codec_fuzz (default: every tests/fuzz/*_fuzz.cpp)
-# New inputs found go to build-fuzz/corpus/<target>/ (the seeds in tests/fuzz/corpus/ are only
-# read). Set FUZZ_NICE=19 to run the fuzzers at low priority.
+# New inputs found go to <build>/corpus/<target>/ (the seeds in tests/fuzz/corpus/ are only
+# read), so successive runs start from what earlier ones found. Set FUZZ_NICE=19 to run the
+# fuzzers at low priority, FUZZ_BUILD_DIR=<dir> to build elsewhere. The CI smoke is
+# `tools/fuzz.sh -t 10 -j 2`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-seconds=20
+seconds=""
 runs=""
 jobs=$(nproc)
-while getopts "t:r:j:" opt; do
+dir=${FUZZ_BUILD_DIR:-build-fuzz}
+sanitize=ON
+while getopts "t:r:j:p" opt; do
   case $opt in
     t) seconds=$OPTARG ;;
     r) runs=$OPTARG ;;
     j) jobs=$OPTARG ;;
-    *) sed -n '2,14p' "$0" >&2; exit 2 ;;
+    p) dir=${FUZZ_BUILD_DIR:-build-fuzz-plain} sanitize=OFF ;;
+    *) sed -n '2,20p' "$0" >&2; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
@@ -33,12 +41,16 @@ if [ ${#targets[@]} -eq 0 ]; then
   for source in tests/fuzz/*_fuzz.cpp; do targets+=("$(basename "$source" .cpp)"); done
 fi
 
-dir=build-fuzz
-CC=clang CXX=clang++ cmake -S . -B "$dir" -G Ninja -DTUNNELKIT_FUZZ=ON >/dev/null
+started=$SECONDS
+CC=clang CXX=clang++ cmake -S . -B "$dir" -G Ninja -DTUNNELKIT_FUZZ=ON \
+  -DTUNNELKIT_FUZZ_SANITIZE=$sanitize >/dev/null
 cmake --build "$dir" -j "$jobs" --target "${targets[@]}"
+echo "fuzz: built ${#targets[@]} targets in $((SECONDS - started)) s ($dir)"
+started=$SECONDS
 
-limit=(-max_total_time="$seconds")
-if [ -n "$runs" ]; then limit=(-runs="$runs"); fi
+limit=()
+if [ -n "$runs" ]; then limit+=(-runs="$runs"); fi
+if [ -n "$seconds" ] || [ -z "$runs" ]; then limit+=(-max_total_time="${seconds:-20}"); fi
 
 # One target: its log in build-fuzz/logs/<target>.log, a summary line on stdout.
 run_one() {
@@ -75,6 +87,7 @@ for name in "${targets[@]}"; do
   run_one "$name" >"$dir/logs/$name.summary" 2>&1 &
 done
 wait || true
+echo "fuzz: ran ${#targets[@]} targets in $((SECONDS - started)) s, $jobs at a time"
 failed=0
 for name in "${targets[@]}"; do
   cat "$dir/logs/$name.summary"
