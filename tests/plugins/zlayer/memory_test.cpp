@@ -17,6 +17,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
+#include <memory>
 #include <vector>
 
 #include "agent/tunnel_agent.hpp"
@@ -55,13 +56,18 @@ using test::Sleep;
 // reads its echo; the sockets stay open in `held`. Returns how many echoed correctly.
 asio::awaitable<int> OpenEchoed(asio::io_context& io, int port, int count,
                                 std::vector<std::unique_ptr<tcp::socket>>& held) {
-  int echoed = 0;
-  int finished = 0;
+  // Shared with the spawned exchanges: one that finishes after the deadline below must not
+  // write into this coroutine's frame, which is gone by then (found by ASan).
+  struct Counts {
+    int echoed = 0;
+    int finished = 0;
+  };
+  auto counts = std::make_shared<Counts>();
   for (int i = 0; i < count; ++i) {
     held.push_back(std::make_unique<tcp::socket>(io));
     asio::co_spawn(
         io,
-        [&, i, s = held.back().get()]() -> asio::awaitable<void> {
+        [counts, port, i, s = held.back().get()]() -> asio::awaitable<void> {
           boost::system::error_code ec;
           co_await s->async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
                                     asio::redirect_error(asio::use_awaitable, ec));
@@ -75,16 +81,16 @@ asio::awaitable<int> OpenEchoed(asio::io_context& io, int port, int count,
             co_await asio::async_read(*s, asio::buffer(back),
                                       asio::redirect_error(asio::use_awaitable, ec));
           }
-          if (!ec && back == line) ++echoed;
-          ++finished;
+          if (!ec && back == line) ++counts->echoed;
+          ++counts->finished;
         },
         asio::detached);
   }
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (finished < count && std::chrono::steady_clock::now() < end) {
+  while (counts->finished < count && std::chrono::steady_clock::now() < end) {
     co_await Sleep(std::chrono::milliseconds(20));
   }
-  co_return echoed;
+  co_return counts->echoed;
 }
 
 // Heap (KiB) per connection held through a tunnel: wss or plain ws control and data connections.
