@@ -319,7 +319,7 @@ int CountLines(const std::string& text, const std::string& needle) {
 HelloOrigin::HelloOrigin() {
   port_ = FreeTcpPort();
   process_ = ChildProcess({Tunnelctl(), "hello", "--listen", "127.0.0.1:" + std::to_string(port_)});
-  if (!process_.WaitForOutput("listening", 10s))
+  if (!process_.WaitForOutput("listening", kStartWait))
     ADD_FAILURE() << "hello origin did not start: " << process_.Output();
 }
 
@@ -335,7 +335,7 @@ void FerroStack::StartServer(const ProcessOptions& options) {
                                    "--token",   kToken};
   args.insert(args.end(), options.flags.begin(), options.flags.end());
   server = ChildProcess(args, {}, options.limits);
-  ASSERT_TRUE(server.WaitForOutput("listening for tunnel clients", 10s)) << server.Output();
+  ASSERT_TRUE(server.WaitForOutput("listening for tunnel clients", kStartWait)) << server.Output();
 }
 
 std::vector<std::string> FerroStack::ClientArgs(int via_port, const std::string& token,
@@ -362,8 +362,9 @@ void FerroStack::StartClient(const ProcessOptions& options, int via_port,
   auto args = ClientArgs(via_port, kToken, tunnel_id);
   args.insert(args.end(), options.flags.begin(), options.flags.end());
   client = ChildProcess(args, {}, options.limits);
-  ASSERT_TRUE(client.WaitForOutput("connected to", 10s)) << client.Output();
-  ASSERT_TRUE(server.WaitForOutput("tunnel registered: " + tunnel_id, 10s)) << server.Output();
+  ASSERT_TRUE(client.WaitForOutput("connected to", kStartWait)) << client.Output();
+  ASSERT_TRUE(server.WaitForOutput("tunnel registered: " + tunnel_id, kStartWait))
+      << server.Output();
   // The first request proves the path before any attack starts.
   ASSERT_TRUE(WaitUntil([&] { return Get().status == 200; }, 5s)) << Logs();
 }
@@ -409,7 +410,7 @@ void ZlayerStack::StartServer(const ProcessOptions& options) {
       "--tokens",  tokens_file};
   args.insert(args.end(), options.flags.begin(), options.flags.end());
   server = ChildProcess(args, {}, options.limits);
-  ASSERT_TRUE(server.WaitForOutput("zlayer server listening", 10s)) << server.Output();
+  ASSERT_TRUE(server.WaitForOutput("zlayer server listening", kStartWait)) << server.Output();
 }
 
 void ZlayerStack::StartLink(const ProcessOptions& options, int via_port) {
@@ -426,7 +427,8 @@ void ZlayerStack::StartLink(const ProcessOptions& options, int via_port) {
       "web:" + std::to_string(origin.port())};
   args.insert(args.end(), options.flags.begin(), options.flags.end());
   link = ChildProcess(args, {}, options.limits);
-  ASSERT_TRUE(WaitUntil([&] { return (public_port = PublicPortIn(link.Output())) != 0; }, 15s))
+  ASSERT_TRUE(
+      WaitUntil([&] { return (public_port = PublicPortIn(link.Output())) != 0; }, kStartWait + 5s))
       << link.Output();
   ASSERT_TRUE(WaitUntil([&] { return Get().status == 200; }, 5s)) << Logs();
 }
