@@ -191,11 +191,13 @@ TEST(ZlayerMemory, HeldWssPerConnectionSocketsStaySmall) {
   // 58.6 KiB with StreamRef (a coroutine per Beast read and write) and two spawned splice
   // directions, 54.6 now; about 25 KiB of it is OpenSSL's own state after the handshake (two
   // SSL objects of 8 KiB, their ciphers and sessions). 55.3 when run alone (as ctest does);
-  // 58.5 when the ZlayerDataPlane tests ran before it in the same process, hence the bound.
+  // 58.5 when the ZlayerDataPlane tests ran before it in the same process. Since data
+  // upgrades name their link (Tunnelkit-Link), 55.8-60.7 from run to run of the whole binary,
+  // hence the bound: it is there to catch a buffer kept per connection, tens of KiB at least.
   const double per_connection = HeldConnectionHeap(true, DataChannels::kPerConnection);
   ASSERT_GE(per_connection, 0);
   if (kSanitized) GTEST_SKIP() << tunnelkit::test::kMemoryBoundUnderAsan;
-  EXPECT_LE(per_connection, 60) << "KiB of heap per held wss connection";
+  EXPECT_LE(per_connection, 66) << "KiB of heap per held wss connection";
 }
 
 TEST(ZlayerMemory, HeldWssConnectionsStaySmall) {
