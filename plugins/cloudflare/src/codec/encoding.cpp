@@ -5,16 +5,11 @@
 
 #include <stdexcept>
 
+#include "tunnelkit/hex.hpp"
+
 namespace tunnelkit::cloudflare {
 
 namespace {
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 bool IsBase64Char(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
@@ -33,8 +28,8 @@ std::optional<Uuid> ParseUuid(std::string_view text) {
       ++i;
       continue;
     }
-    int hi = HexValue(text[i]);
-    int lo = HexValue(text[i + 1]);
+    int hi = hex::DigitValue(text[i]);
+    int lo = hex::DigitValue(text[i + 1]);
     if (hi < 0 || lo < 0) return std::nullopt;
     out[byte++] = static_cast<std::uint8_t>(hi << 4 | lo);
     i += 2;
@@ -43,12 +38,10 @@ std::optional<Uuid> ParseUuid(std::string_view text) {
 }
 
 std::string FormatUuid(std::span<const std::uint8_t> bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
   for (std::size_t i = 0; i < bytes.size(); ++i) {
     if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
-    out += kHex[bytes[i] >> 4];
-    out += kHex[bytes[i] & 0xf];
+    hex::AppendByte(out, bytes[i]);
   }
   return out;
 }

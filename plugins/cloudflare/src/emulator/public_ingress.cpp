@@ -19,6 +19,7 @@
 
 #include "codec/http_metadata.hpp"
 #include "stream/connect_stream.hpp"
+#include "tunnelkit/hex.hpp"
 #include "tunnelkit/stream/asio_adapter.hpp"
 #include "tunnelkit/stream/deadline.hpp"
 #include "tunnelkit/stream/prefixed_stream.hpp"
@@ -77,13 +78,7 @@ std::string RandomHex(std::size_t bytes) {
   if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1) {
     throw std::runtime_error("RAND_bytes failed");
   }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (auto b : raw) {
-    out += kHex[b >> 4];
-    out += kHex[b & 0xf];
-  }
-  return out;
+  return hex::Encode(raw);
 }
 
 // "8f3a...-LHR": random hex and the colo's letters, as Cloudflare's Cf-Ray.

@@ -8,6 +8,8 @@
 #include <cctype>
 #include <stdexcept>
 
+#include "tunnelkit/hex.hpp"
+
 namespace tunnelkit::cloudflare::emulator {
 
 namespace asio = boost::asio;
@@ -32,13 +34,7 @@ std::vector<std::uint8_t> RandomBytes(std::size_t n) {
 }
 
 std::string Hex(const std::vector<std::uint8_t>& bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (auto b : bytes) {
-    out += kHex[b >> 4];
-    out += kHex[b & 0xf];
-  }
-  return out;
+  return hex::Encode(bytes);
 }
 
 std::string Lower(std::string text) {

@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "codec/bincode.hpp"
+#include "tunnelkit/hex.hpp"
 
 namespace tunnelkit::ferro {
 
@@ -508,13 +509,11 @@ std::string_view HandshakeStatusName(HandshakeStatus status) {
 }
 
 std::string UuidToString(const Uuid& uuid) {
-  static constexpr char kHex[] = "0123456789abcdef";
   std::string text;
   text.reserve(36);
   for (std::size_t i = 0; i < uuid.size(); ++i) {
     if (i == 4 || i == 6 || i == 8 || i == 10) text.push_back('-');
-    text.push_back(kHex[uuid[i] >> 4]);
-    text.push_back(kHex[uuid[i] & 0x0F]);
+    hex::AppendByte(text, uuid[i]);
   }
   return text;
 }

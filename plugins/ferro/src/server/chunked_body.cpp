@@ -2,18 +2,9 @@
 
 #include <algorithm>
 
+#include "tunnelkit/hex.hpp"
+
 namespace tunnelkit::ferro {
-
-namespace {
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-}  // namespace
 
 std::size_t ChunkedBodyEnd::Feed(std::string_view data) {
   std::size_t i = 0;
@@ -25,7 +16,7 @@ std::size_t ChunkedBodyEnd::Feed(std::string_view data) {
     const char c = data[i];
     switch (state_) {
       case State::kSize:
-        if (const int v = HexValue(c); v >= 0) {
+        if (const int v = hex::DigitValue(c); v >= 0) {
           if (++digits_ > 15) return fail();
           size_ = size_ * 16 + static_cast<std::uint64_t>(v);
         } else if (digits_ == 0) {

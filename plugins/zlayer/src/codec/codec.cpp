@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "codec/utf8.hpp"
+#include "tunnelkit/hex.hpp"
 
 namespace tunnelkit::zlayer::codec {
 
@@ -230,8 +231,9 @@ bool IsKnownType(std::uint8_t code) {
 }
 
 std::string Hex8(std::uint8_t v) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  return std::string{"0x"} + kDigits[v >> 4] + kDigits[v & 0x0f];
+  std::string text = "0x";
+  hex::AppendByte(text, v);
+  return text;
 }
 
 struct EncodeVisitor {

@@ -1,17 +1,11 @@
 #include <cstdio>
 
 #include "codec/messages.hpp"
+#include "tunnelkit/hex.hpp"
 
 namespace tunnelkit::zlayer::codec {
 
 namespace {
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 bool IsHyphenPosition(std::size_t i) {
   return i == 8 || i == 13 || i == 18 || i == 23;
@@ -20,13 +14,11 @@ bool IsHyphenPosition(std::size_t i) {
 }  // namespace
 
 std::string Uuid::ToString() const {
-  static constexpr char kDigits[] = "0123456789abcdef";
   std::string text;
   text.reserve(36);
   for (std::size_t i = 0; i < bytes.size(); ++i) {
     if (i == 4 || i == 6 || i == 8 || i == 10) text.push_back('-');
-    text.push_back(kDigits[bytes[i] >> 4]);
-    text.push_back(kDigits[bytes[i] & 0x0f]);
+    hex::AppendByte(text, bytes[i]);
   }
   return text;
 }
@@ -41,8 +33,8 @@ std::optional<Uuid> Uuid::Parse(std::string_view text) {
       ++i;
       continue;
     }
-    const int high = HexValue(text[i]);
-    const int low = HexValue(text[i + 1]);
+    const int high = hex::DigitValue(text[i]);
+    const int low = hex::DigitValue(text[i + 1]);
     if (high < 0 || low < 0 || IsHyphenPosition(i + 1)) return std::nullopt;
     uuid.bytes[out++] = static_cast<std::uint8_t>(high << 4 | low);
     i += 2;

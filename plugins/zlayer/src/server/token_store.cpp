@@ -9,6 +9,8 @@
 #include <iomanip>
 #include <sstream>
 
+#include "tunnelkit/hex.hpp"
+
 namespace tunnelkit::zlayer {
 
 namespace {
@@ -41,14 +43,7 @@ std::optional<std::int64_t> ParseExpiry(std::string_view text) {
 std::string HashToken(std::string_view token) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), digest);
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string hex;
-  hex.reserve(64);
-  for (unsigned char b : digest) {
-    hex.push_back(kDigits[b >> 4]);
-    hex.push_back(kDigits[b & 0x0f]);
-  }
-  return hex;
+  return hex::Encode(digest);
 }
 
 bool TokenStore::LoadFile(const std::string& path, std::string& error) {
