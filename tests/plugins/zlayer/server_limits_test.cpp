@@ -28,6 +28,7 @@
 #include "codec/extension.hpp"
 #include "fd_exhaustion.hpp"
 #include "process.hpp"
+#include "register_service.hpp"
 #include "server/tunnel_server.hpp"
 #include "tcp_echo.hpp"
 #include "transport/data_link.hpp"
@@ -252,21 +253,10 @@ struct HandLink {
         codec::DecodeServerHello(std::get<codec::AuthOk>(decoded.message).trailer);
     if (!server_hello) co_return false;
     hello = *server_hello;
-    const auto reg = codec::Encode(codec::Register{"svc", codec::ServiceProtocol::kTcp, 1, 0});
-    co_await control->Send(reg.bytes);
-    for (;;) {  // a heartbeat may come first
-      auto message = co_await control->Receive();
-      if (!message) co_return false;
-      auto answer = codec::Decode(*message);
-      if (!answer.ok) co_return false;
-      if (std::holds_alternative<codec::Heartbeat>(answer.message)) continue;
-      if (!std::holds_alternative<codec::RegisterOk>(answer.message)) co_return false;
-      const auto extra =
-          codec::DecodeRegisterExtra(std::get<codec::RegisterOk>(answer.message).trailer);
-      if (!extra) co_return false;
-      public_port = extra->public_port;
-      co_return true;
-    }
+    const auto port = co_await test::RegisterService(control);
+    if (!port) co_return false;
+    public_port = *port;
+    co_return true;
   }
   std::string Credential(bool right_secret = true) const {
     transport::DataLinkCredential credential{tunnel_id, hello.data_secret};

@@ -24,6 +24,7 @@
 #include "codec/extension.hpp"
 #include "codec/mux_codec.hpp"
 #include "process.hpp"
+#include "register_service.hpp"
 #include "server/tunnel_server.hpp"
 #include "tcp_echo.hpp"
 #include "test_certs.hpp"
@@ -305,20 +306,10 @@ struct HandAgent {
   }
 
   asio::awaitable<bool> Register() {
-    const auto bytes =
-        codec::Encode(codec::Register{"svc", codec::ServiceProtocol::kTcp, 1, 0}).bytes;
-    co_await control->Send(bytes);
-    for (;;) {  // a heartbeat may come first
-      auto reply = co_await control->Receive();
-      if (!reply) co_return false;
-      auto decoded = codec::Decode(*reply);
-      if (!decoded.ok) co_return false;
-      if (std::holds_alternative<codec::Heartbeat>(decoded.message)) continue;
-      if (!std::holds_alternative<codec::RegisterOk>(decoded.message)) co_return false;
-      public_port = codec::DecodeRegisterExtra(std::get<codec::RegisterOk>(decoded.message).trailer)
-                        ->public_port;
-      co_return true;
-    }
+    const auto port = co_await test::RegisterService(control);
+    if (!port) co_return false;
+    public_port = *port;
+    co_return true;
   }
 
   // Connects a public client and returns the connection id of the server's Connect.
