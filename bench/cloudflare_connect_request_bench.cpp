@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "codec/connect_metadata.hpp"
+#include "tunnelkit/cloudflare/wire/codec/connect_metadata.hpp"
 
 namespace {
 

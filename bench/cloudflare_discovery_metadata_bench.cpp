@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "codec/http_metadata.hpp"
-#include "discovery/dns_codec.hpp"
+#include "tunnelkit/cloudflare/wire/codec/http_metadata.hpp"
+#include "tunnelkit/cloudflare/wire/dns/dns_codec.hpp"
 
 namespace {
 

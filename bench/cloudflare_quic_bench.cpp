@@ -16,9 +16,9 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 
-#include "quic/quic_client.hpp"
-#include "quic/quic_server.hpp"
-#include "quic/quic_stream.hpp"
+#include "tunnelkit/cloudflare/wire/quic/quic_client.hpp"
+#include "tunnelkit/cloudflare/wire/quic/quic_server.hpp"
+#include "tunnelkit/cloudflare/wire/quic/quic_stream.hpp"
 
 namespace {
 

@@ -1,5 +1,5 @@
-// fuzz-links: tunnelkit_cloudflare_core CapnProto::capnp
-// fuzz-sources: plugins/cloudflare/src/codec/*.cpp
+// fuzz-links: tunnelkit_cloudflare_wire CapnProto::capnp
+// fuzz-sources: plugins/cloudflare/wire/src/codec/*.cpp
 // fuzz-libs: fuzz_capnp OpenSSL::Crypto
 // The start of an edge-opened data stream: preamble, then a ConnectRequest (or, read from the
 // other side, a ConnectResponse). Whatever decodes must re-encode to a message that decodes to
@@ -10,9 +10,9 @@
 #include <cstdlib>
 #include <span>
 
-#include "codec/connect_metadata.hpp"
-#include "codec/http_metadata.hpp"
-#include "codec/stream_preamble.hpp"
+#include "tunnelkit/cloudflare/wire/codec/connect_metadata.hpp"
+#include "tunnelkit/cloudflare/wire/codec/http_metadata.hpp"
+#include "tunnelkit/cloudflare/wire/codec/stream_preamble.hpp"
 
 using namespace tunnelkit::cloudflare;
 

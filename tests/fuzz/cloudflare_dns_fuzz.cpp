@@ -1,5 +1,5 @@
-// fuzz-links: tunnelkit_cloudflare_core
-// fuzz-sources: plugins/cloudflare/src/discovery/dns_codec.cpp
+// fuzz-links: tunnelkit_cloudflare_wire
+// fuzz-sources: plugins/cloudflare/wire/src/dns/dns_codec.cpp
 // DNS responses as edge discovery decodes them: any input either decodes or fails with a
 // message; decoded SRV targets re-encode as query names within the limits.
 #include <cstdint>
@@ -7,7 +7,7 @@
 #include <span>
 #include <stdexcept>
 
-#include "discovery/dns_codec.hpp"
+#include "tunnelkit/cloudflare/wire/dns/dns_codec.hpp"
 
 using namespace tunnelkit::cloudflare::dns;
 

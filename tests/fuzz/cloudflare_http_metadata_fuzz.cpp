@@ -1,5 +1,5 @@
-// fuzz-links: tunnelkit_cloudflare_core CapnProto::capnp
-// fuzz-sources: plugins/cloudflare/src/codec/*.cpp
+// fuzz-links: tunnelkit_cloudflare_wire CapnProto::capnp
+// fuzz-sources: plugins/cloudflare/wire/src/codec/*.cpp
 // fuzz-libs: fuzz_capnp OpenSSL::Crypto
 // The HTTP head carried as ConnectRequest/ConnectResponse metadata (HttpMethod, HttpHost,
 // HttpStatus, HttpHeader:<name>), fed directly as entries so that every input reaches the
@@ -14,9 +14,9 @@
 #include <string_view>
 #include <vector>
 
-#include "codec/connect_metadata.hpp"
-#include "codec/http_metadata.hpp"
-#include "codec/stream_preamble.hpp"
+#include "tunnelkit/cloudflare/wire/codec/connect_metadata.hpp"
+#include "tunnelkit/cloudflare/wire/codec/http_metadata.hpp"
+#include "tunnelkit/cloudflare/wire/codec/stream_preamble.hpp"
 
 using namespace tunnelkit::cloudflare;
 

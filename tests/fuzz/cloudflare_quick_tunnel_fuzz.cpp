@@ -1,6 +1,6 @@
-// fuzz-links: tunnelkit_cloudflare_core
-// fuzz-sources: plugins/cloudflare/src/api/quick_tunnel.cpp
-// fuzz-sources: plugins/cloudflare/src/codec/encoding.cpp
+// fuzz-links: tunnelkit_cloudflare_wire
+// fuzz-sources: plugins/cloudflare/wire/src/api/quick_tunnel.cpp
+// fuzz-sources: plugins/cloudflare/wire/src/codec/encoding.cpp
 // fuzz-libs: nlohmann_json::nlohmann_json OpenSSL::Crypto
 // The quick-tunnel API's reply body (JSON from the service): anything either fails with a
 // reason or gives credentials within the limits (a UUID, a host name, a 32-byte secret, an
@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "api/quick_tunnel.hpp"
+#include "tunnelkit/cloudflare/wire/api/quick_tunnel.hpp"
 
 using namespace tunnelkit::cloudflare;
 

@@ -1,6 +1,6 @@
-// fuzz-links: tunnelkit_cloudflare_core CapnProto::capnp
-// fuzz-sources: plugins/cloudflare/src/rpc/registration_types.cpp
-// fuzz-sources: plugins/cloudflare/src/codec/encoding.cpp
+// fuzz-links: tunnelkit_cloudflare_wire CapnProto::capnp
+// fuzz-sources: plugins/cloudflare/wire/src/rpc/registration_types.cpp
+// fuzz-sources: plugins/cloudflare/wire/src/codec/encoding.cpp
 // fuzz-libs: fuzz_capnp OpenSSL::Crypto
 // registerConnection's parameters (read by the edge emulator) and its answer (read by the
 // client), as Cap'n Proto messages of arbitrary bytes: reading either fails with kj::Exception
@@ -16,7 +16,7 @@
 #include <kj/array.h>
 #include <kj/exception.h>
 
-#include "rpc/registration_types.hpp"
+#include "tunnelkit/cloudflare/wire/rpc/registration_types.hpp"
 
 using namespace tunnelkit::cloudflare;
 

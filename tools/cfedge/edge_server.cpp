@@ -11,9 +11,9 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
-#include "api/quick_tunnel.hpp"
-#include "discovery/edge_discovery.hpp"
 #include "emulator/tunnel_state.hpp"
+#include "tunnelkit/cloudflare/wire/api/quick_tunnel.hpp"
+#include "tunnelkit/net/ip_port.hpp"
 #include "tunnelkit/stream/asio_adapter.hpp"
 #include "tunnelkit/stream/socket_stream.hpp"
 #include "tunnelkit/stream/tls_context.hpp"
@@ -82,7 +82,7 @@ asio::awaitable<void> Respond(Stream& stream, const http::request<http::string_b
 
 tcp::endpoint ParseListen(const std::string& text, const char* flag) {
   std::string error;
-  auto endpoint = ParseIpPort(text, error, /*allow_port_zero=*/true);
+  auto endpoint = net::ParseIpPort(text, error, /*allow_port_zero=*/true);
   if (!error.empty()) throw std::runtime_error(std::string(flag) + ": " + error);
   return endpoint;
 }

@@ -15,7 +15,7 @@
 #include "emulator/edge_rpc_session.hpp"
 #include "emulator/public_ingress.hpp"
 #include "emulator/tunnel_registry.hpp"
-#include "kjasio/asio_kj_loop.hpp"
+#include "tunnelkit/cloudflare/wire/kjasio/asio_kj_loop.hpp"
 #include "tunnelkit/net/listener.hpp"
 
 namespace tunnelkit::cloudflare::cfedge {

@@ -7,9 +7,9 @@
 
 #include "edge_server.hpp"
 #include "emulator/quic_edge_connection.hpp"
-#include "quic/quic_error.hpp"
-#include "quic/quic_server.hpp"
-#include "quic/quic_stream.hpp"
+#include "tunnelkit/cloudflare/wire/quic/quic_error.hpp"
+#include "tunnelkit/cloudflare/wire/quic/quic_server.hpp"
+#include "tunnelkit/cloudflare/wire/quic/quic_stream.hpp"
 
 namespace tunnelkit::cloudflare::cfedge {
 

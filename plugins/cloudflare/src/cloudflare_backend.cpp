@@ -9,6 +9,7 @@
 #include "tunnelkit/admin/admin_server.hpp"
 #include "tunnelkit/logging.hpp"
 #include "tunnelkit/memory_trim.hpp"
+#include "tunnelkit/net/ip_port.hpp"
 #include "tunnelkit/origin/origin_proxy.hpp"
 #include "tunnelkit/runtime.hpp"
 #include "tunnelkit/session/backoff.hpp"
@@ -61,10 +62,12 @@ class CloudflareBackend final : public Backend {
       if (!error.empty()) issues.push_back({"cloudflare.edge[" + std::to_string(i) + "]", error});
     }
     std::string error;
-    if (!cf.dns_resolver().empty() && (ParseIpPort(cf.dns_resolver(), error), !error.empty())) {
+    if (!cf.dns_resolver().empty() &&
+        (net::ParseIpPort(cf.dns_resolver(), error), !error.empty())) {
       issues.push_back({"cloudflare.dns_resolver", error});
     }
-    if (!cf.dns_over_tls().empty() && (ParseIpPort(cf.dns_over_tls(), error), !error.empty())) {
+    if (!cf.dns_over_tls().empty() &&
+        (net::ParseIpPort(cf.dns_over_tls(), error), !error.empty())) {
       issues.push_back({"cloudflare.dns_over_tls", error});
     }
     if (cf.ha_connections() > kMaxHaConnections) {
@@ -104,12 +107,12 @@ class CloudflareBackend final : public Backend {
     options.dial.ca_file = cf.edge_ca();
     std::string unused;
     if (!cf.dns_resolver().empty()) {
-      auto resolver = ParseIpPort(cf.dns_resolver(), unused);
+      auto resolver = net::ParseIpPort(cf.dns_resolver(), unused);
       options.discovery.resolvers = {
           boost::asio::ip::udp::endpoint(resolver.address(), resolver.port())};
     }
     if (!cf.dns_over_tls().empty())
-      options.discovery.dot_server = ParseIpPort(cf.dns_over_tls(), unused);
+      options.discovery.dot_server = net::ParseIpPort(cf.dns_over_tls(), unused);
     options.discovery.dot_ca_file = cf.dns_over_tls_ca();
     options.ha_connections = cf.ha_connections() == 0 ? 1 : static_cast<int>(cf.ha_connections());
     options.grace_period = GracePeriod(config);

@@ -7,7 +7,7 @@
 
 #include <boost/asio/io_context.hpp>
 
-#include "kjasio/asio_kj_loop.hpp"
+#include "tunnelkit/cloudflare/wire/kjasio/asio_kj_loop.hpp"
 
 namespace tunnelkit::cloudflare {
 namespace {

@@ -22,11 +22,11 @@
 #include "emulator/quic_edge_connection.hpp"
 #include "emulator/tunnel_registry.hpp"
 #include "process_memory.hpp"
-#include "quic/quic_server.hpp"
 #include "quic_test_env.hpp"
-#include "rpc/registration_client.hpp"
 #include "rpc_stream_calls.hpp"
 #include "sanitizer.hpp"
+#include "tunnelkit/cloudflare/wire/quic/quic_server.hpp"
+#include "tunnelkit/cloudflare/wire/rpc/registration_client.hpp"
 #include "tunnelkit/origin/origin_proxy.hpp"
 #include "tunnelkit/session/drain.hpp"
 

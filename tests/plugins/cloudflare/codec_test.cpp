@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "codec/connect_metadata.hpp"
-#include "codec/encoding.hpp"
-#include "codec/stream_preamble.hpp"
+#include "tunnelkit/cloudflare/wire/codec/connect_metadata.hpp"
+#include "tunnelkit/cloudflare/wire/codec/encoding.hpp"
+#include "tunnelkit/cloudflare/wire/codec/stream_preamble.hpp"
 
 namespace tunnelkit::cloudflare {
 namespace {

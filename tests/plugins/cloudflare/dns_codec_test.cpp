@@ -1,4 +1,4 @@
-#include "discovery/dns_codec.hpp"
+#include "tunnelkit/cloudflare/wire/dns/dns_codec.hpp"
 
 #include <gtest/gtest.h>
 

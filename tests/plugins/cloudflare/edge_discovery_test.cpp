@@ -15,8 +15,8 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include "discovery/dns_codec.hpp"
 #include "emulator/certificates.hpp"
+#include "tunnelkit/cloudflare/wire/dns/dns_codec.hpp"
 #include "tunnelkit/stream/tls_context.hpp"
 #include "tunnelkit/stream/tls_stream.hpp"
 
@@ -248,19 +248,6 @@ TEST(EdgeDiscovery, ParsesResolvConf) {
   ASSERT_EQ(servers.size(), 2u);
   EXPECT_EQ(servers[0], udp::endpoint(asio::ip::make_address("10.0.0.2"), 53));
   EXPECT_EQ(servers[1].address().to_string(), "fe80::1");
-}
-
-TEST(EdgeDiscovery, ParsesIpPort) {
-  std::string error;
-  EXPECT_EQ(ParseIpPort("127.0.0.1:853", error), tcp::endpoint(kLoopback, 853));
-  EXPECT_TRUE(error.empty());
-  EXPECT_EQ(ParseIpPort("[::1]:53", error).address().to_string(), "::1");
-  EXPECT_TRUE(error.empty());
-  for (const char* bad : {"1.1.1.1", "dns.example:53", "1.1.1.1:0", "1.1.1.1:99999", "[::1]53",
-                          ":53", "1.1.1.1:5x"}) {
-    ParseIpPort(bad, error);
-    EXPECT_NE(error.find("expected IP:PORT"), std::string::npos) << bad;
-  }
 }
 
 TEST(EdgeDiscovery, FindsBothRegionsOverUdp) {

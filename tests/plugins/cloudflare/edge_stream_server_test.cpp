@@ -13,12 +13,12 @@
 
 #include "client/edge_stream_server.hpp"
 #include "cloudflare/tunnelrpc.capnp.h"
-#include "codec/http_metadata.hpp"
-#include "kjasio/stream_kj_adapter.hpp"
 #include "quic_test_env.hpp"
-#include "rpc/cloudflared_server.hpp"
 #include "rpc_stream_calls.hpp"
-#include "stream/connect_stream.hpp"
+#include "tunnelkit/cloudflare/wire/codec/http_metadata.hpp"
+#include "tunnelkit/cloudflare/wire/kjasio/stream_kj_adapter.hpp"
+#include "tunnelkit/cloudflare/wire/rpc/cloudflared_server.hpp"
+#include "tunnelkit/cloudflare/wire/stream/connect_stream.hpp"
 #include "tunnelkit/metrics/registry.hpp"
 #include "tunnelkit/stream/prefixed_stream.hpp"
 

@@ -4,9 +4,9 @@
 
 #include <boost/asio/io_context.hpp>
 
-#include "codec/http_metadata.hpp"
 #include "quic_test_env.hpp"
-#include "stream/connect_stream.hpp"
+#include "tunnelkit/cloudflare/wire/codec/http_metadata.hpp"
+#include "tunnelkit/cloudflare/wire/stream/connect_stream.hpp"
 #include "tunnelkit/stream/pipe.hpp"
 #include "tunnelkit/stream/prefixed_stream.hpp"
 

@@ -25,9 +25,9 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "process.hpp"
-#include "quic/quic_client.hpp"
-#include "quic/quic_server.hpp"
-#include "quic/quic_stream.hpp"
+#include "tunnelkit/cloudflare/wire/quic/quic_client.hpp"
+#include "tunnelkit/cloudflare/wire/quic/quic_server.hpp"
+#include "tunnelkit/cloudflare/wire/quic/quic_stream.hpp"
 
 namespace tunnelkit::cloudflare::quic::test {
 

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "api/quick_tunnel.hpp"
+#include "tunnelkit/cloudflare/wire/api/quick_tunnel.hpp"
 
 namespace tunnelkit::cloudflare {
 namespace {

@@ -11,12 +11,12 @@
 #include <boost/asio/buffer.hpp>
 
 #include "cloudflare/tunnelrpc.capnp.h"
-#include "kjasio/asio_kj_loop.hpp"
-#include "kjasio/stream_kj_adapter.hpp"
-#include "quic/quic_connection.hpp"
-#include "quic/quic_stream.hpp"
-#include "rpc/cloudflared_server.hpp"
-#include "stream/connect_stream.hpp"
+#include "tunnelkit/cloudflare/wire/kjasio/asio_kj_loop.hpp"
+#include "tunnelkit/cloudflare/wire/kjasio/stream_kj_adapter.hpp"
+#include "tunnelkit/cloudflare/wire/quic/quic_connection.hpp"
+#include "tunnelkit/cloudflare/wire/quic/quic_stream.hpp"
+#include "tunnelkit/cloudflare/wire/rpc/cloudflared_server.hpp"
+#include "tunnelkit/cloudflare/wire/stream/connect_stream.hpp"
 
 namespace tunnelkit::cloudflare::quic::test {
 

@@ -11,7 +11,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
-#include "api/quick_tunnel.hpp"
+#include "tunnelkit/cloudflare/wire/api/quick_tunnel.hpp"
 
 namespace tunnelkit::cloudflare {
 

@@ -7,9 +7,9 @@
 
 #include "client/cloudflare_roots.hpp"
 #include "client/edge_link.hpp"
-#include "quic/quic_client.hpp"
-#include "quic/quic_error.hpp"
-#include "quic/quic_stream.hpp"
+#include "tunnelkit/cloudflare/wire/quic/quic_client.hpp"
+#include "tunnelkit/cloudflare/wire/quic/quic_error.hpp"
+#include "tunnelkit/cloudflare/wire/quic/quic_stream.hpp"
 
 namespace tunnelkit::cloudflare {
 

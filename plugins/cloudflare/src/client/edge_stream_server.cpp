@@ -7,9 +7,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include "codec/http_metadata.hpp"
-#include "rpc/cloudflared_server.hpp"
-#include "stream/connect_stream.hpp"
+#include "tunnelkit/cloudflare/wire/codec/http_metadata.hpp"
+#include "tunnelkit/cloudflare/wire/rpc/cloudflared_server.hpp"
+#include "tunnelkit/cloudflare/wire/stream/connect_stream.hpp"
 #include "tunnelkit/memory_trim.hpp"
 #include "tunnelkit/stream/counting_stream.hpp"
 #include "tunnelkit/stream/deadline.hpp"

@@ -17,8 +17,8 @@
 
 #include <boost/asio/awaitable.hpp>
 
-#include "codec/connect_metadata.hpp"
-#include "kjasio/asio_kj_loop.hpp"
+#include "tunnelkit/cloudflare/wire/codec/connect_metadata.hpp"
+#include "tunnelkit/cloudflare/wire/kjasio/asio_kj_loop.hpp"
 #include "tunnelkit/metrics/registry.hpp"
 #include "tunnelkit/origin/origin_proxy.hpp"
 #include "tunnelkit/session/drain.hpp"

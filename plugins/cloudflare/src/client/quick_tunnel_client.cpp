@@ -16,8 +16,8 @@
 #include <nlohmann/json.hpp>
 
 #include "client/edge_stream_server.hpp"
-#include "kjasio/asio_kj_loop.hpp"
-#include "rpc/registration_client.hpp"
+#include "tunnelkit/cloudflare/wire/kjasio/asio_kj_loop.hpp"
+#include "tunnelkit/cloudflare/wire/rpc/registration_client.hpp"
 #include "tunnelkit/metrics/registry.hpp"
 #include "tunnelkit/session/drain.hpp"
 

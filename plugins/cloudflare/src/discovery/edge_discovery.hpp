@@ -39,11 +39,6 @@ struct EdgeRegions {
 // ADDR:53. Other lines and bad addresses are ignored.
 std::vector<boost::asio::ip::udp::endpoint> ParseResolvConf(const std::string& text);
 
-// "IP:PORT" or "[IPV6]:PORT" (an IP literal, no host name: resolvers must not need resolving).
-// Sets `error` (empty on success).
-boost::asio::ip::tcp::endpoint ParseIpPort(const std::string& text, std::string& error,
-                                           bool allow_port_zero = false);
-
 // Runs discovery. Throws std::runtime_error with a one-line reason (e.g. "expected at least 2
 // Cloudflare regions, got 1 SRV record for ...", or why both UDP and DoT failed).
 boost::asio::awaitable<EdgeRegions> DiscoverEdges(boost::asio::any_io_executor executor,

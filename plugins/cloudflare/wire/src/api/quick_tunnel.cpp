@@ -1,0 +1,162 @@
+#include "tunnelkit/cloudflare/wire/api/quick_tunnel.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+#include <nlohmann/json.hpp>
+
+namespace tunnelkit::cloudflare {
+
+namespace {
+
+using nlohmann::json;
+
+// Go's encoding/json matches object keys case-insensitively; so do we.
+const json* FindKey(const json& object, std::string_view key) {
+  if (!object.is_object()) return nullptr;
+  auto exact = object.find(std::string(key));
+  if (exact != object.end()) return &*exact;
+  for (auto it = object.begin(); it != object.end(); ++it) {
+    const std::string& name = it.key();
+    if (name.size() == key.size() &&
+        std::equal(name.begin(), name.end(), key.begin(), [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) ==
+                 std::tolower(static_cast<unsigned char>(b));
+        })) {
+      return &it.value();
+    }
+  }
+  return nullptr;
+}
+
+bool ReadString(const json& object, std::string_view key, bool required, std::string& out,
+                std::string& error) {
+  const json* value = FindKey(object, key);
+  if (value == nullptr || value->is_null()) {
+    if (required) error = "reply has no result." + std::string(key);
+    return !required;
+  }
+  if (!value->is_string()) {
+    error = "result." + std::string(key) + " is not a string";
+    return false;
+  }
+  out = value->get<std::string>();
+  return true;
+}
+
+std::string Snippet(std::string_view body) {
+  std::string out(body.substr(0, 100));
+  for (char& c : out) {
+    if (c == '\n' || c == '\r' || static_cast<unsigned char>(c) < 0x20) c = ' ';
+  }
+  return out;
+}
+
+std::string BusinessErrors(const json& root) {
+  const json* errors = FindKey(root, "errors");
+  if (errors == nullptr || !errors->is_array() || errors->empty()) return {};
+  std::string out;
+  for (const auto& entry : *errors) {
+    if (!out.empty()) out += "; ";
+    const json* code = FindKey(entry, "code");
+    const json* message = FindKey(entry, "message");
+    if (code != nullptr && code->is_number_integer())
+      out += std::to_string(code->get<long long>()) + " ";
+    if (message != nullptr && message->is_string()) out += message->get<std::string>();
+  }
+  return out;
+}
+
+}  // namespace
+
+bool IsValidHostname(std::string_view host) {
+  if (host.empty() || host.size() > 253 || host.front() == '.' || host.back() == '.') return false;
+  std::size_t label = 0;
+  for (char c : host) {
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+      continue;
+    }
+    bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '-';
+    if (!ok || ++label > 63) return false;
+  }
+  return true;
+}
+
+std::optional<QuickTunnel> ParseQuickTunnelReply(std::string_view body, std::string& error) {
+  if (body.size() > kMaxQuickTunnelReplyBytes) {
+    error = "reply is " + std::to_string(body.size()) + " bytes (limit " +
+            std::to_string(kMaxQuickTunnelReplyBytes) + ")";
+    return std::nullopt;
+  }
+  json root = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded() || !root.is_object()) {
+    error = "reply is not JSON: \"" + Snippet(body) + "\"";
+    return std::nullopt;
+  }
+  const json* success = FindKey(root, "success");
+  const json* result = FindKey(root, "result");
+  if (success != nullptr && success->is_boolean() && !success->get<bool>()) {
+    std::string errors = BusinessErrors(root);
+    error = "the service refused to create a tunnel" + (errors.empty() ? "" : ": " + errors);
+    return std::nullopt;
+  }
+  if (result == nullptr || !result->is_object()) {
+    std::string errors = BusinessErrors(root);
+    error = "reply has no result object" + (errors.empty() ? "" : ": " + errors);
+    return std::nullopt;
+  }
+  QuickTunnel tunnel;
+  std::string id, secret;
+  if (!ReadString(*result, "id", true, id, error) ||
+      !ReadString(*result, "name", false, tunnel.name, error) ||
+      !ReadString(*result, "hostname", true, tunnel.hostname, error) ||
+      !ReadString(*result, "account_tag", true, tunnel.credentials.account_tag, error) ||
+      !ReadString(*result, "secret", true, secret, error)) {
+    return std::nullopt;
+  }
+  auto uuid = ParseUuid(id);
+  if (!uuid) {
+    error = "result.id is not a UUID: \"" + Snippet(id) + "\"";
+    return std::nullopt;
+  }
+  tunnel.credentials.tunnel_id = *uuid;
+  if (!IsValidHostname(tunnel.hostname)) {
+    error = "result.hostname is not a host name: \"" + Snippet(tunnel.hostname) + "\"";
+    return std::nullopt;
+  }
+  if (tunnel.credentials.account_tag.empty() || tunnel.credentials.account_tag.size() > 256) {
+    error = "result.account_tag is empty or longer than 256 bytes";
+    return std::nullopt;
+  }
+  auto decoded = DecodeBase64(secret, kTunnelSecretSize);
+  if (!decoded) {
+    error = "result.secret is not base64";
+    return std::nullopt;
+  }
+  if (decoded->size() != kTunnelSecretSize) {
+    error = "result.secret decodes to " + std::to_string(decoded->size()) + " bytes, not " +
+            std::to_string(kTunnelSecretSize);
+    return std::nullopt;
+  }
+  tunnel.credentials.secret = std::move(*decoded);
+  return tunnel;
+}
+
+std::string BuildQuickTunnelReply(const QuickTunnel& tunnel) {
+  json reply = {
+      {"success", true},
+      {"result",
+       {{"id", FormatUuid(tunnel.credentials.tunnel_id)},
+        {"name", tunnel.name},
+        {"hostname", tunnel.hostname},
+        {"account_tag", tunnel.credentials.account_tag},
+        {"secret", EncodeBase64(tunnel.credentials.secret)}}},
+      {"errors", json::array()},
+      {"messages", json::array()},
+  };
+  return reply.dump();
+}
+
+}  // namespace tunnelkit::cloudflare
