@@ -235,7 +235,8 @@ TEST(FlowControlTest, WithoutCreditBuffersStayBoundedAndDataSurvives) {
 // A peer that ignores our window breaks the protocol: the session closes with the reason.
 TEST(FlowControlTest, PeerExceedingTheWindowClosesTheSession) {
   asio::io_context io;
-  auto [a, raw] = MemoryTransport::Pair(io.get_executor(), 1024 * 1024);
+  std::unique_ptr<MemoryTransport> a, raw;  // not a structured binding: lambdas capture raw
+  std::tie(a, raw) = MemoryTransport::Pair(io.get_executor(), 1024 * 1024);
   auto session = MuxSession::Create(std::move(a), std::make_unique<TestCodec>(),
                                     Config(IdParity::kOdd, "victim"));
   session->Start();
@@ -267,7 +268,8 @@ TEST(FlowControlTest, PeerExceedingTheWindowClosesTheSession) {
 
 TEST(CodecErrorTest, GarbageClosesTheSessionWithTheCodecsReason) {
   asio::io_context io;
-  auto [a, raw] = MemoryTransport::Pair(io.get_executor(), 1024 * 1024);
+  std::unique_ptr<MemoryTransport> a, raw;  // not a structured binding: lambdas capture raw
+  std::tie(a, raw) = MemoryTransport::Pair(io.get_executor(), 1024 * 1024);
   auto session = MuxSession::Create(std::move(a), std::make_unique<TestCodec>(),
                                     Config(IdParity::kOdd, "victim"));
   std::string closed_with;
@@ -299,7 +301,8 @@ TEST(CodecErrorTest, GarbageClosesTheSessionWithTheCodecsReason) {
 
 TEST(CodecErrorTest, OversizedPartialFrameClosesTheSession) {
   asio::io_context io;
-  auto [a, raw] = MemoryTransport::Pair(io.get_executor(), 1024 * 1024);
+  std::unique_ptr<MemoryTransport> a, raw;  // not a structured binding: lambdas capture raw
+  std::tie(a, raw) = MemoryTransport::Pair(io.get_executor(), 1024 * 1024);
   MuxConfig config = Config(IdParity::kOdd, "victim");
   config.max_frame_size = 4096;
   auto session = MuxSession::Create(std::move(a), std::make_unique<TestCodec>(), config);

@@ -430,7 +430,7 @@ TEST_P(SessionTest, DroppingAfterShutdownStillDeliversData) {
     auto stream = s.client->Open(Priority::kNormal, ec);
     asio::co_spawn(
         io_,
-        [stream, size]() -> asio::awaitable<void> {
+        [stream]() -> asio::awaitable<void> {
           co_await SendPattern(*stream, 9, size);  // the last owner goes away after shutdown
         },
         asio::detached);
@@ -487,7 +487,8 @@ TEST_P(SessionTest, GracefulShutdownFlushesQueuedFrames) {
 // Bytes the backend read during its own handshake are decoded before anything else.
 TEST(SessionStartTest, AlreadyReceivedBytesAreDecodedFirst) {
   asio::io_context io;
-  auto [a, raw] = MemoryTransport::Pair(io.get_executor());
+  std::unique_ptr<MemoryTransport> a, raw;  // not a structured binding: lambdas capture raw
+  std::tie(a, raw) = MemoryTransport::Pair(io.get_executor());
   auto session = MuxSession::Create(std::move(a), std::make_unique<TestCodec>(), ClientConfig());
   std::vector<std::uint8_t> early;
   TestCodec codec;

@@ -365,7 +365,7 @@ TEST_F(OriginProxyTest, StructuredRequestEntry) {
       if (upload) {
         asio::co_spawn(
             io_,
-            [&edge, n]() -> awaitable<void> {
+            [&edge]() -> awaitable<void> {
               std::vector<unsigned char> chunk(50000);
               for (std::uint64_t off = 0; off < n;) {
                 std::size_t k =

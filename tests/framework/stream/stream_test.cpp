@@ -442,9 +442,16 @@ TEST_F(TlsStreamTest, RejectsUnknownIssuerAndWrongHostname) {
   TlsClientOptions pinned;
   pinned.ca_file = cert_.cert;
   auto pinned_ctx = MakeTlsClientContext(pinned);
-  for (auto [ctx, name, reason] :
-       {std::tuple{system_ctx.get(), "localhost", "self-signed"},
-        std::tuple{pinned_ctx.get(), "other.example", "hostname mismatch"}}) {
+  struct Refusal {
+    decltype(system_ctx.get()) ctx;
+    const char* name;
+    const char* reason;  // a plain member, not a structured binding: the lambda captures it
+  };
+  for (const Refusal& refusal : {Refusal{system_ctx.get(), "localhost", "self-signed"},
+                                 Refusal{pinned_ctx.get(), "other.example", "hostname mismatch"}}) {
+    auto* ctx = refusal.ctx;
+    const char* name = refusal.name;
+    const char* reason = refusal.reason;
     auto [c, s] = test::TcpPair(io);
     TlsStream client(std::move(c), *ctx, TlsStream::Role::kClient, name);
     TlsStream server(std::move(s), *server_ctx, TlsStream::Role::kServer);
@@ -561,7 +568,8 @@ TEST(SpliceTest, TricklesAndBurstsBetweenPipeAndSocket) {
     asio::io_context io;
     auto [c2, s2] = test::TcpPair(io);
     TcpStream right(std::move(c2)), server(std::move(s2));
-    auto [client, left] = MakeStreamPair(io.get_executor(), 16 * 1024);
+    std::unique_ptr<Stream> client, left;  // not a structured binding: lambdas capture them
+    std::tie(client, left) = MakeStreamPair(io.get_executor(), 16 * 1024);
     std::string burst = RandomBytes(3 * 1024 * 1024, 2);
     SpliceResult result;
     std::size_t a_to_b_expected = 0;

@@ -129,7 +129,10 @@ double HeldConnectionHeap(bool tls, DataChannels data_channels = DataChannels::k
   if (!error.empty()) return -1;
   asio::co_spawn(io, agent.Run(), asio::detached);
 
-  constexpr int kConnections = 300;
+  // Under ASan the bound is not checked, and 300 TLS handshakes per side (per-connection data
+  // channels) take longer than OpenEchoed's 30 s on a loaded 2-core machine: a third of them
+  // still checks that a crowd is served.
+  constexpr int kConnections = kSanitized ? 100 : 300;
   bool done = false;
   double per_connection = 0;
   asio::co_spawn(

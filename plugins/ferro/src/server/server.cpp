@@ -240,7 +240,6 @@ std::size_t FerroServer::stream_count() const {
 void FerroServer::Stop() {
   if (stopped_) return;
   stopped_ = true;
-  boost::system::error_code ec;
   control_listener_.Close();
   http_listener_.Close();
   tcp_listener_.Close();

@@ -394,10 +394,8 @@ asio::awaitable<void> TunnelServer::RunControl(std::shared_ptr<WsConnection> con
   session::LivenessMonitor liveness(
       io_.get_executor(),
       session::LivenessMonitor::Options{options_.heartbeat_interval, options_.heartbeat_timeout},
-      [this, conn] {
-        SendMessage(conn, codec::Heartbeat{static_cast<std::uint64_t>(UnixMillis())});
-      },
-      [this, conn, tunnel] {
+      [conn] { SendMessage(conn, codec::Heartbeat{static_cast<std::uint64_t>(UnixMillis())}); },
+      [conn, tunnel] {
         tunnel->end_reason = "heartbeat timeout";
         SendMessage(conn, codec::Disconnect{"heartbeat timeout"});
         conn->Close();
