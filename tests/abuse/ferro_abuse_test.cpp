@@ -22,7 +22,7 @@ namespace tunnelkit::abuse {
 namespace {
 
 constexpr std::int64_t kMiB = 1024;  // in KiB, the unit of RssKib
-constexpr Milliseconds kLegitLatency = 1000ms;
+constexpr Milliseconds kLegitLatency = kLegitLatencyBound;
 
 class FerroAbuse : public ::testing::Test {
  protected:
