@@ -22,7 +22,6 @@ namespace tunnelkit::abuse {
 namespace {
 
 constexpr std::int64_t kMiB = 1024;  // in KiB, the unit of RssKib
-constexpr Milliseconds kLegitLatency = kLegitLatencyBound;
 
 class FerroAbuse : public ::testing::Test {
  protected:

@@ -31,7 +31,7 @@ inline constexpr Milliseconds kStartWait = kSanitized ? Milliseconds(60s) : Mill
 // How long a legitimate request may take during an attack: 1 s, or 3 s in the sanitizer tree,
 // whose unoptimised (-O0) and instrumented code serves a request several times slower (1.8 s
 // seen for a 1 s bound with 50 stalled readers of big responses).
-inline constexpr Milliseconds kLegitLatencyBound =
+inline constexpr Milliseconds kLegitLatency =
     kSanitized ? Milliseconds(3000ms) : Milliseconds(1000ms);
 
 // Attacks come from a loopback address of their own (the whole of 127.0.0.0/8 is loopback on

@@ -21,7 +21,6 @@ namespace tunnelkit::abuse {
 namespace {
 
 constexpr std::int64_t kMiB = 1024;  // in KiB, the unit of RssKib
-constexpr Milliseconds kLegitLatency = kLegitLatencyBound;
 const std::string kPath = "/tunnel/v1";
 
 class ZlayerAbuse : public ::testing::Test {
