@@ -157,33 +157,42 @@ def http_ok(host, port, host_header, path="/", timeout=1.0):
     return http_probe(host, port, host_header, path, timeout)[0]
 
 
-def wait_http(host, port, host_header, timeout, procs=()):
+def wait_until(ready, timeout, procs):
+    """Calls ready() until it is true (True) or `timeout` seconds pass (False); a process of
+    `procs` that exits meanwhile fails the path."""
     deadline = time.monotonic() + timeout
-    last = "nothing"
     while time.monotonic() < deadline:
-        ok, last = http_probe(host, port, host_header)
-        if ok:
-            return
+        if ready():
+            return True
         for p in procs:
             if not p.alive():
                 raise PathFailed(f"{p.name} exited ({p.proc.returncode}): {p.last_line()}")
         time.sleep(0.02)
-    raise PathFailed(f"no HTTP 200 through {host}:{port} within {timeout}s (last answer: {last})")
+    return False
+
+
+def wait_http(host, port, host_header, timeout, procs=()):
+    last = ["nothing"]
+
+    def answered():
+        ok, last[0] = http_probe(host, port, host_header)
+        return ok
+
+    if not wait_until(answered, timeout, procs):
+        raise PathFailed(
+            f"no HTTP 200 through {host}:{port} within {timeout}s (last answer: {last[0]})")
 
 
 def wait_port(port, timeout, procs=()):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening():
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
+            return True
         except OSError:
-            pass
-        for p in procs:
-            if not p.alive():
-                raise PathFailed(f"{p.name} exited ({p.proc.returncode}): {p.last_line()}")
-        time.sleep(0.02)
-    raise PathFailed(f"nothing listening on 127.0.0.1:{port} within {timeout}s")
+            return False
+
+    if not wait_until(listening, timeout, procs):
+        raise PathFailed(f"nothing listening on 127.0.0.1:{port} within {timeout}s")
 
 
 # ---------------------------------------------------------------------------------- measurement
@@ -501,36 +510,33 @@ LogLevel ERROR
                 "-o", "LogLevel=ERROR", *forwards, "127.0.0.1"]
 
 
-class SshLocal(SshBase):
-    name = "ssh -L"
-
-    def start(self):
+    def start_forwarding(self, flag):
+        """Starts sshd and an ssh client forwarding the iperf and HTTP ports with `flag`
+        (-L: local forwarding, -R: remote)."""
         d = self.prepare()
         port = self.start_sshd(d)
         tcp, http = free_port(), free_port()
         t0 = time.monotonic()
         ssh = self.spawn("ssh", self.ssh_cmd(d, port, [
-            "-L", f"127.0.0.1:{tcp}:127.0.0.1:{self.env.iperf_port}",
-            "-L", f"127.0.0.1:{http}:127.0.0.1:{self.env.http_port}"]))
+            flag, f"127.0.0.1:{tcp}:127.0.0.1:{self.env.iperf_port}",
+            flag, f"127.0.0.1:{http}:127.0.0.1:{self.env.http_port}"]))
         wait_http("127.0.0.1", http, "origin", 20, [ssh])
         self.startup_s = time.monotonic() - t0
         self.tcp_entry, self.http_entry = tcp, (http, "origin")
+
+
+class SshLocal(SshBase):
+    name = "ssh -L"
+
+    def start(self):
+        self.start_forwarding("-L")
 
 
 class SshRemote(SshBase):
     name = "ssh -R"
 
     def start(self):
-        d = self.prepare()
-        port = self.start_sshd(d)
-        tcp, http = free_port(), free_port()
-        t0 = time.monotonic()
-        ssh = self.spawn("ssh", self.ssh_cmd(d, port, [
-            "-R", f"127.0.0.1:{tcp}:127.0.0.1:{self.env.iperf_port}",
-            "-R", f"127.0.0.1:{http}:127.0.0.1:{self.env.http_port}"]))
-        wait_http("127.0.0.1", http, "origin", 20, [ssh])
-        self.startup_s = time.monotonic() - t0
-        self.tcp_entry, self.http_entry = tcp, (http, "origin")
+        self.start_forwarding("-R")
 
     @property
     def tunnel_procs(self):
