@@ -1,41 +1,36 @@
 // Splitting URLs and authorities: the shapes flags, configuration and wire fields use.
 #include <gtest/gtest.h>
 
+#include <string>
+
 #include "tunnelkit/net/url.hpp"
 
 namespace tunnelkit::net {
 namespace {
 
-TEST(SplitAuthorityTest, HostAndPort) {
-  auto a = SplitAuthority("example.com:8080");
-  ASSERT_TRUE(a) << a.message();
-  EXPECT_EQ(a->host, "example.com");
-  EXPECT_EQ(a->port, "8080");
-  EXPECT_TRUE(a->has_port);
-  auto bare = SplitAuthority("example.com");
-  ASSERT_TRUE(bare);
-  EXPECT_EQ(bare->host, "example.com");
-  EXPECT_FALSE(bare->has_port);
-  EXPECT_EQ(bare->port, "");
-  auto any = SplitAuthority(":9000");
-  ASSERT_TRUE(any);
-  EXPECT_EQ(any->host, "");
-  EXPECT_EQ(any->port, "9000");
-  auto empty_port = SplitAuthority("h:");
-  ASSERT_TRUE(empty_port);
-  EXPECT_TRUE(empty_port->has_port);
-  EXPECT_EQ(empty_port->port, "");
-}
+struct AuthorityCase {
+  const char* text;
+  const char* host;
+  const char* port;
+  bool has_port;
+};
 
-TEST(SplitAuthorityTest, BracketedIpv6) {
-  auto a = SplitAuthority("[::1]:443");
-  ASSERT_TRUE(a) << a.message();
-  EXPECT_EQ(a->host, "::1");
-  EXPECT_EQ(a->port, "443");
-  auto bare = SplitAuthority("[2001:db8::1]");
-  ASSERT_TRUE(bare);
-  EXPECT_EQ(bare->host, "2001:db8::1");
-  EXPECT_FALSE(bare->has_port);
+TEST(SplitAuthorityTest, HostAndPortInEveryShape) {
+  const AuthorityCase cases[] = {
+      {"example.com:8080", "example.com", "8080", true},
+      {"example.com", "example.com", "", false},
+      {":9000", "", "9000", true},
+      {"h:", "h", "", true},
+      {"[::1]:443", "::1", "443", true},
+      {"[2001:db8::1]", "2001:db8::1", "", false},
+  };
+  for (const auto& c : cases) {
+    auto a = SplitAuthority(c.text);
+    ASSERT_TRUE(a) << c.text << ": " << a.message();
+    EXPECT_EQ(a->host, c.host) << c.text;
+    EXPECT_EQ(a->port, c.port) << c.text;
+    EXPECT_EQ(a->has_port, c.has_port) << c.text;
+  }
 }
 
 TEST(SplitAuthorityTest, RefusesMalformedShapes) {
@@ -48,26 +43,31 @@ TEST(SplitAuthorityTest, RefusesMalformedShapes) {
   }
 }
 
+struct UrlCase {
+  const char* text;
+  const char* scheme;
+  const char* authority;
+  const char* target;
+};
+
 TEST(SplitUrlTest, SchemeAuthorityAndTarget) {
-  auto u = SplitUrl("https://example.com:8443/a/b?c=d");
-  ASSERT_TRUE(u) << u.message();
-  EXPECT_EQ(u->scheme, "https");
-  EXPECT_EQ(u->authority, "example.com:8443");
-  EXPECT_EQ(u->target, "/a/b?c=d");
-  auto query = SplitUrl("http://h?x=1");
-  ASSERT_TRUE(query);
-  EXPECT_EQ(query->authority, "h");
-  EXPECT_EQ(query->target, "?x=1");
-  auto bare = SplitUrl("tcp://[::1]:22");
-  ASSERT_TRUE(bare);
-  EXPECT_EQ(bare->authority, "[::1]:22");
-  EXPECT_EQ(bare->target, "");
+  const UrlCase cases[] = {
+      {"https://example.com:8443/a/b?c=d", "https", "example.com:8443", "/a/b?c=d"},
+      {"http://h?x=1", "http", "h", "?x=1"},
+      {"tcp://[::1]:22", "tcp", "[::1]:22", ""},
+      {"ws://h#frag", "ws", "h", "#frag"},
+  };
+  for (const auto& c : cases) {
+    auto u = SplitUrl(c.text);
+    ASSERT_TRUE(u) << c.text << ": " << u.message();
+    EXPECT_EQ(u->scheme, c.scheme) << c.text;
+    EXPECT_EQ(u->authority, c.authority) << c.text;
+    EXPECT_EQ(u->target, c.target) << c.text;
+  }
 }
 
 TEST(SplitUrlTest, RefusesTextWithoutScheme) {
-  EXPECT_FALSE(SplitUrl("example.com:80"));
-  EXPECT_FALSE(SplitUrl("://host"));
-  EXPECT_FALSE(SplitUrl("/path"));
+  for (const char* bad : {"example.com:80", "://host", "/path"}) EXPECT_FALSE(SplitUrl(bad)) << bad;
 }
 
 TEST(JoinHostPortTest, BracketsIpv6AndRoundTrips) {
