@@ -12,6 +12,7 @@
 //   Use(*port);
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -123,6 +124,12 @@ class [[nodiscard]] Result {
   }
   const std::string& message() const { return error().message; }
   ErrorKind kind() const { return error().kind; }
+
+  // A successful result holding `value` (tests: EXPECT_EQ(ParseDuration("1s"), 1s)).
+  friend bool operator==(const Result& result,
+                         const T& value) requires std::equality_comparable<T> {
+    return result.ok() && std::get<0>(result.state_) == value;
+  }
 
  private:
   void Check() const {

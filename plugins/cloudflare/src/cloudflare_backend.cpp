@@ -61,14 +61,13 @@ class CloudflareBackend final : public Backend {
       ParseEdgeAddress(cf.edge(i), error);
       if (!error.empty()) issues.push_back({"cloudflare.edge[" + std::to_string(i) + "]", error});
     }
-    std::string error;
-    if (!cf.dns_resolver().empty() &&
-        (net::ParseIpPort(cf.dns_resolver(), error), !error.empty())) {
-      issues.push_back({"cloudflare.dns_resolver", error});
+    if (!cf.dns_resolver().empty()) {
+      if (auto resolver = net::ParseIpPort(cf.dns_resolver()); !resolver)
+        issues.push_back({"cloudflare.dns_resolver", resolver.message()});
     }
-    if (!cf.dns_over_tls().empty() &&
-        (net::ParseIpPort(cf.dns_over_tls(), error), !error.empty())) {
-      issues.push_back({"cloudflare.dns_over_tls", error});
+    if (!cf.dns_over_tls().empty()) {
+      if (auto server = net::ParseIpPort(cf.dns_over_tls()); !server)
+        issues.push_back({"cloudflare.dns_over_tls", server.message()});
     }
     if (cf.ha_connections() > kMaxHaConnections) {
       issues.push_back({"cloudflare.ha_connections", "at most 4 connections"});
@@ -105,14 +104,14 @@ class CloudflareBackend final : public Backend {
       options.edges.push_back(ParseEdgeAddress(edge, error));
     }
     options.dial.ca_file = cf.edge_ca();
-    std::string unused;
+    // Validate() above refused anything these would not parse.
     if (!cf.dns_resolver().empty()) {
-      auto resolver = net::ParseIpPort(cf.dns_resolver(), unused);
+      auto resolver = *net::ParseIpPort(cf.dns_resolver());
       options.discovery.resolvers = {
           boost::asio::ip::udp::endpoint(resolver.address(), resolver.port())};
     }
     if (!cf.dns_over_tls().empty())
-      options.discovery.dot_server = net::ParseIpPort(cf.dns_over_tls(), unused);
+      options.discovery.dot_server = *net::ParseIpPort(cf.dns_over_tls());
     options.discovery.dot_ca_file = cf.dns_over_tls_ca();
     options.ha_connections = cf.ha_connections() == 0 ? 1 : static_cast<int>(cf.ha_connections());
     options.grace_period = GracePeriod(config);
