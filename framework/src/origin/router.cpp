@@ -3,7 +3,8 @@
 #include <algorithm>
 #include <charconv>
 
-#include <google/protobuf/util/time_util.h>
+#include "tunnelkit/config/duration.hpp"
+#include "tunnelkit/net/url.hpp"
 
 namespace tunnelkit::origin {
 
@@ -25,28 +26,16 @@ bool ValidPort(std::string_view port) {
 // "host:port", "[v6]:port" or "host" (port empty).
 bool SplitHostPort(std::string_view authority, std::string& host, std::string& port) {
   if (authority.empty()) return false;
-  if (authority.front() == '[') {
-    auto close = authority.find(']');
-    if (close == std::string_view::npos) return false;
-    host = std::string(authority.substr(1, close - 1));
-    auto rest = authority.substr(close + 1);
-    if (rest.empty()) return true;
-    if (rest.front() != ':') return false;
-    port = std::string(rest.substr(1));
-    return ValidPort(port);
-  }
-  auto colon = authority.rfind(':');
-  if (colon == std::string_view::npos) {
-    host = std::string(authority);
-    return true;
-  }
-  host = std::string(authority.substr(0, colon));
-  port = std::string(authority.substr(colon + 1));
-  return !host.empty() && ValidPort(port);
+  const auto parts = net::SplitAuthority(authority);
+  if (!parts) return false;
+  host = std::string(parts->host);
+  if (!parts->has_port) return true;
+  port = std::string(parts->port);
+  return (authority.front() == '[' || !host.empty()) && ValidPort(port);
 }
 
 std::chrono::milliseconds Millis(const google::protobuf::Duration& d) {
-  return std::chrono::milliseconds(google::protobuf::util::TimeUtil::DurationToMilliseconds(d));
+  return std::chrono::duration_cast<std::chrono::milliseconds>(config::FromProto(d));
 }
 
 }  // namespace

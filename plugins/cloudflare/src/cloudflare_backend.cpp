@@ -7,6 +7,7 @@
 
 #include "client/quick_tunnel_client.hpp"
 #include "tunnelkit/admin/admin_server.hpp"
+#include "tunnelkit/config/duration.hpp"
 #include "tunnelkit/logging.hpp"
 #include "tunnelkit/memory_trim.hpp"
 #include "tunnelkit/net/ip_port.hpp"
@@ -24,9 +25,8 @@ namespace {
 constexpr int kMaxHaConnections = 4;
 
 std::chrono::milliseconds GracePeriod(const config::v1::Tunnel& config) {
-  if (!config.has_grace_period()) return std::chrono::seconds(30);
-  const auto& d = config.grace_period();
-  return std::chrono::milliseconds(d.seconds() * 1000 + d.nanos() / 1000000);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(config::DurationOr(
+      config.has_grace_period(), config.grace_period(), std::chrono::seconds(30)));
 }
 
 // cloudflared's default origin when neither --url nor ingress rules are given.

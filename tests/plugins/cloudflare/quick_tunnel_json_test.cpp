@@ -92,6 +92,9 @@ TEST(CloudflareQuickTunnel, Hostnames) {
   EXPECT_FALSE(IsValidHostname("a.b:80"));
   EXPECT_FALSE(IsValidHostname("a/b"));
   EXPECT_FALSE(IsValidHostname(std::string(64, 'a') + ".com"));
+  // The API's rule, stricter than configuration's: no '_' and no trailing dot.
+  EXPECT_FALSE(IsValidHostname("_a.trycloudflare.com"));
+  EXPECT_FALSE(IsValidHostname("a.trycloudflare.com."));
 }
 
 }  // namespace

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tunnelkit/net/host_name.hpp"
+
 namespace tunnelkit::cloudflare {
 
 namespace {
@@ -70,18 +72,8 @@ std::string BusinessErrors(const json& root) {
 }  // namespace
 
 bool IsValidHostname(std::string_view host) {
-  if (host.empty() || host.size() > 253 || host.front() == '.' || host.back() == '.') return false;
-  std::size_t label = 0;
-  for (char c : host) {
-    if (c == '.') {
-      if (label == 0) return false;
-      label = 0;
-      continue;
-    }
-    bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '-';
-    if (!ok || ++label > 63) return false;
-  }
-  return true;
+  // What the API issues: no '_', no trailing dot.
+  return net::CheckHostName(host, {.allow_underscore = false, .allow_trailing_dot = false}).ok();
 }
 
 Result<QuickTunnel> ParseQuickTunnelReply(std::string_view body) {
