@@ -171,141 +171,129 @@ std::string TypeName(const pb::FieldDescriptor* field) {
   return "value";
 }
 
+namespace {
+
+// A Reflection setter (SetInt32, SetString, ...) or its repeated twin (AddInt32, ...).
+template <typename T>
+using Setter = void (pb::Reflection::*)(pb::Message*, const pb::FieldDescriptor*, T) const;
+
+// Sets `field`, or appends to it when it is repeated.
+template <typename T>
+void Store(pb::Message& message, const pb::FieldDescriptor* field, T value, Setter<T> set,
+           Setter<T> add) {
+  const auto* reflection = message.GetReflection();
+  (reflection->*(field->is_repeated() ? add : set))(&message, field, std::move(value));
+}
+
+// Parses `text` with `parse` (ParseInteger, ParseBool) and stores it; the parse error if any.
+template <typename T, typename Parse>
+std::string ParseAndStore(pb::Message& message, const pb::FieldDescriptor* field,
+                          std::string_view text, Parse parse, Setter<T> set, Setter<T> add) {
+  T value{};
+  if (auto err = parse(text, value); !err.empty()) return err;
+  Store(message, field, value, set, add);
+  return {};
+}
+
+// key=value into a map<scalar, scalar or duration>.
+std::string SetMapEntryFromText(pb::Message& message, const pb::FieldDescriptor* field,
+                                std::string_view text, bool plain_number_is_seconds) {
+  const auto* reflection = message.GetReflection();
+  const auto* entry_type = field->message_type();
+  const auto* key_field = entry_type->FindFieldByName("key");
+  const auto* value_field = entry_type->FindFieldByName("value");
+  auto eq = text.find('=');
+  if (eq == std::string_view::npos) return "expected KEY=VALUE, got " + Quote(text);
+  if (value_field->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE && !IsDuration(value_field)) {
+    return "map of messages cannot be set from text";
+  }
+  pb::Message* entry = reflection->AddMessage(&message, field);
+  std::string err = SetFromText(*entry, key_field, text.substr(0, eq), false);
+  if (err.empty()) {
+    err = SetFromText(*entry, value_field, text.substr(eq + 1), plain_number_is_seconds);
+  }
+  if (!err.empty()) reflection->RemoveLast(&message, field);
+  return err;
+}
+
+// An enum value by name, case-insensitively.
+std::string SetEnumFromText(pb::Message& message, const pb::FieldDescriptor* field,
+                            std::string_view text) {
+  const auto* type = field->enum_type();
+  const std::string wanted = Lower(text);
+  const pb::EnumValueDescriptor* match = nullptr;
+  std::string names;
+  for (int i = 0; i < type->value_count(); ++i) {
+    const auto* value = type->value(i);
+    if (Lower(value->name()) == wanted) match = value;
+    names += (i ? ", " : "") + Lower(value->name());
+  }
+  if (!match) return Quote(text) + ": expected one of " + names;
+  Store<const pb::EnumValueDescriptor*>(message, field, match, &pb::Reflection::SetEnum,
+                                        &pb::Reflection::AddEnum);
+  return {};
+}
+
+// A google.protobuf.Duration from "1h30m" (or, where allowed, a plain number of seconds).
+std::string SetDurationFromText(pb::Message& message, const pb::FieldDescriptor* field,
+                                std::string_view text, bool plain_number_is_seconds) {
+  std::optional<std::chrono::nanoseconds> value;
+  double seconds = 0;
+  if (plain_number_is_seconds && ParseDouble(text, seconds).empty()) {
+    value = SecondsToDuration(seconds);
+    if (!value) return "duration out of range: " + Quote(text);
+  } else if (auto parsed = ParseDuration(text)) {
+    value = *parsed;
+  } else {
+    return parsed.message();
+  }
+  const auto* reflection = message.GetReflection();
+  auto* target = field->is_repeated() ? reflection->AddMessage(&message, field)
+                                      : reflection->MutableMessage(&message, field);
+  target->CopyFrom(ToProto(*value));
+  return {};
+}
+
+}  // namespace
+
 std::string SetFromText(pb::Message& message, const pb::FieldDescriptor* field,
                         std::string_view text, bool plain_number_is_seconds) {
-  const auto* reflection = message.GetReflection();
-  const bool repeated = field->is_repeated();
-  if (field->is_map()) {
-    // key=value for map<scalar, scalar>
-    const auto* entry_type = field->message_type();
-    const auto* key_field = entry_type->FindFieldByName("key");
-    const auto* value_field = entry_type->FindFieldByName("value");
-    auto eq = text.find('=');
-    if (eq == std::string_view::npos) return "expected KEY=VALUE, got " + Quote(text);
-    if (value_field->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE &&
-        !IsDuration(value_field)) {
-      return "map of messages cannot be set from text";
-    }
-    pb::Message* entry = reflection->AddMessage(&message, field);
-    std::string err = SetFromText(*entry, key_field, text.substr(0, eq), false);
-    if (err.empty()) {
-      err = SetFromText(*entry, value_field, text.substr(eq + 1), plain_number_is_seconds);
-    }
-    if (!err.empty()) reflection->RemoveLast(&message, field);
-    return err;
-  }
+  using R = pb::Reflection;
+  if (field->is_map()) return SetMapEntryFromText(message, field, text, plain_number_is_seconds);
   switch (field->cpp_type()) {
-    case pb::FieldDescriptor::CPPTYPE_STRING: {
+    case pb::FieldDescriptor::CPPTYPE_STRING:
       if (field->type() == pb::FieldDescriptor::TYPE_STRING && !IsUtf8(text)) {
         return "not valid UTF-8";
       }
-      std::string value(text);
-      if (repeated)
-        reflection->AddString(&message, field, value);
-      else
-        reflection->SetString(&message, field, value);
+      Store<std::string>(message, field, std::string(text), &R::SetString, &R::AddString);
       return {};
-    }
-    case pb::FieldDescriptor::CPPTYPE_BOOL: {
-      bool value = false;
-      if (auto err = ParseBool(text, value); !err.empty()) return err;
-      if (repeated)
-        reflection->AddBool(&message, field, value);
-      else
-        reflection->SetBool(&message, field, value);
-      return {};
-    }
-    case pb::FieldDescriptor::CPPTYPE_INT32: {
-      std::int32_t value = 0;
-      if (auto err = ParseInteger(text, value); !err.empty()) return err;
-      if (repeated)
-        reflection->AddInt32(&message, field, value);
-      else
-        reflection->SetInt32(&message, field, value);
-      return {};
-    }
-    case pb::FieldDescriptor::CPPTYPE_INT64: {
-      std::int64_t value = 0;
-      if (auto err = ParseInteger(text, value); !err.empty()) return err;
-      if (repeated)
-        reflection->AddInt64(&message, field, value);
-      else
-        reflection->SetInt64(&message, field, value);
-      return {};
-    }
-    case pb::FieldDescriptor::CPPTYPE_UINT32: {
-      std::uint32_t value = 0;
-      if (auto err = ParseInteger(text, value); !err.empty()) return err;
-      if (repeated)
-        reflection->AddUInt32(&message, field, value);
-      else
-        reflection->SetUInt32(&message, field, value);
-      return {};
-    }
-    case pb::FieldDescriptor::CPPTYPE_UINT64: {
-      std::uint64_t value = 0;
-      if (auto err = ParseInteger(text, value); !err.empty()) return err;
-      if (repeated)
-        reflection->AddUInt64(&message, field, value);
-      else
-        reflection->SetUInt64(&message, field, value);
-      return {};
-    }
+    case pb::FieldDescriptor::CPPTYPE_BOOL:
+      return ParseAndStore<bool>(message, field, text, ParseBool, &R::SetBool, &R::AddBool);
+    case pb::FieldDescriptor::CPPTYPE_INT32:
+      return ParseAndStore<std::int32_t>(message, field, text, ParseInteger<std::int32_t>,
+                                         &R::SetInt32, &R::AddInt32);
+    case pb::FieldDescriptor::CPPTYPE_INT64:
+      return ParseAndStore<std::int64_t>(message, field, text, ParseInteger<std::int64_t>,
+                                         &R::SetInt64, &R::AddInt64);
+    case pb::FieldDescriptor::CPPTYPE_UINT32:
+      return ParseAndStore<std::uint32_t>(message, field, text, ParseInteger<std::uint32_t>,
+                                          &R::SetUInt32, &R::AddUInt32);
+    case pb::FieldDescriptor::CPPTYPE_UINT64:
+      return ParseAndStore<std::uint64_t>(message, field, text, ParseInteger<std::uint64_t>,
+                                          &R::SetUInt64, &R::AddUInt64);
     case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+      return ParseAndStore<double>(message, field, text, ParseDouble, &R::SetDouble, &R::AddDouble);
     case pb::FieldDescriptor::CPPTYPE_FLOAT: {
       double value = 0;
       if (auto err = ParseDouble(text, value); !err.empty()) return err;
-      if (field->cpp_type() == pb::FieldDescriptor::CPPTYPE_FLOAT) {
-        if (repeated)
-          reflection->AddFloat(&message, field, static_cast<float>(value));
-        else
-          reflection->SetFloat(&message, field, static_cast<float>(value));
-      } else {
-        if (repeated)
-          reflection->AddDouble(&message, field, value);
-        else
-          reflection->SetDouble(&message, field, value);
-      }
+      Store<float>(message, field, static_cast<float>(value), &R::SetFloat, &R::AddFloat);
       return {};
     }
-    case pb::FieldDescriptor::CPPTYPE_ENUM: {
-      const auto* type = field->enum_type();
-      const std::string wanted = Lower(text);
-      const pb::EnumValueDescriptor* match = nullptr;
-      std::string names;
-      for (int i = 0; i < type->value_count(); ++i) {
-        const auto* value = type->value(i);
-        if (Lower(value->name()) == wanted) match = value;
-        names += (i ? ", " : "") + Lower(value->name());
-      }
-      if (!match) return Quote(text) + ": expected one of " + names;
-      if (repeated)
-        reflection->AddEnum(&message, field, match);
-      else
-        reflection->SetEnum(&message, field, match);
-      return {};
-    }
-    case pb::FieldDescriptor::CPPTYPE_MESSAGE: {
+    case pb::FieldDescriptor::CPPTYPE_ENUM:
+      return SetEnumFromText(message, field, text);
+    case pb::FieldDescriptor::CPPTYPE_MESSAGE:
       if (!IsDuration(field)) return "expected a map of fields, got " + Quote(text);
-      std::optional<std::chrono::nanoseconds> value;
-      std::string error;
-      double seconds = 0;
-      if (plain_number_is_seconds && ParseDouble(text, seconds).empty()) {
-        value = SecondsToDuration(seconds);
-        if (!value) error = "duration out of range: " + Quote(text);
-      } else if (auto parsed = ParseDuration(text)) {
-        value = *parsed;
-      } else {
-        error = parsed.message();
-      }
-      if (!value) return error;
-      auto proto = ToProto(*value);
-      if (repeated)
-        reflection->AddMessage(&message, field)->CopyFrom(proto);
-      else
-        reflection->MutableMessage(&message, field)->CopyFrom(proto);
-      return {};
-    }
+      return SetDurationFromText(message, field, text, plain_number_is_seconds);
   }
   return "unsupported field type";
 }

@@ -34,6 +34,37 @@ std::string Snippet(const std::string& body) {
   return out;
 }
 
+// What the API's answer means: the tunnel, or a QuickTunnelApiError (`retryable` set for the
+// failures the policy retries: 5xx and a body that is not JSON, e.g. a proxy's error page).
+QuickTunnel InterpretReply(const http::response<http::string_body>& response,
+                           const std::string& where, bool& retryable) {
+  const unsigned status = response.result_int();
+  const std::string& body = response.body();
+  if (status == 429) {
+    std::string wait = "wait a few minutes before trying again";
+    auto retry_after = response.find(http::field::retry_after);
+    if (retry_after != response.end()) {
+      wait = "wait " + std::string(retry_after->value()) + " s before trying again";
+    }
+    throw QuickTunnelApiError(Kind::kRateLimited, "the quick-tunnel API at " + where +
+                                                      " is rate limiting new tunnels (HTTP 429 \"" +
+                                                      Snippet(body) + "\"); " + wait);
+  }
+  if (status != 200 && status != 201) {
+    retryable = status >= 500;
+    throw QuickTunnelApiError(Kind::kHttpStatus, "the quick-tunnel API at " + where +
+                                                     " answered HTTP " + std::to_string(status) +
+                                                     " \"" + Snippet(body) + "\"");
+  }
+  auto tunnel = ParseQuickTunnelReply(body);
+  if (!tunnel) {
+    retryable = tunnel.message().rfind("reply is not JSON", 0) == 0;
+    throw QuickTunnelApiError(Kind::kBadReply, "the quick-tunnel API at " + where +
+                                                   " sent an unusable reply: " + tunnel.message());
+  }
+  return std::move(tunnel).value();
+}
+
 // One attempt. Returns the tunnel, or throws QuickTunnelApiError; `retryable` says whether the
 // failure is one the policy retries.
 asio::awaitable<QuickTunnel> Attempt(asio::any_io_executor executor,
@@ -102,37 +133,7 @@ asio::awaitable<QuickTunnel> Attempt(asio::any_io_executor executor,
                               "the quick-tunnel API at " + where + " did not answer: " + why);
   }
   deadline.Cancel();
-  auto& response = parser.get();
-  unsigned status = response.result_int();
-  const std::string& body = response.body();
-  if (status == 429) {
-    std::string wait = "wait a few minutes before trying again";
-    auto retry_after = response.find(http::field::retry_after);
-    if (retry_after != response.end()) {
-      wait = "wait " + std::string(retry_after->value()) + " s before trying again";
-    }
-    throw QuickTunnelApiError(Kind::kRateLimited, "the quick-tunnel API at " + where +
-                                                      " is rate limiting new tunnels (HTTP 429 \"" +
-                                                      Snippet(body) + "\"); " + wait);
-  }
-  if (status >= 500) {
-    retryable = true;
-    throw QuickTunnelApiError(Kind::kHttpStatus, "the quick-tunnel API at " + where +
-                                                     " answered HTTP " + std::to_string(status) +
-                                                     " \"" + Snippet(body) + "\"");
-  }
-  if (status != 200 && status != 201) {
-    throw QuickTunnelApiError(Kind::kHttpStatus, "the quick-tunnel API at " + where +
-                                                     " answered HTTP " + std::to_string(status) +
-                                                     " \"" + Snippet(body) + "\"");
-  }
-  auto tunnel = ParseQuickTunnelReply(body);
-  if (!tunnel) {
-    retryable = tunnel.message().rfind("reply is not JSON", 0) == 0;
-    throw QuickTunnelApiError(Kind::kBadReply, "the quick-tunnel API at " + where +
-                                                   " sent an unusable reply: " + tunnel.message());
-  }
-  co_return *tunnel;
+  co_return InterpretReply(parser.get(), where, retryable);
 }
 
 }  // namespace
