@@ -5,7 +5,7 @@
 # input is left in build-fuzz/artifacts/<target>/ (add it to tests/fuzz/corpus/<target>/ once
 # fixed, so the replay tests keep it).
 #
-#   tools/fuzz.sh [-t SECONDS] [-r RUNS] [-j JOBS] [-p] [TARGET...]
+#   tools/fuzz.sh [-t SECONDS] [-r RUNS] [-j JOBS] [-p] [-s] [TARGET...]
 #     -t SECONDS  per target (default 20; with -r, the most a target may take)
 #     -r RUNS     per target: stop after this many executions (e.g. -r 10000000)
 #     -j JOBS     targets built and run at the same time (default: the number of cores)
@@ -25,13 +25,15 @@ runs=""
 jobs=$(nproc)
 dir=${FUZZ_BUILD_DIR:-build-fuzz}
 sanitize=ON
-while getopts "t:r:j:p" opt; do
+build_type=RelWithDebInfo
+while getopts "t:r:j:ps" opt; do
   case $opt in
     t) seconds=$OPTARG ;;
     r) runs=$OPTARG ;;
     j) jobs=$OPTARG ;;
     p) dir=${FUZZ_BUILD_DIR:-build-fuzz-plain} sanitize=OFF ;;
-    *) sed -n '2,20p' "$0" >&2; exit 2 ;;
+    s) dir=${FUZZ_BUILD_DIR:-build-fuzz-smoke} build_type=Debug ;;
+    *) sed -n '2,22p' "$0" >&2; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
@@ -43,7 +45,7 @@ fi
 
 started=$SECONDS
 CC=clang CXX=clang++ cmake -S . -B "$dir" -G Ninja -DTUNNELKIT_FUZZ=ON \
-  -DTUNNELKIT_FUZZ_SANITIZE=$sanitize >/dev/null
+  -DTUNNELKIT_FUZZ_SANITIZE=$sanitize -DCMAKE_BUILD_TYPE=$build_type >/dev/null
 cmake --build "$dir" -j "$jobs" --target "${targets[@]}"
 echo "fuzz: built ${#targets[@]} targets in $((SECONDS - started)) s ($dir)"
 started=$SECONDS

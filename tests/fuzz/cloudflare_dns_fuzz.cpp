@@ -15,11 +15,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::span<const std::uint8_t> bytes(data, size);
   std::uint16_t id = size >= 2 ? static_cast<std::uint16_t>((data[0] << 8) | data[1]) : 0;
   auto result = DecodeResponse(bytes, id);
-  if (!result.ok) {
-    if (result.error.empty()) std::abort();
+  if (!result) {
+    if (result.message().empty() || result.message().find('\n') != std::string::npos) std::abort();
     return 0;
   }
-  for (const auto& srv : result.response.srv) {
+  for (const auto& srv : result->srv) {
     if (srv.target.size() > kMaxNameLength) std::abort();
     if (srv.target.empty()) continue;
     try {

@@ -17,10 +17,9 @@ using namespace tunnelkit::cloudflare;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data), size);
-  std::string error;
-  const auto tunnel = ParseQuickTunnelReply(body, error);
+  const auto tunnel = ParseQuickTunnelReply(body);
   if (!tunnel) {
-    if (error.empty()) std::abort();
+    if (tunnel.message().empty() || tunnel.message().find('\n') != std::string::npos) std::abort();
     return 0;
   }
   if (!IsValidHostname(tunnel->hostname) ||
@@ -29,7 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::abort();
   }
   (void)tunnel->PublicUrl();
-  const auto again = ParseQuickTunnelReply(BuildQuickTunnelReply(*tunnel), error);
+  const auto again = ParseQuickTunnelReply(BuildQuickTunnelReply(*tunnel));
   if (!again || again->credentials.tunnel_id != tunnel->credentials.tunnel_id ||
       again->credentials.account_tag != tunnel->credentials.account_tag ||
       again->credentials.secret != tunnel->credentials.secret || again->name != tunnel->name ||

@@ -70,8 +70,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view answer(reinterpret_cast<const char*>(data + 1), size - 1);
 
   asio::io_context io;
-  std::string error;
-  auto service = origin::ParseService(kService, error);
+  auto service = origin::ParseService(kService);
   if (!service) std::abort();
   origin::OriginProxy proxy(io.get_executor(), origin::Router::CatchAll(*service), quiet);
   auto [origin_near, origin_far] = MakeStreamPair(io.get_executor());

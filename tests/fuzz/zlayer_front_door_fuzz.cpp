@@ -1,5 +1,6 @@
 // fuzz-links: tunnelkit_zlayer_core
 // fuzz-sources: plugins/zlayer/src/transport/upgrade_head.cpp
+// fuzz-libs: spdlog::spdlog OpenSSL::SSL OpenSSL::Crypto
 // The first bytes of a connection to the zlayer server's public port, read as the front door
 // reads them: up to the blank line (at most FrontDoor::kMaxHead bytes), then parsed to decide
 // between a data-plane upgrade and a control connection. A head taken as a data upgrade is a

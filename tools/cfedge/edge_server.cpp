@@ -81,10 +81,9 @@ asio::awaitable<void> Respond(Stream& stream, const http::request<http::string_b
 }  // namespace
 
 tcp::endpoint ParseListen(const std::string& text, const char* flag) {
-  std::string error;
-  auto endpoint = net::ParseIpPort(text, error, /*allow_port_zero=*/true);
-  if (!error.empty()) throw std::runtime_error(std::string(flag) + ": " + error);
-  return endpoint;
+  auto endpoint = net::ParseIpPort(text, /*allow_port_zero=*/true);
+  if (!endpoint) throw std::runtime_error(std::string(flag) + ": " + endpoint.message());
+  return *endpoint;
 }
 
 EdgeServer::EdgeServer(asio::io_context& io, EdgeServerOptions options)

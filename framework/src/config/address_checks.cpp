@@ -5,25 +5,16 @@
 
 #include "field_access.hpp"
 #include "tunnelkit/config/config_loader.hpp"
+#include "tunnelkit/net/host_name.hpp"
 
 namespace tunnelkit::config {
 
 namespace {
 
+// Configuration takes '_' (service labels appear in real setups) and the absolute form
+// "example.com.".
 bool ValidHostName(std::string_view host) {
-  if (host.empty() || host.size() > 253) return false;
-  std::size_t label = 0;
-  for (char c : host) {
-    if (c == '.') {
-      if (label == 0) return false;
-      label = 0;
-      continue;
-    }
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '-' || c == '_';
-    if (!ok || ++label > 63) return false;
-  }
-  return true;
+  return net::CheckHostName(host, {.allow_underscore = true, .allow_trailing_dot = true}).ok();
 }
 
 // "" if fine. `port` is the text after the colon.

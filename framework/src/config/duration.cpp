@@ -8,10 +8,6 @@ namespace tunnelkit::config {
 
 namespace {
 
-void SetError(std::string* error, std::string text) {
-  if (error) *error = std::move(text);
-}
-
 // Longest unit first so "ms" is not read as "m" followed by garbage.
 struct Unit {
   std::string_view name;
@@ -25,16 +21,14 @@ constexpr double kMaxNanos = 100.0 * 365 * 24 * 3600 * 1e9;
 
 }  // namespace
 
-std::optional<std::chrono::nanoseconds> ParseDuration(std::string_view text, std::string* error) {
+Result<std::chrono::nanoseconds> ParseDuration(std::string_view text) {
   const std::string quoted = "\"" + std::string(text) + "\"";
   if (text.empty()) {
-    SetError(error, "empty duration");
-    return std::nullopt;
+    return Error::Invalid("empty duration");
   }
   if (text == "0") return std::chrono::nanoseconds(0);
   if (text.front() == '-' || text.front() == '+') {
-    SetError(error, "duration must not be signed: " + quoted);
-    return std::nullopt;
+    return Error::Invalid("duration must not be signed: " + quoted);
   }
   double total = 0;
   std::size_t pos = 0;
@@ -59,8 +53,7 @@ std::optional<std::chrono::nanoseconds> ParseDuration(std::string_view text, std
       }
     }
     if (!digits) {
-      SetError(error, "invalid duration " + quoted + " (expected e.g. 500ms, 30s, 1h30m)");
-      return std::nullopt;
+      return Error::Invalid("invalid duration " + quoted + " (expected e.g. 500ms, 30s, 1h30m)");
     }
     const Unit* unit = nullptr;
     for (const auto& candidate : kUnits) {
@@ -71,19 +64,14 @@ std::optional<std::chrono::nanoseconds> ParseDuration(std::string_view text, std
     }
     if (!unit) {
       if (pos == text.size()) {
-        SetError(error, "missing unit in duration " + quoted + " (ns, us, ms, s, m, h)");
-      } else {
-        SetError(error, "unknown unit \"" + std::string(text.substr(pos)) + "\" in duration " +
-                            quoted + " (ns, us, ms, s, m, h)");
+        return Error::Invalid("missing unit in duration " + quoted + " (ns, us, ms, s, m, h)");
       }
-      return std::nullopt;
+      return Error::Invalid("unknown unit \"" + std::string(text.substr(pos)) + "\" in duration " +
+                            quoted + " (ns, us, ms, s, m, h)");
     }
     pos += unit->name.size();
     total += (whole + fraction) * unit->nanos;
-    if (total > kMaxNanos) {
-      SetError(error, "duration too large: " + quoted);
-      return std::nullopt;
-    }
+    if (total > kMaxNanos) return Error::Invalid("duration too large: " + quoted);
   }
   return std::chrono::nanoseconds(static_cast<std::int64_t>(std::llround(total)));
 }

@@ -293,8 +293,10 @@ std::string SetFromText(pb::Message& message, const pb::FieldDescriptor* field,
       if (plain_number_is_seconds && ParseDouble(text, seconds).empty()) {
         value = SecondsToDuration(seconds);
         if (!value) error = "duration out of range: " + Quote(text);
+      } else if (auto parsed = ParseDuration(text)) {
+        value = *parsed;
       } else {
-        value = ParseDuration(text, &error);
+        error = parsed.message();
       }
       if (!value) return error;
       auto proto = ToProto(*value);

@@ -19,6 +19,7 @@
 #include <boost/beast/websocket.hpp>
 #include <boost/system/system_error.hpp>
 
+#include "../http_names.hpp"
 #include "tunnelkit/net/listener.hpp"
 #include "tunnelkit/stream/asio_adapter.hpp"
 #include "tunnelkit/stream/pipe.hpp"
@@ -26,12 +27,7 @@
 
 namespace tunnelkit::hello {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = boost::beast::http;
-using asio::awaitable;
-using asio::use_awaitable;
-using boost::system::error_code;
+using namespace http_names;
 
 namespace {
 
@@ -219,6 +215,23 @@ class Connection {
     co_return ec;
   }
 
+  // A 200 whose body follows piece by piece (WritePiece): the hello server's fields, the
+  // request's keep-alive.
+  static void StreamHead(http::response<http::buffer_body>& res, const Request& req,
+                         const char* content_type) {
+    res.set(http::field::server, "tunnelkit-hello");
+    res.set(http::field::content_type, content_type);
+    res.keep_alive(req.keep_alive());
+    res.body().data = nullptr;
+    res.body().more = true;
+  }
+
+  awaitable<error_code> WriteHead(http::response_serializer<http::buffer_body>& sr) {
+    error_code ec;
+    co_await http::async_write_header(ref_, sr, asio::redirect_error(use_awaitable, ec));
+    co_return ec;
+  }
+
   // Writes one piece of a buffer_body response (more = false ends it).
   awaitable<error_code> WritePiece(http::response_serializer<http::buffer_body>& sr,
                                    http::response<http::buffer_body>& res, const void* data,
@@ -234,15 +247,11 @@ class Connection {
 
   awaitable<error_code> SendBytes(const Request& req, std::uint64_t n, bool head) {
     http::response<http::buffer_body> res(http::status::ok, req.version());
-    res.set(http::field::server, "tunnelkit-hello");
-    res.set(http::field::content_type, "application/octet-stream");
-    res.keep_alive(req.keep_alive());
+    StreamHead(res, req, "application/octet-stream");
     res.content_length(n);
-    res.body().data = nullptr;
     res.body().more = !head && n > 0;
     http::response_serializer<http::buffer_body> sr(res);
-    error_code ec;
-    co_await http::async_write_header(ref_, sr, asio::redirect_error(use_awaitable, ec));
+    error_code ec = co_await WriteHead(sr);
     if (ec || head || n == 0) co_return ec;
     std::vector<unsigned char> chunk(kChunk);
     std::uint64_t offset = 0;
@@ -263,16 +272,11 @@ class Connection {
     count = std::min<std::uint64_t>(count, 100000);
     interval_ms = std::min<std::uint64_t>(interval_ms, 60000);
     http::response<http::buffer_body> res(http::status::ok, req.version());
-    res.set(http::field::server, "tunnelkit-hello");
-    res.set(http::field::content_type, "text/event-stream");
+    StreamHead(res, req, "text/event-stream");
     res.set(http::field::cache_control, "no-cache");
-    res.keep_alive(req.keep_alive());
     res.chunked(true);
-    res.body().data = nullptr;
-    res.body().more = true;
     http::response_serializer<http::buffer_body> sr(res);
-    error_code ec;
-    co_await http::async_write_header(ref_, sr, asio::redirect_error(use_awaitable, ec));
+    error_code ec = co_await WriteHead(sr);
     if (ec) co_return ec;
     asio::steady_timer timer(stream_.get_executor());
     for (std::uint64_t i = 1; i <= count; ++i) {
@@ -289,19 +293,14 @@ class Connection {
   awaitable<error_code> Echo(Parser& parser) {
     Request& req = parser.get();
     http::response<http::buffer_body> res(http::status::ok, req.version());
-    res.set(http::field::server, "tunnelkit-hello");
-    res.set(http::field::content_type, "application/octet-stream");
-    res.keep_alive(req.keep_alive());
+    StreamHead(res, req, "application/octet-stream");
     if (auto length = parser.content_length()) {
       res.content_length(*length);
     } else {
       res.chunked(true);
     }
-    res.body().data = nullptr;
-    res.body().more = true;
     http::response_serializer<http::buffer_body> sr(res);
-    error_code ec;
-    co_await http::async_write_header(ref_, sr, asio::redirect_error(use_awaitable, ec));
+    error_code ec = co_await WriteHead(sr);
     if (ec) co_return ec;
     std::vector<char> chunk(kChunk);
     while (!parser.is_done()) {

@@ -62,34 +62,30 @@ std::vector<std::string> ToStrings(std::initializer_list<std::string_view> value
   return std::vector<std::string>(values.begin(), values.end());
 }
 
-}  // namespace
-
-std::string EscapeHelp(std::string_view text) {
+// Backslash and newline escaped, and the double quote too when `quote` (label values).
+std::string Escape(std::string_view text, bool quote) {
   std::string out;
   for (char c : text) {
     if (c == '\\')
       out += "\\\\";
     else if (c == '\n')
       out += "\\n";
+    else if (c == '"' && quote)
+      out += "\\\"";
     else
       out += c;
   }
   return out;
 }
 
+}  // namespace
+
+std::string EscapeHelp(std::string_view text) {
+  return Escape(text, false);
+}
+
 std::string EscapeLabelValue(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '\\')
-      out += "\\\\";
-    else if (c == '\n')
-      out += "\\n";
-    else if (c == '"')
-      out += "\\\"";
-    else
-      out += c;
-  }
-  return out;
+  return Escape(text, true);
 }
 
 std::string FormatValue(double value) {

@@ -5,8 +5,7 @@ namespace tunnelkit::net {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-tcp::endpoint ParseIpPort(const std::string& text, std::string& error, bool allow_port_zero) {
-  error.clear();
+Result<tcp::endpoint> ParseIpPort(const std::string& text, bool allow_port_zero) {
   std::string host, port;
   if (!text.empty() && text.front() == '[') {
     auto close = text.find("]:");
@@ -25,10 +24,9 @@ tcp::endpoint ParseIpPort(const std::string& text, std::string& error, bool allo
                  port.find_first_not_of("0123456789") == std::string::npos &&
                  ((number = std::stoi(port)) > 0 || allow_port_zero) && number <= 65535;
   if (host.empty() || ec || !port_ok) {
-    error = "expected IP:PORT or [IPV6]:PORT, got '" + text + "'";
-    return {};
+    return Error::Invalid("expected IP:PORT or [IPV6]:PORT, got '" + text + "'");
   }
-  return {address, static_cast<unsigned short>(number)};
+  return tcp::endpoint{address, static_cast<unsigned short>(number)};
 }
 
 }  // namespace tunnelkit::net

@@ -9,22 +9,13 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "tunnelkit/net/url.hpp"
 #include "tunnelkit/rate_limited_log.hpp"
 
 namespace tunnelkit::net {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
-
-namespace {
-
-std::string EndpointText(const tcp::endpoint& endpoint) {
-  const auto address = endpoint.address();
-  if (address.is_v6()) return "[" + address.to_string() + "]:" + std::to_string(endpoint.port());
-  return address.to_string() + ":" + std::to_string(endpoint.port());
-}
-
-}  // namespace
 
 bool IsTransientAcceptError(const boost::system::error_code& ec) {
   if (ec.category() != boost::system::system_category()) return false;

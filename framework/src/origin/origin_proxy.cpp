@@ -15,8 +15,11 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http.hpp>
 
+#include "../http_names.hpp"
+#include "proxy_sink.hpp"
 #include "tunnelkit/buffer_pool.hpp"
 #include "tunnelkit/hello/hello_server.hpp"
+#include "tunnelkit/origin/http_fields.hpp"
 #include "tunnelkit/stream/asio_adapter.hpp"
 #include "tunnelkit/stream/deadline.hpp"
 #include "tunnelkit/stream/socket_stream.hpp"
@@ -28,13 +31,7 @@
 
 namespace tunnelkit::origin {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = boost::beast::http;
-using asio::awaitable;
-using asio::redirect_error;
-using asio::use_awaitable;
-using boost::system::error_code;
+using namespace http_names;
 
 namespace {
 
@@ -57,13 +54,6 @@ struct BodyBuffer {
 constexpr std::size_t kFirstReadBuffer = 16 * 1024;
 constexpr std::size_t kHeaderLimit = 64 * 1024;
 
-std::string_view View(beast::string_view s) {
-  return {s.data(), s.size()};
-}
-beast::string_view BView(std::string_view s) {
-  return {s.data(), s.size()};
-}
-
 // A one-shot event coroutines can wait for (a timer that never expires, cancelled to wake).
 class Event {
  public:
@@ -84,120 +74,6 @@ class Event {
   asio::steady_timer timer_;
   bool done_ = false;
 };
-
-// Fields that describe one hop, never forwarded as they are.
-void RemoveHopByHop(http::fields& fields, bool keep_upgrade) {
-  // Names listed in Connection are hop-by-hop too.
-  std::vector<std::string> listed;
-  for (auto it = fields.find(http::field::connection);
-       it != fields.end() && it->name() == http::field::connection; ++it) {
-    std::string value(View(it->value()));
-    std::size_t start = 0;
-    while (start < value.size()) {
-      auto comma = value.find(',', start);
-      std::string token =
-          value.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-      start = comma == std::string::npos ? value.size() : comma + 1;
-      auto b = token.find_first_not_of(" \t");
-      auto e = token.find_last_not_of(" \t");
-      if (b != std::string::npos) listed.push_back(token.substr(b, e - b + 1));
-    }
-  }
-  for (const auto& name : listed) {
-    if (keep_upgrade && beast::iequals(name, "upgrade")) continue;
-    fields.erase(BView(name));
-  }
-  for (auto f : {http::field::connection, http::field::keep_alive, http::field::proxy_connection,
-                 http::field::te, http::field::trailer, http::field::transfer_encoding,
-                 http::field::proxy_authorization}) {
-    fields.erase(f);
-  }
-  if (!keep_upgrade) fields.erase(http::field::upgrade);
-}
-
-bool IsUpgrade(const http::fields& fields) {
-  if (fields.find(http::field::upgrade) == fields.end()) return false;
-  std::string connection(View(fields[http::field::connection]));
-  for (auto& c : connection) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return connection.find("upgrade") != std::string::npos;
-}
-
-void Append(http::fields& fields, beast::string_view name, const std::string& value) {
-  if (value.empty()) return;
-  auto existing = fields[name];
-  if (existing.empty()) {
-    fields.set(name, value);
-  } else {
-    fields.set(name, std::string(View(existing)) + ", " + value);
-  }
-}
-
-// The Content-Length field as a number; nullopt when absent or not a plain decimal.
-std::optional<std::uint64_t> ContentLengthOf(const http::fields& fields) {
-  auto it = fields.find(http::field::content_length);
-  if (it == fields.end()) return std::nullopt;
-  auto v = View(it->value());
-  std::uint64_t n = 0;
-  auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-  if (ec != std::errc() || ptr != v.data() + v.size()) return std::nullopt;
-  return n;
-}
-
-// Prepares the request head sent to the origin.
-void RewriteRequest(http::request_header<>& req, const Rule& rule, const ClientInfo& client) {
-  bool upgrade = IsUpgrade(req);
-  RemoveHopByHop(req, upgrade);
-  req.erase(http::field::content_length);
-  req.erase(http::field::expect);  // answered by the proxy itself
-  if (upgrade) req.set(http::field::connection, "Upgrade");
-  Append(req, "X-Forwarded-For", client.address);
-  Append(req, "X-Forwarded-Proto", client.scheme);
-  if (!rule.options.http_host_header.empty()) {
-    req.set(http::field::host, rule.options.http_host_header);
-  }
-  req.version(11);
-}
-
-std::string PoolKey(const Rule& rule) {
-  const Service& s = rule.service;
-  switch (s.kind) {
-    case Service::Kind::kHttps:
-      return fmt::format("https://{}:{}|{}|{}|{}", s.host, s.port, rule.options.ca_pool,
-                         rule.options.no_tls_verify, rule.options.http_host_header);
-    case Service::Kind::kUnix:
-      return "unix:" + s.path;
-    case Service::Kind::kHelloWorld:
-      return "hello_world";
-    default:
-      return fmt::format("tcp://{}:{}", s.host, s.port);
-  }
-}
-
-// The client side of an exchange: where the response goes.
-class Sink {
- public:
-  virtual ~Sink() = default;
-  // The origin's response head; `content_length` when the origin gave one, `body` false when
-  // the response has no body (HEAD, 1xx, 204, 304). The sink may take the head's fields (the
-  // caller reads nothing of them afterwards): a copy would allocate every field again.
-  // `body_at_hand`: the whole body is already read and follows at once, so the head may wait
-  // to leave with it.
-  virtual awaitable<error_code> Head(http::response_header<>& head,
-                                     std::optional<std::uint64_t> content_length, bool body,
-                                     bool body_at_hand) = 0;
-  virtual awaitable<error_code> Body(const char* data, std::size_t size) = 0;
-  virtual awaitable<error_code> End() = 0;
-  // A response made by the proxy (502, 504, 404, http_status).
-  virtual awaitable<error_code> Error(http::status status, const std::string& text) = 0;
-  // The raw client stream after a 101, plus bytes already read from it.
-  virtual Stream& RawStream() = 0;
-  virtual beast::flat_buffer* Leftover() = 0;
-  // Breaks the client side (a response cannot be completed).
-  virtual void Abort() = 0;
-  bool head_sent = false;
-};
-
-using BodyReader = std::function<awaitable<IoResult>(asio::mutable_buffer)>;
 
 awaitable<error_code> WriteAll(Stream& s, const char* data, std::size_t size) {
   IoResult r = co_await s.Write(asio::buffer(data, size));
@@ -293,12 +169,209 @@ struct ProxyInternals {
     return made;
   }
 
+  // A new connection to the rule's origin; null with `reason` when it cannot be reached.
+  static awaitable<std::unique_ptr<OriginConnection>> NewConnection(OriginProxy& p,
+                                                                    const Rule& rule,
+                                                                    std::string& reason) {
+    auto stream = co_await Connect(p, rule.service, rule.options, reason);
+    if (!stream) co_return nullptr;
+    auto conn = std::make_unique<OriginConnection>();
+    conn->stream = std::move(stream);
+    conn->buffer.reserve(kChunk);
+    co_return conn;
+  }
+
+  // The request's side of one exchange. It lives in Exchange's frame: a spawned body writer
+  // refers to it until `done`.
+  struct RequestWrite {
+    RequestWrite(const asio::any_io_executor& ex, Stream& origin_stream, bool has_body)
+        : done(ex), origin(origin_stream), body_complete(!has_body), deadline(ex) {}
+    Event done;
+    Stream& origin;
+    error_code ec;
+    bool body_complete;
+    std::uint64_t body_bytes = 0;
+    // Set once the proxy broke the origin connection: it must never go back to the pool, even
+    // when the writer finishes cleanly afterwards (its last write can be empty).
+    bool origin_reset = false;
+    Deadline deadline;  // the response timeout; breaks the origin connection
+    void ResetOrigin() {
+      origin_reset = true;
+      origin.Reset();
+    }
+  };
+
+  // Head, then the request body as it arrives, concurrently with the response.
+  static awaitable<void> WriteRequestWithBody(RequestWrite& w, StreamRef& oref,
+                                              http::request<http::buffer_body>& out_req,
+                                              BodyReader& reader,
+                                              std::chrono::milliseconds response_timeout) {
+    http::request_serializer<http::buffer_body> sr(out_req);
+    co_await http::async_write_header(oref, sr, redirect_error(use_awaitable, w.ec));
+    BodyBuffer chunk;
+    while (!w.ec) {
+      IoResult r = co_await reader(asio::buffer(chunk.data(), chunk.size()));
+      if (r.ec == asio::error::eof) {
+        w.body_complete = true;
+        out_req.body().data = nullptr;
+        out_req.body().size = 0;
+        out_req.body().more = false;
+        co_await http::async_write(oref, sr, redirect_error(use_awaitable, w.ec));
+        break;
+      }
+      if (r.ec) {
+        w.ec = r.ec;
+        w.ResetOrigin();
+        break;
+      }
+      w.body_bytes += r.bytes;
+      out_req.body().data = chunk.data();
+      out_req.body().size = r.bytes;
+      out_req.body().more = true;
+      co_await http::async_write(oref, sr, redirect_error(use_awaitable, w.ec));
+      if (w.ec == http::error::need_buffer) w.ec = {};
+      // The origin is still being fed: the response clock starts after the body.
+      w.deadline.Extend(response_timeout);
+    }
+    w.done.Set();
+  }
+
+  // Sends the request head (and starts the body writer when there is a body).
+  static awaitable<void> StartRequest(OriginProxy& p, RequestWrite& w, StreamRef& oref,
+                                      http::request<http::buffer_body>& out_req, bool has_body,
+                                      BodyReader& reader, std::chrono::milliseconds timeout) {
+    out_req.body().data = nullptr;
+    out_req.body().size = 0;
+    out_req.body().more = has_body;
+    if (has_body) {
+      asio::co_spawn(p.executor_, WriteRequestWithBody(w, oref, out_req, reader, timeout),
+                     asio::detached);
+      co_return;
+    }
+    // Nothing to stream after the head: written here, before the response is read (a spawned
+    // writer costs a coroutine and its frames on every request).
+    http::request_serializer<http::buffer_body> sr(out_req);
+    co_await http::async_write(oref, sr, redirect_error(use_awaitable, w.ec));
+    w.done.Set();
+  }
+
+  // The origin's response head into `parser`, skipping 1xx other than 101 (the proxy answered
+  // Expect itself).
+  static awaitable<error_code> ReadResponseHead(
+      StreamRef& oref, beast::flat_buffer& buffer,
+      std::optional<http::response_parser<http::buffer_body>>& parser, bool head_request) {
+    error_code ec;
+    for (;;) {
+      parser.emplace();
+      parser->body_limit(std::numeric_limits<std::uint64_t>::max());
+      parser->header_limit(kHeaderLimit);
+      if (head_request) parser->skip(true);
+      co_await http::async_read_header(oref, buffer, *parser, redirect_error(use_awaitable, ec));
+      if (ec) co_return ec;
+      unsigned code = parser->get().result_int();
+      if (code / 100 != 1 || code == 101) co_return ec;
+    }
+  }
+
+  // The proxy's answer when the origin gave no response head: 504 when the response timeout
+  // fired, else 502. Counted and logged.
+  static std::pair<http::status, std::string> GatewayFailure(OriginProxy& p, const Rule& rule,
+                                                             const error_code& ec, bool timed_out) {
+    std::pair<http::status, std::string> failure;
+    if (timed_out) {
+      ++p.stats_.gateway_timeout;
+      failure.first = http::status::gateway_timeout;
+      failure.second = fmt::format("504 Gateway Timeout: {} did not answer within {} ms\n",
+                                   rule.service.text, rule.options.response_timeout.count());
+    } else {
+      ++p.stats_.bad_gateway;
+      failure.first = http::status::bad_gateway;
+      failure.second = fmt::format("502 Bad Gateway: {} closed the connection ({})\n",
+                                   rule.service.text, ec.message());
+    }
+    Log(p).warn("origin {}: {}", rule.service.text,
+                failure.second.substr(0, failure.second.size() - 1));
+    return failure;
+  }
+
+  // After a 101: the head to the client, bytes already read on either side, then raw bytes
+  // both ways until either side ends.
+  static awaitable<void> SpliceUpgraded(Sink& sink, http::response_header<>& head,
+                                        OriginConnection& conn) {
+    error_code ec = co_await sink.Head(head, std::nullopt, false, false);
+    if (ec) co_return;
+    Stream& client = sink.RawStream();
+    Stream& origin = *conn.stream;
+    if (conn.buffer.size() > 0) {
+      auto data = conn.buffer.data();
+      ec = co_await WriteAll(client, static_cast<const char*>(data.data()), data.size());
+      conn.buffer.consume(conn.buffer.size());
+    }
+    if (auto* left = sink.Leftover(); !ec && left && left->size() > 0) {
+      auto data = left->data();
+      ec = co_await WriteAll(origin, static_cast<const char*>(data.data()), data.size());
+      left->consume(left->size());
+    }
+    if (!ec) co_await Splice(client, origin);
+  }
+
+  // How relaying a response body went.
+  struct BodyRelay {
+    bool origin_ok = true;  // false when the origin's body was cut short
+    bool response_done = false;
+    error_code client_ec;  // the sink failed
+  };
+
+  // The response body from the origin to the sink, chunk by chunk.
+  static awaitable<void> RelayBody(OriginProxy& p, const Rule& rule, OriginConnection& conn,
+                                   StreamRef& oref,
+                                   http::response_parser<http::buffer_body>& parser,
+                                   std::optional<std::uint64_t> length, Sink& sink,
+                                   BodyRelay& relay) {
+    auto& res = parser.get();
+    BodyBuffer chunk;
+    // A body of known length: once the bytes already in the connection buffer are through
+    // the parser, the rest is read from the origin straight into the chunk (the parser
+    // would read into the connection buffer and copy every byte again).
+    const bool direct = length && !parser.chunked();
+    std::uint64_t left = length.value_or(0);
+    relay.response_done = direct ? left == 0 : parser.is_done();
+    while (!relay.response_done) {
+      std::size_t n = 0;
+      error_code ec;
+      if (direct && conn.buffer.size() == 0) {
+        const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), left));
+        IoResult r = co_await conn.stream->ReadSome(asio::buffer(chunk.data(), want));
+        ec = r.ec == asio::error::eof ? http::error::partial_message : r.ec;
+        n = r.bytes;
+      } else {
+        res.body().data = chunk.data();
+        res.body().size = chunk.size();
+        co_await http::async_read_some(oref, conn.buffer, parser,
+                                       redirect_error(use_awaitable, ec));
+        if (ec == http::error::need_buffer) ec = {};
+        n = chunk.size() - res.body().size;
+      }
+      if (ec) {
+        Log(p).warn("origin {}: response body cut short: {}", rule.service.text, ec.message());
+        relay.origin_ok = false;
+        break;
+      }
+      if (direct) left -= std::min<std::uint64_t>(n, left);
+      relay.response_done = direct ? left == 0 : parser.is_done();
+      if (n == 0) continue;
+      relay.client_ec = co_await sink.Body(chunk.data(), n);
+      if (relay.client_ec) break;
+    }
+  }
+
   // One request/response exchange with the rule's origin. `req` is the rewritten head.
   // Returns false when the client connection cannot be reused.
+  // long-function: the exchange's steps in order, each a call; what is left is the retry loop
+  // and the decisions between the steps, which share the frame the body writer refers to.
   static awaitable<bool> Exchange(OriginProxy& p, const Rule& rule, http::request_header<>& req,
                                   bool has_body, BodyReader& reader, Sink& sink) {
     ++p.stats_.requests;
-    auto& log = Log(p);
     if (rule.service.kind == Service::Kind::kHttpStatus) {
       std::string empty;
       error_code ec = co_await sink.Error(static_cast<http::status>(rule.service.status), empty);
@@ -315,162 +388,62 @@ struct ProxyInternals {
     for (int attempt = 0;; ++attempt) {
       std::unique_ptr<OriginConnection> conn;
       if (!upgrade) conn = p.pool_.Acquire(key, rule.options.keep_alive_timeout);
-      bool reused = conn != nullptr;
+      const bool reused = conn != nullptr;
       if (reused) {
         ++p.stats_.pooled_reuses;
       } else {
         std::string reason;
-        auto stream = co_await Connect(p, rule.service, rule.options, reason);
-        if (!stream) {
-          log.warn("origin {}: {}", rule.service.text, reason);
+        conn = co_await NewConnection(p, rule, reason);
+        if (!conn) {
+          Log(p).warn("origin {}: {}", rule.service.text, reason);
           ++p.stats_.bad_gateway;
           std::string text = "502 Bad Gateway: " + reason + "\n";
           error_code ec = co_await sink.Error(http::status::bad_gateway, text);
           co_return !ec && !has_body;
         }
-        conn = std::make_unique<OriginConnection>();
-        conn->stream = std::move(stream);
-        conn->buffer.reserve(kChunk);
       }
       ++conn->requests;
-      Stream& origin = *conn->stream;
-      StreamRef oref(origin);
-
-      // Request writer: head, then the body as it arrives, concurrently with the response.
-      Event writer_done(p.executor_);
-      error_code write_ec;
-      bool body_complete = !has_body;
-      std::uint64_t body_bytes = 0;
-      // Set once the proxy broke the origin connection: it must never go back to the pool, even
-      // when the writer finishes cleanly afterwards (its last write can be empty).
-      bool origin_reset = false;
-      auto reset_origin = [&] {
-        origin_reset = true;
-        origin.Reset();
-      };
-      Deadline deadline(p.executor_);
-      deadline.Arm(rule.options.response_timeout, reset_origin);
-      out_req.body().data = nullptr;
-      out_req.body().size = 0;
-      out_req.body().more = has_body;
-      if (!has_body) {
-        // Nothing to stream after the head: written here, before the response is read (a
-        // spawned writer costs a coroutine and its frames on every request).
-        http::request_serializer<http::buffer_body> sr(out_req);
-        co_await http::async_write(oref, sr, redirect_error(use_awaitable, write_ec));
-        writer_done.Set();
-      } else {
-        asio::co_spawn(
-            p.executor_,
-            [&]() -> awaitable<void> {
-              http::request_serializer<http::buffer_body> sr(out_req);
-              co_await http::async_write_header(oref, sr, redirect_error(use_awaitable, write_ec));
-              BodyBuffer chunk;
-              while (!write_ec) {
-                IoResult r = co_await reader(asio::buffer(chunk.data(), chunk.size()));
-                if (r.ec == asio::error::eof) {
-                  body_complete = true;
-                  out_req.body().data = nullptr;
-                  out_req.body().size = 0;
-                  out_req.body().more = false;
-                  co_await http::async_write(oref, sr, redirect_error(use_awaitable, write_ec));
-                  break;
-                }
-                if (r.ec) {
-                  write_ec = r.ec;
-                  reset_origin();
-                  break;
-                }
-                body_bytes += r.bytes;
-                out_req.body().data = chunk.data();
-                out_req.body().size = r.bytes;
-                out_req.body().more = true;
-                co_await http::async_write(oref, sr, redirect_error(use_awaitable, write_ec));
-                if (write_ec == http::error::need_buffer) write_ec = {};
-                // The origin is still being fed: the response clock starts after the body.
-                deadline.Extend(rule.options.response_timeout);
-              }
-              writer_done.Set();
-            },
-            asio::detached);
-      }
+      StreamRef oref(*conn->stream);
+      RequestWrite w(p.executor_, *conn->stream, has_body);
+      w.deadline.Arm(rule.options.response_timeout, [&w] { w.ResetOrigin(); });
+      co_await StartRequest(p, w, oref, out_req, has_body, reader, rule.options.response_timeout);
 
       // Every byte of a declared-length body is written: the writer needs nothing more from the
       // client (the reader answers end-of-body without I/O) and its last write is empty.
       const std::optional<std::uint64_t> declared_length = ContentLengthOf(out_req);
-      auto body_sent = [&] { return declared_length && body_bytes >= *declared_length; };
       // Finishes the writer before leaving (it refers to this frame). A writer still waiting
       // for body bytes is stopped by breaking the origin (and the client, when asked to).
       // Called only while the writer runs (a finished one needs nothing, not even a frame).
       auto finish_writer = [&](bool abort_client) -> awaitable<void> {
-        if (!writer_done.done() && !body_sent()) {
-          reset_origin();
+        if (!w.done.done() && !(declared_length && w.body_bytes >= *declared_length)) {
+          w.ResetOrigin();
           if (abort_client) sink.Abort();
         }
-        co_await writer_done.Wait();
+        co_await w.done.Wait();
       };
 
       std::optional<http::response_parser<http::buffer_body>> parser_slot;
-      error_code ec;
-      // 1xx other than 101 are skipped (the proxy answered Expect itself).
-      for (;;) {
-        parser_slot.emplace();
-        parser_slot->body_limit(std::numeric_limits<std::uint64_t>::max());
-        parser_slot->header_limit(kHeaderLimit);
-        if (head_request) parser_slot->skip(true);
-        co_await http::async_read_header(oref, conn->buffer, *parser_slot,
-                                         redirect_error(use_awaitable, ec));
-        if (ec) break;
-        unsigned code = parser_slot->get().result_int();
-        if (code / 100 != 1 || code == 101) break;
-      }
-      auto& parser = *parser_slot;
-      bool timed_out = deadline.fired();
-      deadline.Cancel();
+      error_code ec = co_await ReadResponseHead(oref, conn->buffer, parser_slot, head_request);
+      const bool timed_out = w.deadline.fired();
+      w.deadline.Cancel();
       if (ec) {
-        if (!timed_out && reused && body_bytes == 0 && attempt == 0) {
+        if (!timed_out && reused && w.body_bytes == 0 && attempt == 0) {
           // A pooled connection the origin had closed: try once more on a fresh one.
-          if (!writer_done.done()) co_await finish_writer(false);
-          if (body_bytes == 0) continue;
+          if (!w.done.done()) co_await finish_writer(false);
+          if (w.body_bytes == 0) continue;
         }
-        std::string text;
-        http::status status;
-        if (timed_out) {
-          ++p.stats_.gateway_timeout;
-          status = http::status::gateway_timeout;
-          text = fmt::format("504 Gateway Timeout: {} did not answer within {} ms\n",
-                             rule.service.text, rule.options.response_timeout.count());
-        } else {
-          ++p.stats_.bad_gateway;
-          status = http::status::bad_gateway;
-          text = fmt::format("502 Bad Gateway: {} closed the connection ({})\n", rule.service.text,
-                             ec.message());
-        }
-        log.warn("origin {}: {}", rule.service.text, text.substr(0, text.size() - 1));
+        auto [status, text] = GatewayFailure(p, rule, ec, timed_out);
         error_code sink_ec = co_await sink.Error(status, text);
-        bool reusable = !sink_ec && writer_done.done() && body_complete;
-        if (!writer_done.done()) co_await finish_writer(true);
-        co_return reusable&& body_complete && !write_ec;
+        bool reusable = !sink_ec && w.done.done() && w.body_complete;
+        if (!w.done.done()) co_await finish_writer(true);
+        co_return reusable&& w.body_complete && !w.ec;
       }
 
+      auto& parser = *parser_slot;
       auto& res = parser.get();
       if (upgrade && res.result() == http::status::switching_protocols) {
-        if (!writer_done.done()) co_await finish_writer(false);
-        error_code hec = co_await sink.Head(res.base(), std::nullopt, false, false);
-        if (hec) co_return false;
-        // Bytes already read on either side go first, then raw bytes both ways.
-        Stream& client = sink.RawStream();
-        if (conn->buffer.size() > 0) {
-          auto data = conn->buffer.data();
-          hec = co_await WriteAll(client, static_cast<const char*>(data.data()), data.size());
-          conn->buffer.consume(conn->buffer.size());
-        }
-        if (auto* left = sink.Leftover(); !hec && left && left->size() > 0) {
-          auto data = left->data();
-          hec = co_await WriteAll(origin, static_cast<const char*>(data.data()), data.size());
-          left->consume(left->size());
-        }
-        if (!hec) co_await Splice(client, origin);
+        if (!w.done.done()) co_await finish_writer(false);
+        co_await SpliceUpgraded(sink, res.base(), *conn);
         co_return false;
       }
 
@@ -484,246 +457,24 @@ struct ProxyInternals {
       // frame on a multiplexed client stream instead of two).
       const bool body_at_hand = body_expected && length && !parser.chunked() &&
                                 *length <= BodyBuffer::size() && conn->buffer.size() >= *length;
-      error_code client_ec = co_await sink.Head(res.base(), length, body_expected, body_at_hand);
-      bool origin_ok = true;
-      bool response_done = parser.is_done();
-      if (!client_ec && body_expected) {
-        BodyBuffer chunk;
-        // A body of known length: once the bytes already in the connection buffer are through
-        // the parser, the rest is read from the origin straight into the chunk (the parser
-        // would read into the connection buffer and copy every byte again).
-        const bool direct = length && !parser.chunked();
-        std::uint64_t left = length.value_or(0);
-        response_done = direct ? left == 0 : parser.is_done();
-        while (!response_done) {
-          std::size_t n = 0;
-          if (direct && conn->buffer.size() == 0) {
-            const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), left));
-            IoResult r = co_await origin.ReadSome(asio::buffer(chunk.data(), want));
-            ec = r.ec == asio::error::eof ? http::error::partial_message : r.ec;
-            n = r.bytes;
-          } else {
-            res.body().data = chunk.data();
-            res.body().size = chunk.size();
-            co_await http::async_read_some(oref, conn->buffer, parser,
-                                           redirect_error(use_awaitable, ec));
-            if (ec == http::error::need_buffer) ec = {};
-            n = chunk.size() - res.body().size;
-          }
-          if (ec) {
-            log.warn("origin {}: response body cut short: {}", rule.service.text, ec.message());
-            origin_ok = false;
-            break;
-          }
-          if (direct) left -= std::min<std::uint64_t>(n, left);
-          response_done = direct ? left == 0 : parser.is_done();
-          if (n == 0) continue;
-          client_ec = co_await sink.Body(chunk.data(), n);
-          if (client_ec) break;
-        }
+      BodyRelay relay;
+      relay.client_ec = co_await sink.Head(res.base(), length, body_expected, body_at_hand);
+      relay.response_done = parser.is_done();
+      if (!relay.client_ec && body_expected) {
+        co_await RelayBody(p, rule, *conn, oref, parser, length, sink, relay);
       }
-      if (!client_ec && origin_ok) client_ec = co_await sink.End();
-      if (!origin_ok) sink.Abort();
-      if (!writer_done.done()) co_await finish_writer(!client_ec && !body_complete);
-      bool reusable_origin = origin_ok && !client_ec && response_done && origin_keep_alive &&
-                             body_complete && !write_ec && !origin_reset &&
-                             (!head_request || parser.is_header_done());
-      if (reusable_origin) {
+      if (!relay.client_ec && relay.origin_ok) relay.client_ec = co_await sink.End();
+      if (!relay.origin_ok) sink.Abort();
+      if (!w.done.done()) co_await finish_writer(!relay.client_ec && !w.body_complete);
+      const bool ok = relay.origin_ok && !relay.client_ec && w.body_complete && !w.ec;
+      if (ok && relay.response_done && origin_keep_alive && !w.origin_reset &&
+          (!head_request || parser.is_header_done())) {
         p.pool_.Release(key, std::move(conn), rule.options.keep_alive_connections);
       }
-      co_return origin_ok && !client_ec && body_complete && !write_ec;
+      co_return ok;
     }
   }
 };
-
-namespace {
-
-// Sink for (a): responses written as HTTP/1.1 to the client stream.
-class HttpStreamSink final : public Sink {
- public:
-  HttpStreamSink(Stream& client, beast::flat_buffer& buffer, bool keep_alive)
-      : client_(client), ref_(client), buffer_(buffer), keep_alive_(keep_alive) {}
-
-  awaitable<error_code> Head(http::response_header<>& head,
-                             std::optional<std::uint64_t> content_length, bool body,
-                             bool body_at_hand) override {
-    head_sent = true;
-    res_.base() = std::move(head);
-    bool upgrade = res_.result() == http::status::switching_protocols;
-    RemoveHopByHop(res_, upgrade);
-    res_.version(11);
-    error_code ec;
-    if (upgrade) {
-      res_.set(http::field::connection, "Upgrade");
-      http::response<http::empty_body> r;
-      r.base() = res_.base();
-      co_await http::async_write(ref_, r, redirect_error(use_awaitable, ec));
-      co_return ec;
-    }
-    res_.keep_alive(keep_alive_);
-    body_ = body;
-    if (content_length) {
-      res_.content_length(*content_length);
-    } else if (body) {
-      res_.chunked(true);
-    }
-    res_.body().data = nullptr;
-    res_.body().size = 0;
-    res_.body().more = body;
-    sr_.emplace(res_);
-    // Deferred: the serializer writes the head with the first body bytes (Body or End).
-    if (body_at_hand) co_return ec;
-    co_await http::async_write_header(ref_, *sr_, redirect_error(use_awaitable, ec));
-    co_return ec;
-  }
-
-  awaitable<error_code> Body(const char* data, std::size_t size) override {
-    res_.body().data = const_cast<char*>(data);
-    res_.body().size = size;
-    res_.body().more = true;
-    error_code ec;
-    co_await http::async_write(ref_, *sr_, redirect_error(use_awaitable, ec));
-    if (ec == http::error::need_buffer) ec = {};
-    co_return ec;
-  }
-
-  awaitable<error_code> End() override {
-    if (!body_ || !sr_) co_return error_code{};
-    res_.body().data = nullptr;
-    res_.body().size = 0;
-    res_.body().more = false;
-    error_code ec;
-    co_await http::async_write(ref_, *sr_, redirect_error(use_awaitable, ec));
-    co_return ec;
-  }
-
-  awaitable<error_code> Error(http::status status, const std::string& text) override {
-    if (head_sent) {
-      Abort();
-      co_return asio::error::connection_aborted;
-    }
-    head_sent = true;
-    http::response<http::string_body> r(status, 11);
-    r.set(http::field::content_type, "text/plain; charset=utf-8");
-    r.set(http::field::server, "tunnelkit");
-    r.keep_alive(keep_alive_);
-    r.body() = text;
-    r.prepare_payload();
-    error_code ec;
-    co_await http::async_write(ref_, r, redirect_error(use_awaitable, ec));
-    co_return ec;
-  }
-
-  Stream& RawStream() override { return client_; }
-  beast::flat_buffer* Leftover() override { return &buffer_; }
-  void Abort() override { client_.Reset(); }
-
- private:
-  Stream& client_;
-  StreamRef ref_;
-  beast::flat_buffer& buffer_;
-  bool keep_alive_;
-  bool body_ = false;
-  http::response<http::buffer_body> res_;
-  std::optional<http::response_serializer<http::buffer_body>> sr_;
-};
-
-// Reads from one stream, writes to another: the two halves of a structured request's body.
-class JoinedStream final : public Stream {
- public:
-  JoinedStream(Stream& in, Stream& out) : in_(in), out_(out) {}
-  asio::any_io_executor get_executor() override { return in_.get_executor(); }
-  awaitable<IoResult> ReadSome(asio::mutable_buffer b) override { return in_.ReadSome(b); }
-  awaitable<IoResult> Write(asio::const_buffer b) override { return out_.Write(b); }
-  awaitable<error_code> ShutdownWrite() override { return out_.ShutdownWrite(); }
-  void Reset() override {
-    in_.Reset();
-    if (&out_ != &in_) out_.Reset();
-  }
-  std::string Describe() const override { return in_.Describe(); }
-
- private:
-  Stream& in_;
-  Stream& out_;
-};
-
-// Sink for (b): the head goes to the ResponseWriter, the body to its stream.
-class WriterSink final : public Sink {
- public:
-  WriterSink(Stream& body_in, ResponseWriter& out) : out_(out), joined_(body_in, out.Body()) {}
-
-  awaitable<error_code> Head(http::response_header<>& head,
-                             std::optional<std::uint64_t> content_length, bool body,
-                             bool /*body_at_hand*/) override {
-    head_sent = true;
-    body_ = body;
-    http::fields& fields = head;
-    RemoveHopByHop(fields, head.result() == http::status::switching_protocols);
-    ResponseHead rh;
-    rh.status = static_cast<int>(head.result_int());
-    rh.reason = std::string(View(head.reason()));
-    for (const auto& f : fields) {
-      if (f.name() == http::field::content_length) continue;
-      rh.headers.emplace_back(std::string(View(f.name_string())), std::string(View(f.value())));
-    }
-    if (content_length) rh.headers.emplace_back("Content-Length", std::to_string(*content_length));
-    co_return co_await out_.WriteHead(rh);
-  }
-
-  awaitable<error_code> Body(const char* data, std::size_t size) override {
-    IoResult r = co_await out_.Body().Write(asio::buffer(data, size));
-    co_return r.ec;
-  }
-
-  awaitable<error_code> End() override { co_return co_await out_.Body().ShutdownWrite(); }
-
-  awaitable<error_code> Error(http::status status, const std::string& text) override {
-    if (head_sent) {
-      Abort();
-      co_return asio::error::connection_aborted;
-    }
-    head_sent = true;
-    ResponseHead rh;
-    rh.status = static_cast<int>(status);
-    rh.reason = std::string(View(http::obsolete_reason(status)));
-    rh.headers = {{"Content-Type", "text/plain; charset=utf-8"},
-                  {"Content-Length", std::to_string(text.size())}};
-    if (status == http::status::bad_gateway || status == http::status::gateway_timeout) {
-      rh.proxy_error = text;
-      while (!rh.proxy_error.empty() && rh.proxy_error.back() == '\n') rh.proxy_error.pop_back();
-    }
-    error_code ec = co_await out_.WriteHead(rh);
-    if (ec) co_return ec;
-    if (!text.empty()) {
-      IoResult r = co_await out_.Body().Write(asio::buffer(text));
-      if (r.ec) co_return r.ec;
-    }
-    co_return co_await out_.Body().ShutdownWrite();
-  }
-
-  Stream& RawStream() override { return joined_; }
-  beast::flat_buffer* Leftover() override { return nullptr; }
-  void Abort() override { joined_.Reset(); }
-
- private:
-  ResponseWriter& out_;
-  JoinedStream joined_;
-  bool body_ = false;
-};
-
-std::string_view PathOf(std::string_view target) {
-  // Absolute-form targets ("http://host/path") are reduced to the path.
-  if (!target.empty() && target.front() != '/') {
-    auto scheme = target.find("://");
-    if (scheme != std::string_view::npos) {
-      auto slash = target.find('/', scheme + 3);
-      return slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
-    }
-  }
-  return target;
-}
-
-}  // namespace
 
 OriginProxy::OriginProxy(asio::any_io_executor executor, Router router,
                          std::shared_ptr<spdlog::logger> logger)

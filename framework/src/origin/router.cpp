@@ -3,7 +3,8 @@
 #include <algorithm>
 #include <charconv>
 
-#include <google/protobuf/util/time_util.h>
+#include "tunnelkit/config/duration.hpp"
+#include "tunnelkit/net/url.hpp"
 
 namespace tunnelkit::origin {
 
@@ -25,33 +26,21 @@ bool ValidPort(std::string_view port) {
 // "host:port", "[v6]:port" or "host" (port empty).
 bool SplitHostPort(std::string_view authority, std::string& host, std::string& port) {
   if (authority.empty()) return false;
-  if (authority.front() == '[') {
-    auto close = authority.find(']');
-    if (close == std::string_view::npos) return false;
-    host = std::string(authority.substr(1, close - 1));
-    auto rest = authority.substr(close + 1);
-    if (rest.empty()) return true;
-    if (rest.front() != ':') return false;
-    port = std::string(rest.substr(1));
-    return ValidPort(port);
-  }
-  auto colon = authority.rfind(':');
-  if (colon == std::string_view::npos) {
-    host = std::string(authority);
-    return true;
-  }
-  host = std::string(authority.substr(0, colon));
-  port = std::string(authority.substr(colon + 1));
-  return !host.empty() && ValidPort(port);
+  const auto parts = net::SplitAuthority(authority);
+  if (!parts) return false;
+  host = std::string(parts->host);
+  if (!parts->has_port) return true;
+  port = std::string(parts->port);
+  return (authority.front() == '[' || !host.empty()) && ValidPort(port);
 }
 
 std::chrono::milliseconds Millis(const google::protobuf::Duration& d) {
-  return std::chrono::milliseconds(google::protobuf::util::TimeUtil::DurationToMilliseconds(d));
+  return std::chrono::duration_cast<std::chrono::milliseconds>(config::FromProto(d));
 }
 
 }  // namespace
 
-std::optional<Service> ParseService(std::string_view text, std::string& error) {
+Result<Service> ParseService(std::string_view text) {
   Service s;
   s.text = std::string(text);
   if (text == "hello_world") {
@@ -62,8 +51,7 @@ std::optional<Service> ParseService(std::string_view text, std::string& error) {
     auto code = text.substr(12);
     auto [p, ec] = std::from_chars(code.data(), code.data() + code.size(), s.status);
     if (ec != std::errc() || p != code.data() + code.size() || s.status < 100 || s.status > 599) {
-      error = "http_status needs a status code 100-599";
-      return std::nullopt;
+      return Error::Invalid("http_status needs a status code 100-599");
     }
     s.kind = Service::Kind::kHttpStatus;
     return s;
@@ -73,8 +61,7 @@ std::optional<Service> ParseService(std::string_view text, std::string& error) {
     s.path = std::string(text.substr(5));
     if (s.path.starts_with("//")) s.path = s.path.substr(2);
     if (s.path.empty()) {
-      error = "unix: needs a socket path";
-      return std::nullopt;
+      return Error::Invalid("unix: needs a socket path");
     }
     return s;
   }
@@ -90,26 +77,23 @@ std::optional<Service> ParseService(std::string_view text, std::string& error) {
     auto authority = text.substr(scheme.prefix.size());
     if (!authority.empty() && authority.back() == '/') authority.remove_suffix(1);
     if (authority.find('/') != std::string_view::npos) {
-      error = "a service URL has no path (got '" + std::string(text) + "')";
-      return std::nullopt;
+      return Error::Invalid("a service URL has no path (got '" + std::string(text) + "')");
     }
     if (!SplitHostPort(authority, s.host, s.port)) {
-      error = "'" + std::string(text) + "' is not scheme://host:port";
-      return std::nullopt;
+      return Error::Invalid("'" + std::string(text) + "' is not scheme://host:port");
     }
     if (s.port.empty()) {
       if (!scheme.default_port) {
-        error = "tcp:// needs a port";
-        return std::nullopt;
+        return Error::Invalid("tcp:// needs a port");
       }
       s.port = scheme.default_port;
     }
     s.kind = scheme.kind;
     return s;
   }
-  error = "unknown service '" + std::string(text) +
-          "' (expected http://, https://, tcp://, unix:, hello_world or http_status:N)";
-  return std::nullopt;
+  return Error::Invalid(
+      "unknown service '" + std::string(text) +
+      "' (expected http://, https://, tcp://, unix:, hello_world or http_status:N)");
 }
 
 OriginOptions ApplyOriginRequest(OriginOptions base, const config::v1::OriginRequest& o) {
@@ -131,10 +115,9 @@ std::optional<Router> Router::Compile(const config::v1::Tunnel& config,
   if (!config.url().empty() && config.ingress_size() > 0) {
     issues.push_back({"url", "give either url or ingress rules, not both"});
   } else if (!config.url().empty()) {
-    std::string error;
-    auto service = ParseService(config.url(), error);
+    auto service = ParseService(config.url());
     if (!service) {
-      issues.push_back({"url", error});
+      issues.push_back({"url", service.message()});
     } else {
       router.Add({"", "", *service, defaults});
     }
@@ -144,9 +127,8 @@ std::optional<Router> Router::Compile(const config::v1::Tunnel& config,
   for (int i = 0; i < config.ingress_size(); ++i) {
     const auto& rule = config.ingress(i);
     std::string prefix = "ingress[" + std::to_string(i) + "].";
-    std::string error;
-    auto service = ParseService(rule.service(), error);
-    if (!service) issues.push_back({prefix + "service", error});
+    auto service = ParseService(rule.service());
+    if (!service) issues.push_back({prefix + "service", service.message()});
     std::string host = Lower(rule.hostname());
     if (host.find('*') != std::string::npos &&
         (!host.starts_with("*.") || host.find('*', 1) != std::string::npos || host.size() < 3)) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <memory>
 
+#include "tunnelkit/config/duration.hpp"
 #include "tunnelkit/config/v1/tunnel.pb.h"
 #include "tunnelkit/plugin.hpp"
 
@@ -27,7 +28,7 @@ bool IsSet(const google::protobuf::Duration& d) {
 }
 
 std::chrono::milliseconds ToMillis(const google::protobuf::Duration& d) {
-  return std::chrono::milliseconds(d.seconds() * 1000 + d.nanos() / 1000000);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(config::FromProto(d));
 }
 
 bool IsNegative(const google::protobuf::Duration& d) {

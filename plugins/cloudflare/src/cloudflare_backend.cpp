@@ -7,6 +7,7 @@
 
 #include "client/quick_tunnel_client.hpp"
 #include "tunnelkit/admin/admin_server.hpp"
+#include "tunnelkit/config/duration.hpp"
 #include "tunnelkit/logging.hpp"
 #include "tunnelkit/memory_trim.hpp"
 #include "tunnelkit/net/ip_port.hpp"
@@ -24,9 +25,8 @@ namespace {
 constexpr int kMaxHaConnections = 4;
 
 std::chrono::milliseconds GracePeriod(const config::v1::Tunnel& config) {
-  if (!config.has_grace_period()) return std::chrono::seconds(30);
-  const auto& d = config.grace_period();
-  return std::chrono::milliseconds(d.seconds() * 1000 + d.nanos() / 1000000);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(config::DurationOr(
+      config.has_grace_period(), config.grace_period(), std::chrono::seconds(30)));
 }
 
 // cloudflared's default origin when neither --url nor ingress rules are given.
@@ -61,14 +61,13 @@ class CloudflareBackend final : public Backend {
       ParseEdgeAddress(cf.edge(i), error);
       if (!error.empty()) issues.push_back({"cloudflare.edge[" + std::to_string(i) + "]", error});
     }
-    std::string error;
-    if (!cf.dns_resolver().empty() &&
-        (net::ParseIpPort(cf.dns_resolver(), error), !error.empty())) {
-      issues.push_back({"cloudflare.dns_resolver", error});
+    if (!cf.dns_resolver().empty()) {
+      if (auto resolver = net::ParseIpPort(cf.dns_resolver()); !resolver)
+        issues.push_back({"cloudflare.dns_resolver", resolver.message()});
     }
-    if (!cf.dns_over_tls().empty() &&
-        (net::ParseIpPort(cf.dns_over_tls(), error), !error.empty())) {
-      issues.push_back({"cloudflare.dns_over_tls", error});
+    if (!cf.dns_over_tls().empty()) {
+      if (auto server = net::ParseIpPort(cf.dns_over_tls()); !server)
+        issues.push_back({"cloudflare.dns_over_tls", server.message()});
     }
     if (cf.ha_connections() > kMaxHaConnections) {
       issues.push_back({"cloudflare.ha_connections", "at most 4 connections"});
@@ -105,14 +104,14 @@ class CloudflareBackend final : public Backend {
       options.edges.push_back(ParseEdgeAddress(edge, error));
     }
     options.dial.ca_file = cf.edge_ca();
-    std::string unused;
+    // Validate() above refused anything these would not parse.
     if (!cf.dns_resolver().empty()) {
-      auto resolver = net::ParseIpPort(cf.dns_resolver(), unused);
+      auto resolver = *net::ParseIpPort(cf.dns_resolver());
       options.discovery.resolvers = {
           boost::asio::ip::udp::endpoint(resolver.address(), resolver.port())};
     }
     if (!cf.dns_over_tls().empty())
-      options.discovery.dot_server = net::ParseIpPort(cf.dns_over_tls(), unused);
+      options.discovery.dot_server = *net::ParseIpPort(cf.dns_over_tls());
     options.discovery.dot_ca_file = cf.dns_over_tls_ca();
     options.ha_connections = cf.ha_connections() == 0 ? 1 : static_cast<int>(cf.ha_connections());
     options.grace_period = GracePeriod(config);

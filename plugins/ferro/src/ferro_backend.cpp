@@ -10,8 +10,10 @@
 #include "client/client.hpp"
 #include "mux/connection.hpp"
 #include "server/server.hpp"
+#include "tunnelkit/config/duration.hpp"
 #include "tunnelkit/memory_trim.hpp"
 #include "tunnelkit/net/server_limits.hpp"
+#include "tunnelkit/net/url.hpp"
 #include "tunnelkit/origin/origin_proxy.hpp"
 #include "tunnelkit/origin/router.hpp"
 #include "tunnelkit/runtime.hpp"
@@ -37,39 +39,30 @@ boost::asio::awaitable<void> ServeThroughProxy(std::shared_ptr<origin::OriginPro
 
 std::chrono::milliseconds DurationOr(bool has, const google::protobuf::Duration& d,
                                      std::chrono::milliseconds fallback) {
-  if (!has) return fallback;
-  return std::chrono::milliseconds(d.seconds() * 1000 + d.nanos() / 1000000);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+      config::DurationOr(has, d, fallback));
 }
 
 // scheme://host[:port][/...] -> host and port (default from the scheme).
 bool ParseOriginUrl(const std::string& url, std::string& host, std::string& port,
                     std::string& error) {
-  const auto scheme_end = url.find("://");
-  if (scheme_end == std::string::npos) {
+  const auto parts = net::SplitUrl(url);
+  if (!parts) {
     error = "'" + url + "' is not scheme://host:port";
     return false;
   }
-  const std::string scheme = url.substr(0, scheme_end);
+  const std::string scheme(parts->scheme);
   if (scheme != "http" && scheme != "tcp" && scheme != "ws") {
     error = "scheme '" + scheme + "' is not supported by ferro (http://, ws://, tcp://)";
     return false;
   }
-  std::string authority = url.substr(scheme_end + 3);
-  authority = authority.substr(0, authority.find('/'));
-  if (!authority.empty() && authority.front() == '[') {
-    const auto close = authority.find(']');
-    if (close == std::string::npos) {
-      error = "'" + url + "': unterminated IPv6 address";
-      return false;
-    }
-    host = authority.substr(1, close - 1);
-    port = close + 1 < authority.size() && authority[close + 1] == ':' ? authority.substr(close + 2)
-                                                                       : "";
-  } else {
-    const auto colon = authority.rfind(':');
-    host = authority.substr(0, colon);
-    port = colon == std::string::npos ? "" : authority.substr(colon + 1);
+  const auto authority = net::SplitAuthority(parts->authority);
+  if (!authority) {
+    error = "'" + url + "': " + authority.message();
+    return false;
   }
+  host = std::string(authority->host);
+  port = std::string(authority->port);
   if (port.empty()) port = scheme == "tcp" ? "" : "80";
   if (host.empty() || port.empty()) {
     error = "'" + url + "' needs a host and a port";

@@ -10,6 +10,7 @@
 #include "access/access_forwarder.hpp"
 #include "agent/tunnel_agent.hpp"
 #include "server/tunnel_server.hpp"
+#include "tunnelkit/config/duration.hpp"
 #include "tunnelkit/config/v1/tunnel.pb.h"
 #include "tunnelkit/memory_trim.hpp"
 #include "tunnelkit/net/server_limits.hpp"
@@ -34,8 +35,10 @@ using config::v1::ZlayerLink;
 
 std::chrono::milliseconds Millis(const google::protobuf::Duration& d,
                                  std::chrono::milliseconds fallback) {
-  if (d.seconds() == 0 && d.nanos() == 0) return fallback;
-  return std::chrono::milliseconds(d.seconds() * 1000 + d.nanos() / 1000000);
+  // An all-zero duration counts as unset, whether or not the field is present.
+  const bool set = d.seconds() != 0 || d.nanos() != 0;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+      config::DurationOr(set, d, fallback));
 }
 
 // The links of a `link` run: the top-level fields (when a server is set) plus `links`.
@@ -214,33 +217,64 @@ class ZlayerBackend final : public Backend {
     return 0;
   }
 
+  // An agent's options from one `zlayer.links` entry (validated before start).
+  static AgentOptions LinkOptions(const config::v1::Tunnel& config, const ZlayerLink& link) {
+    const auto& z = config.zlayer();
+    std::string error;
+    AgentOptions options;
+    options.server = *transport::WsUrl::Parse(link.server(), error);
+    options.name = link.name().empty() ? "link " + options.server.ToString() : link.name();
+    options.token = link.token();
+    for (const auto& s : link.service()) options.services.push_back(*ServiceSpec::Parse(s, error));
+    options.tls.tls_ca = link.tls_ca();
+    options.tls.tls_skip_verify = link.tls_skip_verify();
+    if (!link.data_channels().empty()) {
+      options.data_channels = *ParseDataChannels(link.data_channels());
+    }
+    if (!z.local_host().empty()) options.local_host = z.local_host();
+    if (config.has_reconnect()) {
+      // The loader fills in the core's defaults (first delay 1 s); ZLayer agents start at
+      // 5 s, so an untouched 1 s base means "the zlayer default".
+      const auto base = options.backoff.base;
+      options.backoff = session::BackoffPolicyFromConfig(config.reconnect());
+      if (options.backoff.base == std::chrono::milliseconds(1000)) options.backoff.base = base;
+    }
+    return options;
+  }
+
+  // The admin endpoint's /tunnels details: every link with its state and services.
+  static std::string LinksJson(const std::vector<std::unique_ptr<TunnelAgent>>& agents) {
+    nlohmann::json links = nlohmann::json::array();
+    for (const auto& agent : agents) {
+      auto& sup = agent->supervisor();
+      nlohmann::json services = nlohmann::json::array();
+      for (const auto& r : agent->registered()) {
+        services.push_back(
+            {{"name", r.spec.name},
+             {"protocol", r.spec.protocol == codec::ServiceProtocol::kUdp ? "udp" : "tcp"},
+             {"local_port", r.spec.local_port},
+             {"public_port", r.public_port},
+             {"registered", r.ok},
+             {"error", r.error}});
+      }
+      links.push_back({{"name", sup.name()},
+                       {"state", session::LinkStateName(sup.state())},
+                       {"attempts", sup.attempts()},
+                       {"reconnects", sup.reconnects()},
+                       {"last_reason", sup.last_reason()},
+                       {"services", services}});
+    }
+    return nlohmann::json{{"links", links}}.dump();
+  }
+
   static int RunLinks(Runtime& runtime) {
     const auto& config = runtime.config();
     const auto& z = config.zlayer();
     std::vector<std::unique_ptr<TunnelAgent>> agents;
     for (const auto& link : EffectiveLinks(z)) {
       std::string error;
-      AgentOptions options;
-      options.server = *transport::WsUrl::Parse(link.server(), error);
-      options.name = link.name().empty() ? "link " + options.server.ToString() : link.name();
-      options.token = link.token();
-      for (const auto& s : link.service())
-        options.services.push_back(*ServiceSpec::Parse(s, error));
-      options.tls.tls_ca = link.tls_ca();
-      options.tls.tls_skip_verify = link.tls_skip_verify();
-      if (!link.data_channels().empty()) {
-        options.data_channels = *ParseDataChannels(link.data_channels());
-      }
-      if (!z.local_host().empty()) options.local_host = z.local_host();
-      if (config.has_reconnect()) {
-        // The loader fills in the core's defaults (first delay 1 s); ZLayer agents start at
-        // 5 s, so an untouched 1 s base means "the zlayer default".
-        const auto base = options.backoff.base;
-        options.backoff = session::BackoffPolicyFromConfig(config.reconnect());
-        if (options.backoff.base == std::chrono::milliseconds(1000)) options.backoff.base = base;
-      }
       auto agent =
-          std::make_unique<TunnelAgent>(runtime.io(), std::move(options), runtime.logger());
+          std::make_unique<TunnelAgent>(runtime.io(), LinkOptions(config, link), runtime.logger());
       if (!agent->Start(error)) {
         runtime.logger()->error("{}", error);
         return 1;
@@ -283,29 +317,7 @@ class ZlayerBackend final : public Backend {
       const auto n = connected();
       return admin::Readiness{n == agents.size(), n};
     });
-    runtime.SetDetails([&] {
-      nlohmann::json links = nlohmann::json::array();
-      for (const auto& agent : agents) {
-        auto& sup = agent->supervisor();
-        nlohmann::json services = nlohmann::json::array();
-        for (const auto& r : agent->registered()) {
-          services.push_back(
-              {{"name", r.spec.name},
-               {"protocol", r.spec.protocol == codec::ServiceProtocol::kUdp ? "udp" : "tcp"},
-               {"local_port", r.spec.local_port},
-               {"public_port", r.public_port},
-               {"registered", r.ok},
-               {"error", r.error}});
-        }
-        links.push_back({{"name", sup.name()},
-                         {"state", session::LinkStateName(sup.state())},
-                         {"attempts", sup.attempts()},
-                         {"reconnects", sup.reconnects()},
-                         {"last_reason", sup.last_reason()},
-                         {"services", services}});
-      }
-      return nlohmann::json{{"links", links}}.dump();
-    });
+    runtime.SetDetails([&] { return LinksJson(agents); });
     runtime.OnStop([&] {
       runtime.SetState("stopping");
       for (auto& agent : agents) agent->Stop();

@@ -346,18 +346,20 @@ TEST(ConfigDurations, ParsesTheUsualForms) {
   EXPECT_EQ(ParseDuration("100ns"), 100ns);
   EXPECT_EQ(ParseDuration("1m0.5s"), 60500ms);
   EXPECT_EQ(ParseDuration("0"), 0ns);
-  std::string error;
-  EXPECT_FALSE(ParseDuration("30", &error));
-  EXPECT_EQ(error, "missing unit in duration \"30\" (ns, us, ms, s, m, h)");
-  EXPECT_FALSE(ParseDuration("-1s", &error));
-  EXPECT_NE(error.find("signed"), std::string::npos);
-  EXPECT_FALSE(ParseDuration("3d", &error));
-  EXPECT_NE(error.find("unknown unit \"d\""), std::string::npos);
-  EXPECT_FALSE(ParseDuration("s", &error));
-  EXPECT_FALSE(ParseDuration("", &error));
-  EXPECT_FALSE(ParseDuration("1.s2", &error));
-  EXPECT_FALSE(ParseDuration("99999999999h", &error));
-  EXPECT_NE(error.find("too large"), std::string::npos);
+  auto missing_unit = ParseDuration("30");
+  ASSERT_FALSE(missing_unit);
+  EXPECT_EQ(missing_unit.message(), "missing unit in duration \"30\" (ns, us, ms, s, m, h)");
+  auto message = [](std::string_view text) {
+    auto parsed = ParseDuration(text);
+    EXPECT_FALSE(parsed) << text;
+    return parsed ? std::string() : parsed.message();
+  };
+  EXPECT_NE(message("-1s").find("signed"), std::string::npos);
+  EXPECT_NE(message("3d").find("unknown unit \"d\""), std::string::npos);
+  EXPECT_NE(message("s").find("invalid duration"), std::string::npos);
+  EXPECT_EQ(message(""), "empty duration");
+  EXPECT_FALSE(message("1.s2").empty());
+  EXPECT_NE(message("99999999999h").find("too large"), std::string::npos);
   EXPECT_EQ(SecondsToDuration(1.5), 1500ms);
   EXPECT_FALSE(SecondsToDuration(-1));
 }

@@ -29,9 +29,8 @@ using asio::awaitable;
 using test::RunFor;
 
 Service Svc(const std::string& text) {
-  std::string error;
-  auto s = ParseService(text, error);
-  EXPECT_TRUE(s) << error;
+  auto s = ParseService(text);
+  EXPECT_TRUE(s) << s.message();
   return s.value_or(Service{});
 }
 

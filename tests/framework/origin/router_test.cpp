@@ -7,9 +7,8 @@ namespace tunnelkit::origin {
 namespace {
 
 Service Svc(const std::string& text) {
-  std::string error;
-  auto s = ParseService(text, error);
-  EXPECT_TRUE(s) << text << ": " << error;
+  auto s = ParseService(text);
+  EXPECT_TRUE(s) << text << ": " << (s ? "" : s.message());
   return s.value_or(Service{});
 }
 
@@ -26,11 +25,12 @@ TEST(ServiceTest, ParsesEveryKind) {
   EXPECT_EQ(Svc("unix:/run/app.sock").path, "/run/app.sock");
   EXPECT_EQ(Svc("hello_world").kind, Service::Kind::kHelloWorld);
   EXPECT_EQ(Svc("http_status:418").status, 418);
-  std::string error;
   for (const char* bad : {"ftp://x:1", "tcp://host", "http://h:99999", "http_status:42",
                           "http://h:80/path", "unix:", ""}) {
-    EXPECT_FALSE(ParseService(bad, error)) << bad;
-    EXPECT_FALSE(error.empty());
+    auto service = ParseService(bad);
+    ASSERT_FALSE(service) << bad;
+    EXPECT_EQ(service.kind(), ErrorKind::kInvalid);
+    EXPECT_FALSE(service.message().empty());
   }
 }
 

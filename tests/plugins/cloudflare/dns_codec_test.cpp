@@ -66,10 +66,10 @@ TEST(DnsCodec, RejectsBadQueryNames) {
 
 TEST(DnsCodec, DecodesSrvWithCompression) {
   auto r = DecodeResponse(SrvResponse(), 0x1234);
-  ASSERT_TRUE(r.ok) << r.error;
-  ASSERT_EQ(r.response.srv.size(), 2u);
-  EXPECT_EQ(r.response.srv[0], (SrvRecord{1, 0, 7844, "region1.example.com"}));
-  EXPECT_EQ(r.response.srv[1], (SrvRecord{2, 5, 7844, "region2.example.com"}));
+  ASSERT_TRUE(r) << r.message();
+  ASSERT_EQ(r->srv.size(), 2u);
+  EXPECT_EQ(r->srv[0], (SrvRecord{1, 0, 7844, "region1.example.com"}));
+  EXPECT_EQ(r->srv[1], (SrvRecord{2, 5, 7844, "region2.example.com"}));
 }
 
 TEST(DnsCodec, DecodesAAndAaaaAndSkipsCname) {
@@ -80,35 +80,36 @@ TEST(DnsCodec, DecodesAAndAaaaAndSkipsCname) {
   Append(m, {0xc0, 12, 0, 28,   0, 1, 0, 0, 0, 1, 0, 16, 0x26, 0x06,
              0x47, 0,  0, 0xa8, 0, 0, 0, 0, 0, 0, 0, 0,  0,    1});
   auto r = DecodeResponse(m, 0x1234);
-  ASSERT_TRUE(r.ok) << r.error;
-  ASSERT_EQ(r.response.a.size(), 1u);
-  EXPECT_EQ(r.response.a[0], (std::array<std::uint8_t, 4>{198, 41, 192, 7}));
-  ASSERT_EQ(r.response.aaaa.size(), 1u);
-  EXPECT_EQ(r.response.aaaa[0][0], 0x26);
-  EXPECT_EQ(r.response.aaaa[0][15], 1);
+  ASSERT_TRUE(r) << r.message();
+  ASSERT_EQ(r->a.size(), 1u);
+  EXPECT_EQ(r->a[0], (std::array<std::uint8_t, 4>{198, 41, 192, 7}));
+  ASSERT_EQ(r->aaaa.size(), 1u);
+  EXPECT_EQ(r->aaaa[0][0], 0x26);
+  EXPECT_EQ(r->aaaa[0][15], 1);
 }
 
 TEST(DnsCodec, ChecksIdQrAndRcode) {
   auto wrong_id = DecodeResponse(SrvResponse(), 0x4321);
-  EXPECT_FALSE(wrong_id.ok);
-  EXPECT_NE(wrong_id.error.find("does not match query id"), std::string::npos);
+  ASSERT_FALSE(wrong_id);
+  EXPECT_NE(wrong_id.message().find("does not match query id"), std::string::npos);
   Bytes nx = Header(0, 3);
   Append(nx, {1, 'h', 0, 0, 1, 0, 1});
   auto r = DecodeResponse(nx, 0x1234);
-  EXPECT_FALSE(r.ok);
-  EXPECT_EQ(r.error, "DNS server answered NXDOMAIN");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.kind(), ErrorKind::kNotFound);
+  EXPECT_EQ(r.message(), "DNS server answered NXDOMAIN");
   Bytes query = EncodeQuery(0x1234, "h", RecordType::kA);
   auto q = DecodeResponse(query, 0x1234);
-  EXPECT_FALSE(q.ok);
-  EXPECT_NE(q.error.find("QR bit clear"), std::string::npos);
+  ASSERT_FALSE(q);
+  EXPECT_NE(q.message().find("QR bit clear"), std::string::npos);
 }
 
 TEST(DnsCodec, RejectsEveryTruncation) {
   Bytes full = SrvResponse();
   for (std::size_t n = 0; n < full.size(); ++n) {
     auto r = DecodeResponse(std::span(full.data(), n), 0x1234);
-    EXPECT_FALSE(r.ok) << "prefix " << n;
-    EXPECT_FALSE(r.error.empty());
+    ASSERT_FALSE(r) << "prefix " << n;
+    EXPECT_FALSE(r.message().empty());
   }
 }
 
@@ -116,34 +117,35 @@ TEST(DnsCodec, RejectsForwardAndSelfPointers) {
   Bytes self = Header(0);
   Append(self, {0xc0, 12, 0, 1, 0, 1});
   auto r = DecodeResponse(self, 0x1234);
-  EXPECT_FALSE(r.ok);
-  EXPECT_NE(r.error.find("does not point backwards"), std::string::npos);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.message().find("does not point backwards"), std::string::npos);
   Bytes forward = Header(0);
   Append(forward, {0xc0, 14, 1, 'a', 0, 0, 1, 0, 1});
-  EXPECT_FALSE(DecodeResponse(forward, 0x1234).ok);
+  EXPECT_FALSE(DecodeResponse(forward, 0x1234));
   // A loop via two pointers: 12 -> 14 is forward, so rejected; 14 -> 12 -> (label) is fine.
   Bytes back = Header(1);
   Append(back, {1, 'a', 0, 0, 1, 0, 1});
   Append(back, {1, 'b', 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 1, 0, 4, 1, 2, 3, 4});
   auto ok = DecodeResponse(back, 0x1234);
-  ASSERT_TRUE(ok.ok) << ok.error;
-  std::string name;
-  std::size_t next = 0;
-  std::string error;
-  ASSERT_TRUE(ReadName(back, 19, name, next, error)) << error;
-  EXPECT_EQ(name, "b.a");
-  EXPECT_EQ(next, 23u);
+  ASSERT_TRUE(ok) << ok.message();
+  auto name = ReadName(back, 19);
+  ASSERT_TRUE(name) << name.message();
+  EXPECT_EQ(name->text, "b.a");
+  EXPECT_EQ(name->next, 23u);
 }
 
 TEST(DnsCodec, RejectsLimits) {
   Bytes many = Header(0);
   many[5] = 9;  // 9 questions
-  EXPECT_NE(DecodeResponse(many, 0x1234).error.find("questions"), std::string::npos);
+  EXPECT_NE(DecodeResponse(many, 0x1234).message().find("questions"), std::string::npos);
+  EXPECT_EQ(DecodeResponse(many, 0x1234).kind(), ErrorKind::kTooLarge);
   Bytes big(70000, 0);
-  EXPECT_NE(DecodeResponse(big, 0x1234).error.find("over 65535"), std::string::npos);
+  EXPECT_NE(DecodeResponse(big, 0x1234).message().find("over 65535"), std::string::npos);
   Bytes label_type = Header(0);
   Append(label_type, {0x40, 0, 0, 1, 0, 1});
-  EXPECT_NE(DecodeResponse(label_type, 0x1234).error.find("unsupported label"), std::string::npos);
+  EXPECT_NE(DecodeResponse(label_type, 0x1234).message().find("unsupported label"),
+            std::string::npos);
+  EXPECT_EQ(DecodeResponse(label_type, 0x1234).kind(), ErrorKind::kInvalid);
   // A name over 255 bytes: five 60-byte labels.
   Bytes long_name = Header(0);
   for (int i = 0; i < 5; ++i) {
@@ -151,10 +153,12 @@ TEST(DnsCodec, RejectsLimits) {
     long_name.insert(long_name.end(), 60, 'x');
   }
   Append(long_name, {0, 0, 1, 0, 1});
-  EXPECT_NE(DecodeResponse(long_name, 0x1234).error.find("over 255"), std::string::npos);
+  EXPECT_NE(DecodeResponse(long_name, 0x1234).message().find("over 255"), std::string::npos);
+  EXPECT_EQ(DecodeResponse(long_name, 0x1234).kind(), ErrorKind::kTooLarge);
   Bytes bad_a = Header(1);
   Append(bad_a, {1, 'h', 0, 0, 1, 0, 1, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 1, 0, 3, 1, 2, 3});
-  EXPECT_NE(DecodeResponse(bad_a, 0x1234).error.find("A record with 3 bytes"), std::string::npos);
+  EXPECT_NE(DecodeResponse(bad_a, 0x1234).message().find("A record with 3 bytes"),
+            std::string::npos);
 }
 
 }  // namespace

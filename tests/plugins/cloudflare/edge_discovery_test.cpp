@@ -53,10 +53,10 @@ struct Zone {
   std::optional<Bytes> Answer(const Bytes& query) {
     ++queries;
     if (query.size() < 12) return std::nullopt;
-    std::string name, error;
-    std::size_t next = 0;
-    if (!dns::ReadName(query, 12, name, next, error) || next + 4 > query.size())
-      return std::nullopt;
+    auto question = dns::ReadName(query, 12);
+    if (!question || question->next + 4 > query.size()) return std::nullopt;
+    const std::string& name = question->text;
+    const std::size_t next = question->next;
     std::uint16_t type = static_cast<std::uint16_t>((query[next] << 8) | query[next + 1]);
     Bytes out(query.begin(), query.begin() + static_cast<std::ptrdiff_t>(next + 4));
     out[2] = 0x81;

@@ -235,10 +235,8 @@ TEST_F(EdgeStreamServerTest, WebSocketBecomesARawPipeAfter101) {
 }
 
 TEST_F(EdgeStreamServerTest, OriginDownBecomesAConnectResponseError) {
-  std::string error;
-  auto service =
-      origin::ParseService("http://127.0.0.1:" + std::to_string(test::FreeTcpPort()), error);
-  ASSERT_TRUE(service) << error;
+  auto service = origin::ParseService("http://127.0.0.1:" + std::to_string(test::FreeTcpPort()));
+  ASSERT_TRUE(service) << service.message();
   Run(
       [&](quic::QuicConnection& edge) -> asio::awaitable<void> {
         auto answer = co_await Exchange(edge, ConnectionType::kHttp, Get(), "/");
@@ -266,10 +264,9 @@ TEST_F(EdgeStreamServerTest, TcpStreamIsAcknowledgedThenSpliced) {
         socket.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
       },
       asio::detached);
-  std::string error;
-  auto service = origin::ParseService(
-      "tcp://127.0.0.1:" + std::to_string(echo.local_endpoint().port()), error);
-  ASSERT_TRUE(service) << error;
+  auto service =
+      origin::ParseService("tcp://127.0.0.1:" + std::to_string(echo.local_endpoint().port()));
+  ASSERT_TRUE(service) << service.message();
   Run(
       [&](quic::QuicConnection& edge) -> asio::awaitable<void> {
         auto stream = co_await edge.OpenStream();

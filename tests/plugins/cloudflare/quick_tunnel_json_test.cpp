@@ -15,9 +15,8 @@ const char* kReply =
     R"("secret":"AAcOFRwjKjE4P0ZNVFtiaXB3foWMk5qhqK+2vcTL0tk="},"errors":[],"messages":[]})";
 
 TEST(CloudflareQuickTunnel, ParsesReply) {
-  std::string error;
-  auto tunnel = ParseQuickTunnelReply(kReply, error);
-  ASSERT_TRUE(tunnel) << error;
+  auto tunnel = ParseQuickTunnelReply(kReply);
+  ASSERT_TRUE(tunnel) << tunnel.message();
   EXPECT_EQ(FormatUuid(tunnel->credentials.tunnel_id), "7b7c1f0e-7f7c-4d3b-9a6e-2f1c3b4a5d6e");
   EXPECT_EQ(tunnel->name, "qt-abc");
   EXPECT_EQ(tunnel->hostname, "quiet-river-moon-glow.trycloudflare.com");
@@ -31,18 +30,16 @@ TEST(CloudflareQuickTunnel, KeysAreCaseInsensitiveAsInGo) {
   std::string body = kReply;
   body.replace(body.find("\"result\""), 8, "\"Result\"");
   body.replace(body.find("\"hostname\""), 10, "\"HostName\"");
-  std::string error;
-  auto tunnel = ParseQuickTunnelReply(body, error);
-  ASSERT_TRUE(tunnel) << error;
+  auto tunnel = ParseQuickTunnelReply(body);
+  ASSERT_TRUE(tunnel) << tunnel.message();
   EXPECT_EQ(tunnel->hostname, "quiet-river-moon-glow.trycloudflare.com");
 }
 
 TEST(CloudflareQuickTunnel, RoundTripThroughBuilder) {
-  std::string error;
-  auto tunnel = ParseQuickTunnelReply(kReply, error);
+  auto tunnel = ParseQuickTunnelReply(kReply);
   ASSERT_TRUE(tunnel);
-  auto again = ParseQuickTunnelReply(BuildQuickTunnelReply(*tunnel), error);
-  ASSERT_TRUE(again) << error;
+  auto again = ParseQuickTunnelReply(BuildQuickTunnelReply(*tunnel));
+  ASSERT_TRUE(again) << again.message();
   EXPECT_EQ(again->credentials.tunnel_id, tunnel->credentials.tunnel_id);
   EXPECT_EQ(again->credentials.secret, tunnel->credentials.secret);
   EXPECT_EQ(again->credentials.account_tag, tunnel->credentials.account_tag);
@@ -78,10 +75,14 @@ TEST(CloudflareQuickTunnel, RejectsBadReplies) {
       {with("\"secret\"", "\"secrets\""), "no result.secret"},
   };
   for (const auto& c : cases) {
-    std::string error;
-    EXPECT_FALSE(ParseQuickTunnelReply(c.body, error)) << c.body;
-    EXPECT_NE(error.find(c.error_part), std::string::npos) << error << " / " << c.body;
+    auto tunnel = ParseQuickTunnelReply(c.body);
+    ASSERT_FALSE(tunnel) << c.body;
+    EXPECT_NE(tunnel.message().find(c.error_part), std::string::npos)
+        << tunnel.message() << " / " << c.body;
   }
+  EXPECT_EQ(ParseQuickTunnelReply(cases[3].body).kind(), ErrorKind::kUnsupported);
+  EXPECT_EQ(ParseQuickTunnelReply(std::string(kMaxQuickTunnelReplyBytes + 1, ' ')).kind(),
+            ErrorKind::kTooLarge);
 }
 
 TEST(CloudflareQuickTunnel, Hostnames) {
@@ -91,6 +92,9 @@ TEST(CloudflareQuickTunnel, Hostnames) {
   EXPECT_FALSE(IsValidHostname("a.b:80"));
   EXPECT_FALSE(IsValidHostname("a/b"));
   EXPECT_FALSE(IsValidHostname(std::string(64, 'a') + ".com"));
+  // The API's rule, stricter than configuration's: no '_' and no trailing dot.
+  EXPECT_FALSE(IsValidHostname("_a.trycloudflare.com"));
+  EXPECT_FALSE(IsValidHostname("a.trycloudflare.com."));
 }
 
 }  // namespace

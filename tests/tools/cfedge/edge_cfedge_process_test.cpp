@@ -174,9 +174,8 @@ TEST_F(CfedgeProcess, ForwardsDropsAndKeepsTunnelsAcrossARestart) {
   std::shared_ptr<QuicConnection> connection;
   Run([&]() -> asio::awaitable<void> {
     auto reply = co_await Call(api, http::verb::post, "/tunnel", "api.trycloudflare.com");
-    std::string error;
-    auto parsed = ParseQuickTunnelReply(reply.body(), error);
-    if (!parsed) throw std::runtime_error("bad API reply: " + error);
+    auto parsed = ParseQuickTunnelReply(reply.body());
+    if (!parsed) throw std::runtime_error("bad API reply: " + parsed.message());
     tunnel = *parsed;
     // The second edge address of the same process.
     RegistrationResult result;

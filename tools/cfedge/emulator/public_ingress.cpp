@@ -398,22 +398,17 @@ class PublicIngress::Exchange {
     co_return co_await Respond(meta, std::move(opening.leftover));
   }
 
-  asio::awaitable<bool> Respond(const HttpResponseMeta& meta, std::vector<std::uint8_t> leftover) {
-    const bool switching = websocket_ && meta.status == 101;
-    if (websocket_ && !switching) {
-      // The origin refused the upgrade: an ordinary response; end the request side.
-      co_await stream_->ShutdownWrite();
-    }
-    http::response<http::buffer_body> response;
-    response.version(version_);
-    response.result(static_cast<unsigned>(meta.status));
-    SetReason(response, static_cast<unsigned>(meta.status));
+  // The origin's fields that go to the visitor (hop-by-hop ones and those Connection names
+  // out, kept for a 101; Server and Cf-Ray are the edge's), and its Content-Length. False when
+  // the lengths disagree or one is not a number.
+  static bool CopyResponseFields(const HttpResponseMeta& meta, bool switching,
+                                 http::response<http::buffer_body>& response,
+                                 std::optional<std::uint64_t>& content_length) {
     std::vector<std::string> connection_values;
     for (const auto& [name, value] : meta.headers) {
       if (Lower(name) == "connection") connection_values.push_back(value);
     }
     auto tokens = ConnectionTokens(connection_values);
-    std::optional<std::uint64_t> content_length;
     bool bad_length = false;
     for (const auto& [name, value] : meta.headers) {
       std::string lower = Lower(name);
@@ -432,7 +427,92 @@ class PublicIngress::Exchange {
       if (lower == "server" || lower == "cf-ray") continue;
       response.insert(name, value);
     }
-    if (bad_length) {
+    return !bad_length;
+  }
+
+  // A 101: its head to the visitor, then bytes both ways (each side's early bytes first).
+  asio::awaitable<void> SpliceUpgraded(http::response<http::buffer_body>& response,
+                                       std::vector<std::uint8_t> leftover) {
+    StreamRef ref(visitor_);
+    error_code ec;
+    http::response<http::empty_body> head;
+    head.base() = response.base();
+    http::response_serializer<http::empty_body> serializer(head);
+    co_await http::async_write_header(ref, serializer,
+                                      asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      stream_->Reset();
+      Log(101, "error=\"writing the 101 failed\"");
+      co_return;
+    }
+    // Bytes the visitor sent after its request head are already in Beast's buffer.
+    auto pending = buffer_.data();
+    std::vector<std::uint8_t> early(
+        static_cast<const std::uint8_t*>(pending.data()),
+        static_cast<const std::uint8_t*>(pending.data()) + pending.size());
+    buffer_.consume(buffer_.size());
+    PrefixedStream visitor_side(visitor_, std::move(early));
+    PrefixedStream tunnel_side(*stream_, std::move(leftover));
+    auto result = co_await Splice(visitor_side, tunnel_side);
+    Log(101,
+        "websocket up=" + std::to_string(result.a_to_b) + " down=" + std::to_string(result.b_to_a));
+  }
+
+  // The response body from the tunnel stream to the visitor; `bytes` relayed. Why it was cut
+  // short, or empty when it was whole.
+  asio::awaitable<std::string> RelayBody(http::response<http::buffer_body>& response,
+                                         http::response_serializer<http::buffer_body>& serializer,
+                                         std::vector<std::uint8_t> leftover,
+                                         std::optional<std::uint64_t> content_length,
+                                         std::uint64_t& bytes) {
+    StreamRef ref(visitor_);
+    error_code ec;
+    PrefixedStream body(*stream_, std::move(leftover));
+    std::vector<char> chunk(kBodyChunk);
+    for (;;) {
+      auto r = co_await body.ReadSome(asio::buffer(chunk));
+      if (r.ec == asio::error::eof) {
+        if (content_length && bytes != *content_length) {
+          co_return "body ended after " + std::to_string(bytes) + " of " +
+              std::to_string(*content_length) + " bytes";
+        }
+        response.body().data = nullptr;
+        response.body().size = 0;
+        response.body().more = false;
+        co_await http::async_write(ref, serializer, asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) co_return "writing to the visitor failed: " + ec.message();
+        co_return std::string();
+      }
+      if (r.ec) co_return "the tunnel reset the stream: " + r.ec.message();
+      if (content_length && bytes + r.bytes > *content_length) {
+        stream_->Reset();
+        co_return "body longer than its Content-Length";
+      }
+      response.body().data = chunk.data();
+      response.body().size = r.bytes;
+      response.body().more = true;
+      co_await http::async_write(ref, serializer, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) {
+        stream_->Reset();
+        co_return "writing to the visitor failed: " + ec.message();
+      }
+      bytes += r.bytes;
+    }
+  }
+
+  asio::awaitable<bool> Respond(const HttpResponseMeta& meta, std::vector<std::uint8_t> leftover) {
+    const bool switching = websocket_ && meta.status == 101;
+    if (websocket_ && !switching) {
+      // The origin refused the upgrade: an ordinary response; end the request side.
+      co_await stream_->ShutdownWrite();
+    }
+    http::response<http::buffer_body> response;
+    response.version(version_);
+    response.result(static_cast<unsigned>(meta.status));
+    SetReason(response, static_cast<unsigned>(meta.status));
+    std::optional<std::uint64_t> content_length;
+    if (!CopyResponseFields(meta, switching, response, content_length)) {
       stream_->Reset();
       Fail(502, "error code: 502\nBad gateway: bad Content-Length\n",
            "bad response Content-Length");
@@ -440,31 +520,8 @@ class PublicIngress::Exchange {
     }
     response.set(http::field::server, "cloudflare");
     response.set("Cf-Ray", ray_);
-    StreamRef ref(visitor_);
-    error_code ec;
-
     if (switching) {
-      http::response<http::empty_body> head;
-      head.base() = response.base();
-      http::response_serializer<http::empty_body> serializer(head);
-      co_await http::async_write_header(ref, serializer,
-                                        asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) {
-        stream_->Reset();
-        Log(101, "error=\"writing the 101 failed\"");
-        co_return false;
-      }
-      // Bytes the visitor sent after its request head are already in Beast's buffer.
-      auto pending = buffer_.data();
-      std::vector<std::uint8_t> early(
-          static_cast<const std::uint8_t*>(pending.data()),
-          static_cast<const std::uint8_t*>(pending.data()) + pending.size());
-      buffer_.consume(buffer_.size());
-      PrefixedStream visitor_side(visitor_, std::move(early));
-      PrefixedStream tunnel_side(*stream_, std::move(leftover));
-      auto result = co_await Splice(visitor_side, tunnel_side);
-      Log(101, "websocket up=" + std::to_string(result.a_to_b) +
-                   " down=" + std::to_string(result.b_to_a));
+      co_await SpliceUpgraded(response, std::move(leftover));
       co_return false;
     }
 
@@ -486,6 +543,8 @@ class PublicIngress::Exchange {
     response.body().size = 0;
     response.body().more = !no_body;
     http::response_serializer<http::buffer_body> serializer(response);
+    StreamRef ref(visitor_);
+    error_code ec;
     co_await http::async_write_header(ref, serializer,
                                       asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
@@ -496,45 +555,7 @@ class PublicIngress::Exchange {
     std::uint64_t bytes = 0;
     std::string cut;
     if (!no_body) {
-      PrefixedStream body(*stream_, std::move(leftover));
-      std::vector<char> chunk(kBodyChunk);
-      for (;;) {
-        auto r = co_await body.ReadSome(asio::buffer(chunk));
-        if (r.ec == asio::error::eof) {
-          if (content_length && bytes != *content_length) {
-            cut = "body ended after " + std::to_string(bytes) + " of " +
-                  std::to_string(*content_length) + " bytes";
-            break;
-          }
-          response.body().data = nullptr;
-          response.body().size = 0;
-          response.body().more = false;
-          co_await http::async_write(ref, serializer,
-                                     asio::redirect_error(asio::use_awaitable, ec));
-          if (ec) cut = "writing to the visitor failed: " + ec.message();
-          break;
-        }
-        if (r.ec) {
-          cut = "the tunnel reset the stream: " + r.ec.message();
-          break;
-        }
-        if (content_length && bytes + r.bytes > *content_length) {
-          cut = "body longer than its Content-Length";
-          stream_->Reset();
-          break;
-        }
-        response.body().data = chunk.data();
-        response.body().size = r.bytes;
-        response.body().more = true;
-        co_await http::async_write(ref, serializer, asio::redirect_error(asio::use_awaitable, ec));
-        if (ec == http::error::need_buffer) ec = {};
-        if (ec) {
-          cut = "writing to the visitor failed: " + ec.message();
-          stream_->Reset();
-          break;
-        }
-        bytes += r.bytes;
-      }
+      cut = co_await RelayBody(response, serializer, std::move(leftover), content_length, bytes);
     }
     std::string detail = "bytes=" + std::to_string(bytes);
     if (upload_) detail += " up=" + std::to_string(upload_->bytes);

@@ -9,11 +9,12 @@
 
 #include <google/protobuf/duration.pb.h>
 
+#include "tunnelkit/result.hpp"
+
 namespace tunnelkit::config {
 
-// Nanoseconds, or nullopt with `error` set ("missing unit in \"30\"").
-std::optional<std::chrono::nanoseconds> ParseDuration(std::string_view text,
-                                                      std::string* error = nullptr);
+// Nanoseconds, or why not ("missing unit in duration \"30\" (ns, us, ms, s, m, h)").
+Result<std::chrono::nanoseconds> ParseDuration(std::string_view text);
 // Seconds as a number (JSON's 1.5) to nanoseconds; nullopt if negative or too large.
 std::optional<std::chrono::nanoseconds> SecondsToDuration(double seconds);
 

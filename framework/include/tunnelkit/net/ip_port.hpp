@@ -5,11 +5,12 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
+#include "tunnelkit/result.hpp"
+
 namespace tunnelkit::net {
 
 // "IP:PORT" or "[IPV6]:PORT" (an IP literal, no host name: resolvers must not need resolving).
-// Sets `error` (empty on success).
-boost::asio::ip::tcp::endpoint ParseIpPort(const std::string& text, std::string& error,
-                                           bool allow_port_zero = false);
+Result<boost::asio::ip::tcp::endpoint> ParseIpPort(const std::string& text,
+                                                   bool allow_port_zero = false);
 
 }  // namespace tunnelkit::net

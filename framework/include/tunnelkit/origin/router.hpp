@@ -11,6 +11,7 @@
 
 #include "tunnelkit/config/v1/tunnel.pb.h"
 #include "tunnelkit/plugin.hpp"
+#include "tunnelkit/result.hpp"
 
 namespace tunnelkit::origin {
 
@@ -27,8 +28,8 @@ struct Service {
   bool is_http() const { return kind != Kind::kTcp && kind != Kind::kUnix; }
 };
 
-// Parses a service string; nullopt with `error` set when invalid.
-std::optional<Service> ParseService(std::string_view text, std::string& error);
+// Parses a service string (http://, https://, tcp://, unix:, hello_world, http_status:N).
+Result<Service> ParseService(std::string_view text);
 
 // Per-rule origin settings (config::v1::OriginRequest with defaults applied).
 struct OriginOptions {

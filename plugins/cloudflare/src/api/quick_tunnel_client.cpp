@@ -126,12 +126,11 @@ asio::awaitable<QuickTunnel> Attempt(asio::any_io_executor executor,
                                                      " answered HTTP " + std::to_string(status) +
                                                      " \"" + Snippet(body) + "\"");
   }
-  std::string error;
-  auto tunnel = ParseQuickTunnelReply(body, error);
+  auto tunnel = ParseQuickTunnelReply(body);
   if (!tunnel) {
-    retryable = error.rfind("reply is not JSON", 0) == 0;
-    throw QuickTunnelApiError(
-        Kind::kBadReply, "the quick-tunnel API at " + where + " sent an unusable reply: " + error);
+    retryable = tunnel.message().rfind("reply is not JSON", 0) == 0;
+    throw QuickTunnelApiError(Kind::kBadReply, "the quick-tunnel API at " + where +
+                                                   " sent an unusable reply: " + tunnel.message());
   }
   co_return *tunnel;
 }

@@ -272,6 +272,121 @@ struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient:
     co_await impl->streams->Serve(std::move(stream), index);
   }
 
+  // How one attempt of a connection ended, and what the next one does.
+  struct AttemptOutcome {
+    std::string failure;  // empty: stopped after a registered connection
+    bool permanent = false;
+    bool rotate = false;  // try the next edge address
+    bool registered = false;
+    std::optional<std::chrono::milliseconds> retry_after;  // the edge asked for this delay
+  };
+
+  RegistrationRequest MakeRegistrationRequest(const EdgeLink& link, int index, int attempts) {
+    RegistrationRequest request;
+    request.credentials = tunnel.credentials;
+    request.conn_index = static_cast<std::uint8_t>(index);
+    request.options.client.client_id = connector_uuid;
+    request.options.client.features = DefaultClientFeatures();
+    request.options.client.version = TUNNELKIT_VERSION_STRING;
+    request.options.client.arch = Arch();
+    request.options.origin_local_ip = IpTo16Bytes(link.RemoteIp());
+    request.options.replace_existing = attempts > 0;
+    request.options.num_previous_attempts = static_cast<std::uint8_t>(std::min(attempts, 255));
+    return request;
+  }
+
+  // The edge refused a registration: retried or not, and when.
+  void OnRefused(const RegistrationResult& result, int index, bool registered_before,
+                 AttemptOutcome& outcome) {
+    outcome.failure =
+        "the edge refused connection " + std::to_string(index) + ": " + result.error.cause;
+    // A duplicate connection (EDUPCONN) on an index this process registered before is the edge
+    // still holding our own registration from a path that died one way: it goes when the edge
+    // notices, so it is retried. On a fresh index it is another connector's, and the edge's
+    // "do not retry" stands.
+    const bool own_duplicate =
+        registered_before && result.error.cause.find("EDUPCONN") != std::string::npos;
+    outcome.permanent = !result.error.should_retry && !own_duplicate;
+    if (result.error.should_retry && result.error.retry_after_ns > 0) {
+      outcome.retry_after = std::chrono::milliseconds(result.error.retry_after_ns / 1000000);
+    }
+  }
+
+  // A registered connection: announced, then held until stop (unregistered and drained) or
+  // until its control stream ends (a loss).
+  asio::awaitable<void> HoldRegistered(RegistrationClient& rpc, EdgeLink& link,
+                                       const EdgeAddress& address, const RegistrationResult& result,
+                                       int index, AttemptOutcome& outcome) {
+    const std::string index_text = std::to_string(index);
+    SetReady(+1);
+    // The URL file first: whoever sees the "registered" line may read it at once.
+    if (index == 0 && !first_registered && !options.url_file.empty()) WriteUrlFile();
+    print("connection " + index_text + " registered: location=" + result.details.location +
+          " connection=" + FormatUuid(result.details.uuid) + " edge=" + address.Describe());
+    log->info("registered tunnel connection conn_index={} connection={} location={} edge={}", index,
+              FormatUuid(result.details.uuid), result.details.location, address.Describe());
+    if (index == 0 && !first_registered) {
+      first_registered = true;
+      first_outcome->Fire();
+      try {
+        co_await rpc.UpdateLocalConfiguration(LocalConfiguration());
+      } catch (const std::exception& e) {
+        log->warn("updateLocalConfiguration failed: {}", e.what());
+      }
+    }
+    auto lost = std::make_shared<bool>(false);
+    std::weak_ptr<Impl> weak = shared_from_this();
+    // The watcher outlives this frame (the RPC connection may end after the coroutine moved
+    // on): it owns copies of what it touches, never references into the frame.
+    kj_loop->WhenSettled(rpc.OnDisconnect(), [lost, weak] {
+      *lost = true;
+      if (auto impl = weak.lock()) impl->stop_or_loss_wake();
+    });
+    while (!stop.fired() && !*lost) co_await WaitWake();
+    if (stop.fired() && !*lost) {
+      // Unregistering first makes the edge stop sending new requests here; the requests in
+      // flight keep the connection until they are drained.
+      try {
+        co_await rpc.Unregister(options.rpc_timeout);
+        print("connection " + index_text + " unregistered");
+        log->info("unregistered tunnel connection conn_index={}", index);
+      } catch (const std::exception& e) {
+        log->warn("unregisterConnection failed on connection {}: {}", index, e.what());
+      }
+      SetReady(-1);
+      co_await drained.Wait();
+    } else {
+      SetReady(-1);
+      outcome.failure =
+          "connection " + index_text + " to the edge was lost (" + link.Describe() + ")";
+      outcome.rotate = true;
+    }
+  }
+
+  // One attempt on a dialed edge link: register, then hold.
+  asio::awaitable<void> RunLink(EdgeLink& link, const EdgeAddress& address, int index, int attempts,
+                                bool& registered_before, session::Backoff& backoff,
+                                AttemptOutcome& outcome) {
+    AcceptStreams(link, index);
+    try {
+      auto control = co_await link.OpenControlStream();
+      RegistrationClient rpc(*kj_loop, control, options.rpc_timeout);
+      RegistrationRequest request = MakeRegistrationRequest(link, index, attempts);
+      RegistrationResult result = co_await rpc.Register(request);
+      if (!result.registered) {
+        OnRefused(result, index, registered_before, outcome);
+        co_return;
+      }
+      outcome.registered = true;
+      registered_before = true;
+      backoff.Reset();
+      co_await HoldRegistered(rpc, link, address, result, index, outcome);
+    } catch (const std::exception& e) {
+      outcome.failure = "connection " + std::to_string(index) + " failed: " + e.what();
+      outcome.rotate = true;
+    }
+  }
+
   // One HA connection: dial, register, serve, hold until stop or loss; redial with backoff.
   asio::awaitable<void> Connection(int index) {
     auto self = shared_from_this();
@@ -282,123 +397,38 @@ struct QuickTunnelClient::Impl : std::enable_shared_from_this<QuickTunnelClient:
     while (!stop.fired()) {
       const EdgeAddress address = options.edges[address_of[static_cast<std::size_t>(index)]];
       std::unique_ptr<EdgeLink> link;
-      std::string failure;
-      bool permanent = false;
-      bool rotate = false;
-      std::optional<std::chrono::milliseconds> retry_after;
+      AttemptOutcome outcome;
       try {
         link = co_await DialEdge(io.get_executor(), address, options.dial);
       } catch (const std::exception& e) {
-        failure = "cannot connect to the edge at " + address.Describe() + ": " + e.what();
+        outcome.failure = "cannot connect to the edge at " + address.Describe() + ": " + e.what();
         // A certificate the client does not trust will not become trusted by retrying.
-        permanent = std::string(e.what()).find("TLS") != std::string::npos;
-        rotate = true;
+        outcome.permanent = std::string(e.what()).find("TLS") != std::string::npos;
+        outcome.rotate = true;
       }
       if (link) {
-        bool registered = false;
-        AcceptStreams(*link, index);
-        try {
-          auto control = co_await link->OpenControlStream();
-          RegistrationClient rpc(*kj_loop, control, options.rpc_timeout);
-          RegistrationRequest request;
-          request.credentials = tunnel.credentials;
-          request.conn_index = static_cast<std::uint8_t>(index);
-          request.options.client.client_id = connector_uuid;
-          request.options.client.features = DefaultClientFeatures();
-          request.options.client.version = TUNNELKIT_VERSION_STRING;
-          request.options.client.arch = Arch();
-          request.options.origin_local_ip = IpTo16Bytes(link->RemoteIp());
-          request.options.replace_existing = attempts > 0;
-          request.options.num_previous_attempts =
-              static_cast<std::uint8_t>(std::min(attempts, 255));
-          RegistrationResult result = co_await rpc.Register(request);
-          if (!result.registered) {
-            failure = "the edge refused connection " + index_text + ": " + result.error.cause;
-            // A duplicate connection (EDUPCONN) on an index this process registered before is
-            // the edge still holding our own registration from a path that died one way: it
-            // goes when the edge notices, so it is retried. On a fresh index it is another
-            // connector's, and the edge's "do not retry" stands.
-            const bool own_duplicate =
-                registered_before && result.error.cause.find("EDUPCONN") != std::string::npos;
-            permanent = !result.error.should_retry && !own_duplicate;
-            if (result.error.should_retry && result.error.retry_after_ns > 0) {
-              retry_after = std::chrono::milliseconds(result.error.retry_after_ns / 1000000);
-            }
-          } else {
-            registered = true;
-            registered_before = true;
-            attempts = 0;
-            backoff.Reset();
-            SetReady(+1);
-            // The URL file first: whoever sees the "registered" line may read it at once.
-            if (index == 0 && !first_registered && !options.url_file.empty()) WriteUrlFile();
-            print("connection " + index_text + " registered: location=" + result.details.location +
-                  " connection=" + FormatUuid(result.details.uuid) + " edge=" + address.Describe());
-            log->info(
-                "registered tunnel connection conn_index={} connection={} location={} edge={}",
-                index, FormatUuid(result.details.uuid), result.details.location,
-                address.Describe());
-            if (index == 0 && !first_registered) {
-              first_registered = true;
-              first_outcome->Fire();
-              try {
-                co_await rpc.UpdateLocalConfiguration(LocalConfiguration());
-              } catch (const std::exception& e) {
-                log->warn("updateLocalConfiguration failed: {}", e.what());
-              }
-            }
-            // Hold the connection until stop, or until the control stream ends.
-            auto lost = std::make_shared<bool>(false);
-            std::weak_ptr<Impl> weak = self;
-            // The watcher outlives this frame (the RPC connection may end after the coroutine
-            // moved on): it owns copies of what it touches, never references into the frame.
-            kj_loop->WhenSettled(rpc.OnDisconnect(), [lost, weak] {
-              *lost = true;
-              if (auto impl = weak.lock()) impl->stop_or_loss_wake();
-            });
-            while (!stop.fired() && !*lost) co_await WaitWake();
-            if (stop.fired() && !*lost) {
-              // Unregistering first makes the edge stop sending new requests here; the
-              // requests in flight keep the connection until they are drained.
-              try {
-                co_await rpc.Unregister(options.rpc_timeout);
-                print("connection " + index_text + " unregistered");
-                log->info("unregistered tunnel connection conn_index={}", index);
-              } catch (const std::exception& e) {
-                log->warn("unregisterConnection failed on connection {}: {}", index, e.what());
-              }
-              SetReady(-1);
-              co_await drained.Wait();
-            } else {
-              SetReady(-1);
-              failure = "connection " + index_text + " to the edge was lost";
-              if (link) failure += " (" + link->Describe() + ")";
-              rotate = true;
-            }
-          }
-        } catch (const std::exception& e) {
-          failure = "connection " + index_text + " failed: " + e.what();
-          rotate = true;
-        }
+        co_await RunLink(*link, address, index, attempts, registered_before, backoff, outcome);
+        if (outcome.registered) attempts = 0;
         link->Close();
-        if (registered && stop.fired()) break;
+        if (outcome.registered && stop.fired()) break;
       }
       if (stop.fired()) break;
       register_failures.Inc();
-      if (permanent) {
-        Fatal(failure, kExitPermanent);
+      if (outcome.permanent) {
+        Fatal(outcome.failure, kExitPermanent);
         break;
       }
       if (attempts >= options.retries) {
-        Fatal(failure + " (gave up after " + std::to_string(attempts) + " retries)",
+        Fatal(outcome.failure + " (gave up after " + std::to_string(attempts) + " retries)",
               kExitAttemptsExhausted);
         break;
       }
       ++attempts;
       if (reconnects) reconnects->With({options.tunnel_label, index_text}).Inc();
-      if (rotate) RotateAddress(index);
-      auto delay = retry_after ? *retry_after : backoff.Next().value_or(options.backoff.cap);
-      log->warn("{}; retrying connection {} in {} ms (retry {} of {})", failure, index,
+      if (outcome.rotate) RotateAddress(index);
+      auto delay =
+          outcome.retry_after ? *outcome.retry_after : backoff.Next().value_or(options.backoff.cap);
+      log->warn("{}; retrying connection {} in {} ms (retry {} of {})", outcome.failure, index,
                 delay.count(), attempts, options.retries);
       if (co_await stop.WaitFor(delay)) break;
     }

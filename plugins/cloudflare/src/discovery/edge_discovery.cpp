@@ -72,10 +72,10 @@ asio::awaitable<dns::Response> QueryUdp(asio::any_io_executor executor, udp::end
     if (ec) break;
     auto decoded = dns::DecodeResponse(std::span(buffer.data(), n), id);
     // A datagram with another id is not ours (late or spoofed): keep waiting.
-    if (!decoded.ok && n >= 2 && ((buffer[0] << 8) | buffer[1]) != id) continue;
-    if (!decoded.ok) throw std::runtime_error(decoded.error);
-    if (decoded.response.truncated) throw std::runtime_error("response truncated (TC)");
-    co_return std::move(decoded.response);
+    if (!decoded && n >= 2 && ((buffer[0] << 8) | buffer[1]) != id) continue;
+    if (!decoded) throw std::runtime_error(decoded.message());
+    if (decoded->truncated) throw std::runtime_error("response truncated (TC)");
+    co_return std::move(decoded).value();
   }
   if (deadline.fired())
     throw std::runtime_error("no answer within " + std::to_string(timeout.count()) + " ms");
@@ -141,9 +141,9 @@ asio::awaitable<dns::Response> QueryDot(asio::any_io_executor executor,
   in.clear();
   co_await read_exact(length);
   auto decoded = dns::DecodeResponse(in, id);
-  if (!decoded.ok) throw std::runtime_error(decoded.error);
+  if (!decoded) throw std::runtime_error(decoded.message());
   tls->Reset();
-  co_return std::move(decoded.response);
+  co_return std::move(decoded).value();
 }
 
 class Resolver {

@@ -5,6 +5,7 @@
 
 #include "codec/bincode.hpp"
 #include "tunnelkit/hex.hpp"
+#include "tunnelkit/uuid_text.hpp"
 
 namespace tunnelkit::ferro {
 
@@ -145,6 +146,8 @@ Enum ReadEnum(bincode::Reader& r, const char* field, std::uint32_t count) {
   return static_cast<Enum>(r.Variant(field, count));
 }
 
+// long-function: one case per wire variant (13, in FerroTunnel's order), each a few field
+// reads; the switch is the frame table, read top to bottom against the spec.
 Frame ReadBody(bincode::Reader& r) {
   const std::uint32_t tag = r.Variant("Frame tag", std::variant_size_v<Frame>);
   switch (tag) {
@@ -508,14 +511,8 @@ std::string_view HandshakeStatusName(HandshakeStatus status) {
   return i < std::size(kNames) ? kNames[i] : "unknown";
 }
 
-std::string UuidToString(const Uuid& uuid) {
-  std::string text;
-  text.reserve(36);
-  for (std::size_t i = 0; i < uuid.size(); ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) text.push_back('-');
-    hex::AppendByte(text, uuid[i]);
-  }
-  return text;
+std::string UuidToString(const Uuid& id) {
+  return uuid::Format(id);
 }
 
 }  // namespace tunnelkit::ferro

@@ -16,6 +16,7 @@
 #include "server/http_head.hpp"
 #include "server/http_relay.hpp"
 #include "session/handshake.hpp"
+#include "tunnelkit/net/url.hpp"
 #include "tunnelkit/stream/socket_stream.hpp"
 #include "tunnelkit/stream/splice.hpp"
 #include "tunnelkit/stream/tls_stream.hpp"
@@ -31,11 +32,6 @@ std::uint64_t UnixMillis() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                         std::chrono::system_clock::now().time_since_epoch())
                                         .count());
-}
-
-std::string EndpointText(const tcp::endpoint& e) {
-  return e.address().is_v6() ? "[" + e.address().to_string() + "]:" + std::to_string(e.port())
-                             : e.address().to_string() + ":" + std::to_string(e.port());
 }
 
 void Open(net::Listener& listener, const std::string& address, const char* what) {
@@ -180,7 +176,7 @@ void FerroServer::Start() {
   auto self = shared_from_this();
   // The handlers hold the server weakly: the listeners close in Stop or with the server.
   std::weak_ptr<FerroServer> weak = self;
-  logger_->info("listening for tunnel clients on {} ({}{})", EndpointText(control_endpoint()),
+  logger_->info("listening for tunnel clients on {} ({}{})", net::EndpointText(control_endpoint()),
                 tls_ ? "TLS 1.3" : "plain TCP",
                 settings_.tls && !settings_.tls->client_ca_file.empty()
                     ? ", client certificates required"
@@ -194,7 +190,7 @@ void FerroServer::Start() {
       },
       options);
   if (http_listener_.is_open()) {
-    logger_->info("HTTP ingress on {}", EndpointText(http_endpoint()));
+    logger_->info("HTTP ingress on {}", net::EndpointText(http_endpoint()));
     options.name = "HTTP ingress";
     http_listener_.Start(
         [weak](tcp::socket socket) {
@@ -209,7 +205,7 @@ void FerroServer::Start() {
         options);
   }
   if (tcp_listener_.is_open()) {
-    logger_->info("TCP ingress on {}", EndpointText(tcp_endpoint()));
+    logger_->info("TCP ingress on {}", net::EndpointText(tcp_endpoint()));
     options.name = "TCP ingress";
     tcp_listener_.Start(
         [weak](tcp::socket socket) {

@@ -13,6 +13,7 @@
 #include "codec/codec.hpp"
 #include "codec/extension.hpp"
 #include "codec/mux_codec.hpp"
+#include "transport/control_send.hpp"
 #include "transport/data_channel.hpp"
 #include "transport/data_link.hpp"
 #include "transport/data_splice.hpp"
@@ -29,20 +30,77 @@ namespace tunnelkit::zlayer {
 
 namespace asio = boost::asio;
 using asio::ip::udp;
+using transport::SendControl;
 using transport::WsConnection;
 
 namespace {
 
-// Control messages are small: queue them without waiting (and without a co_await, so no
-// temporary message lives across a suspension point).
-bool SendMessage(const std::shared_ptr<WsConnection>& conn, const codec::Message& message) {
-  const auto encoded = codec::Encode(message);
-  if (!encoded.ok) return false;
-  return conn->Queue(encoded.bytes);
-}
-
 const char* KindName(codec::ServiceProtocol protocol) {
   return protocol == codec::ServiceProtocol::kUdp ? "udp" : "tcp";
+}
+
+// The datagrams of one UDP flow both ways between the service's connected socket and the data
+// WebSocket, until the flow is idle for `idle_timeout` or either side closes.
+asio::awaitable<void> RelayUdpFlow(std::shared_ptr<udp::socket> socket,
+                                   std::shared_ptr<transport::DataSocket> data,
+                                   std::chrono::milliseconds idle_timeout) {
+  const auto executor = socket->get_executor();
+  auto last =
+      std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
+  auto ended = std::make_shared<bool>(false);
+  asio::co_spawn(
+      executor,
+      [socket, data, last, ended]() -> asio::awaitable<void> {
+        std::vector<std::uint8_t> buffer(65536);
+        static constexpr std::uint8_t kDatagram[1] = {
+            static_cast<std::uint8_t>(codec::DataFrameKind::kDatagram)};
+        for (;;) {
+          boost::system::error_code rec;
+          const std::size_t n = co_await socket->async_receive(
+              asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, rec));
+          if (rec == asio::error::operation_aborted || rec == asio::error::bad_descriptor ||
+              *ended) {
+            co_return;
+          }
+          if (rec) continue;  // connection refused from a previous send: the service may come back
+          *last = std::chrono::steady_clock::now();
+          if (co_await data->WriteMessage(asio::buffer(kDatagram), asio::buffer(buffer.data(), n)))
+            co_return;
+        }
+      },
+      asio::detached);
+  auto idle = std::make_shared<asio::steady_timer>(executor);
+  asio::co_spawn(
+      executor,
+      [idle, data, last, ended, timeout = idle_timeout]() -> asio::awaitable<void> {
+        for (;;) {
+          idle->expires_at(*last + timeout);
+          boost::system::error_code iec;
+          co_await idle->async_wait(asio::redirect_error(asio::use_awaitable, iec));
+          if (iec || *ended) co_return;
+          if (std::chrono::steady_clock::now() - *last >= timeout) {
+            data->Close();
+            co_return;
+          }
+        }
+      },
+      asio::detached);
+  boost::system::error_code rec;
+  while (auto message =
+             co_await transport::ReadDataMessage(*data, transport::kMaxDataMessage, rec)) {
+    const auto frame = codec::DecodeDataFrame(*message);
+    if (!frame.ok || frame.frame.kind != codec::DataFrameKind::kDatagram) break;
+    *last = std::chrono::steady_clock::now();
+    boost::system::error_code sec;
+    co_await socket->async_send(
+        asio::buffer(frame.frame.payload.data(), frame.frame.payload.size()),
+        asio::redirect_error(asio::use_awaitable, sec));
+  }
+  *ended = true;
+  data->Close();
+  idle->cancel();
+  boost::system::error_code cec;
+  socket->close(cec);
 }
 
 }  // namespace
@@ -80,6 +138,9 @@ struct TunnelAgent::SessionState {
   std::array<std::uint8_t, 16> data_secret{};
   std::map<codec::Uuid, ServiceSpec> services;  // by service_id
   std::shared_ptr<SharedChannels> channels;
+  // Register replies come in the order of AgentOptions::services.
+  std::size_t next_reply = 0;
+  std::vector<RegisteredService> registered;
 };
 
 TunnelAgent::TunnelAgent(asio::io_context& io, AgentOptions options,
@@ -139,20 +200,13 @@ void TunnelAgent::Stop() {
   supervisor_->Stop();
 }
 
-asio::awaitable<session::SessionOutcome> TunnelAgent::RunSession(session::SessionControl& control) {
-  std::string error;
-  auto conn = co_await loop_.Connect(options_.server, error);
-  if (!conn)
-    co_return session::SessionOutcome::Transient("cannot connect to " + options_.server.ToString() +
-                                                 ": " + error);
-  control.OnStop([conn] { conn->Close(); });
-
-  const bool offer_shared = options_.data_channels == DataChannels::kShared ||
-                            (options_.data_channels == DataChannels::kAuto && options_.server.tls);
+asio::awaitable<std::shared_ptr<TunnelAgent::SessionState>> TunnelAgent::Authenticate(
+    std::shared_ptr<WsConnection> conn, bool offer_shared,
+    std::optional<session::SessionOutcome>& failure) {
   const std::uint8_t features = offer_shared ? codec::kFeatureSharedDataChannels : 0;
   codec::Auth auth{options_.token, RandomUuidV4(),
                    codec::EncodeAgentHello({codec::kExtensionVersion, features})};
-  SendMessage(conn, auth);
+  SendControl(conn, auth);
 
   asio::steady_timer auth_deadline(io_, options_.auth_timeout);
   bool auth_timed_out = false;
@@ -165,15 +219,17 @@ asio::awaitable<session::SessionOutcome> TunnelAgent::RunSession(session::Sessio
   auto reply = co_await conn->Receive();
   auth_deadline.cancel();
   if (!reply) {
-    co_return session::SessionOutcome::Transient(
+    failure = session::SessionOutcome::Transient(
         auth_timed_out ? "no authentication reply within the timeout"
                        : "connection closed during authentication: " + conn->close_reason());
+    co_return nullptr;
   }
-  auto decoded = codec::Decode(*reply);
+  const auto decoded = codec::Decode(*reply);
   if (!decoded.ok) {
     conn->Close();
-    co_return session::SessionOutcome::Transient("malformed authentication reply: " +
-                                                 decoded.error);
+    failure =
+        session::SessionOutcome::Transient("malformed authentication reply: " + decoded.error);
+    co_return nullptr;
   }
   if (const auto* fail = std::get_if<codec::AuthFail>(&decoded.message)) {
     conn->Close();
@@ -181,24 +237,29 @@ asio::awaitable<session::SessionOutcome> TunnelAgent::RunSession(session::Sessio
     // Only the token validator's verdicts ("Authentication error: invalid tunnel token",
     // "... expired", "... cannot be empty") are final. "Token already in use" clears once the
     // server notices the previous session is gone; "server shutting down" once it is back.
-    if (fail->reason.rfind("Authentication error:", 0) == 0) {
-      co_return session::SessionOutcome::Permanent("authentication failed: " + fail->reason);
-    }
-    co_return session::SessionOutcome::Transient("authentication failed: " + fail->reason);
+    failure = fail->reason.rfind("Authentication error:", 0) == 0
+                  ? session::SessionOutcome::Permanent("authentication failed: " + fail->reason)
+                  : session::SessionOutcome::Transient("authentication failed: " + fail->reason);
+    co_return nullptr;
   }
   const auto* ok = std::get_if<codec::AuthOk>(&decoded.message);
   if (ok == nullptr) {
     conn->Close();
-    co_return session::SessionOutcome::Transient(
+    failure = session::SessionOutcome::Transient(
         "expected AuthOk, got " +
         std::string(codec::MessageTypeName(codec::TypeOf(decoded.message))));
+    co_return nullptr;
   }
+  co_return NewSessionState(conn, *ok, offer_shared);
+}
 
+std::shared_ptr<TunnelAgent::SessionState> TunnelAgent::NewSessionState(
+    const std::shared_ptr<WsConnection>& conn, const codec::AuthOk& ok, bool offer_shared) {
   auto state = std::make_shared<SessionState>();
   state->control = conn;
-  state->tunnel_id = ok->tunnel_id;
+  state->tunnel_id = ok.tunnel_id;
   std::string plane_note = "; upstream server: control channel only, no data plane";
-  if (const auto hello = codec::DecodeServerHello(ok->trailer)) {
+  if (const auto hello = codec::DecodeServerHello(ok.trailer)) {
     if (hello->version >= codec::kExtensionVersion) {
       state->extended = true;
       state->data_secret = hello->data_secret;
@@ -216,102 +277,130 @@ asio::awaitable<session::SessionOutcome> TunnelAgent::RunSession(session::Sessio
   }
   log_->info("{}: authenticated to {} (tunnel {}{})", options_.name, options_.server.ToString(),
              state->tunnel_id.ToString(), plane_note);
+  return state;
+}
+
+void TunnelAgent::FinishRegistration(SessionState& state, session::SessionControl& control) {
+  registered_ = state.registered;
+  std::size_t good = 0;
+  for (const auto& r : state.registered) good += r.ok ? 1 : 0;
+  control.MarkConnected("tunnel " + state.tunnel_id.ToString() + ", " + std::to_string(good) + "/" +
+                        std::to_string(state.registered.size()) + " services registered");
+  if (on_registered_) on_registered_(registered_);
+}
+
+bool TunnelAgent::OnRegisterReply(SessionState& state, session::SessionControl& control,
+                                  const codec::Message& message, std::string& end_reason) {
+  const auto* reg_ok = std::get_if<codec::RegisterOk>(&message);
+  if (state.next_reply >= options_.services.size()) {
+    end_reason = reg_ok != nullptr ? "RegisterOk without a pending Register"
+                                   : "RegisterFail without a pending Register";
+    return false;
+  }
+  const auto& spec = options_.services[state.next_reply++];
+  if (reg_ok != nullptr) {
+    RegisteredService r{spec, true, 0, ""};
+    if (const auto extra = codec::DecodeRegisterExtra(reg_ok->trailer)) {
+      r.public_port = extra->public_port;
+    } else {
+      r.public_port = spec.remote_port;  // upstream does not send it; the request is all we know
+    }
+    state.services[reg_ok->service_id] = spec;
+    state.registered.push_back(r);
+    log_->info("{}: service {} ({}) -> public port {} on {}", options_.name, spec.name,
+               KindName(spec.protocol),
+               r.public_port != 0 ? std::to_string(r.public_port) : std::string("(not reported)"),
+               options_.server.host);
+  } else {
+    const auto& reg_fail = std::get<codec::RegisterFail>(message);
+    state.registered.push_back(RegisteredService{spec, false, 0, reg_fail.reason});
+    log_->error("{}: service {} refused: {}", options_.name, spec.name, reg_fail.reason);
+  }
+  if (state.next_reply == options_.services.size()) FinishRegistration(state, control);
+  return true;
+}
+
+bool TunnelAgent::OnServerMessage(const std::shared_ptr<SessionState>& state,
+                                  session::SessionControl& control, const codec::Message& message,
+                                  std::string& end_reason) {
+  if (const auto* hb = std::get_if<codec::Heartbeat>(&message)) {
+    SendControl(state->control, codec::HeartbeatAck{hb->timestamp_ms});
+  } else if (std::holds_alternative<codec::HeartbeatAck>(message)) {
+  } else if (std::holds_alternative<codec::RegisterOk>(message) ||
+             std::holds_alternative<codec::RegisterFail>(message)) {
+    return OnRegisterReply(*state, control, message, end_reason);
+  } else if (const auto* connect = std::get_if<codec::Connect>(&message)) {
+    const auto service = state->services.find(connect->service_id);
+    if (state->shared && service != state->services.end() &&
+        service->second.protocol == codec::ServiceProtocol::kTcp) {
+      asio::co_spawn(io_, ServeSharedConnect(state, *connect), asio::detached);
+    } else {
+      asio::co_spawn(io_, ServeConnect(state, *connect), asio::detached);
+    }
+  } else if (const auto* disconnect = std::get_if<codec::Disconnect>(&message)) {
+    end_reason = "server disconnected: " + disconnect->reason;
+    log_->warn("{}: {}", options_.name, end_reason);
+    return false;
+  } else {
+    end_reason = "unexpected " + std::string(codec::MessageTypeName(codec::TypeOf(message))) +
+                 " from the server";
+    return false;
+  }
+  return true;
+}
+
+asio::awaitable<void> TunnelAgent::WatchServerSilence(
+    std::shared_ptr<asio::steady_timer> watchdog, std::shared_ptr<WsConnection> conn,
+    const std::chrono::steady_clock::time_point& last_rx, bool& silent) {
+  // last_rx and silent live in RunSession's frame, which cancels the watchdog before it ends.
+  for (;;) {
+    watchdog->expires_at(last_rx + options_.server_silence);
+    boost::system::error_code ec;
+    co_await watchdog->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || conn->closed()) co_return;
+    if (std::chrono::steady_clock::now() - last_rx >= options_.server_silence) {
+      silent = true;
+      conn->Close();
+      co_return;
+    }
+  }
+}
+
+asio::awaitable<session::SessionOutcome> TunnelAgent::RunSession(session::SessionControl& control) {
+  std::string error;
+  auto conn = co_await loop_.Connect(options_.server, error);
+  if (!conn)
+    co_return session::SessionOutcome::Transient("cannot connect to " + options_.server.ToString() +
+                                                 ": " + error);
+  control.OnStop([conn] { conn->Close(); });
+
+  const bool offer_shared = options_.data_channels == DataChannels::kShared ||
+                            (options_.data_channels == DataChannels::kAuto && options_.server.tls);
+  std::optional<session::SessionOutcome> failure;
+  auto state = co_await Authenticate(conn, offer_shared, failure);
+  if (!state) co_return std::move(*failure);
 
   // Register everything back to back; replies come in the same order.
   for (const auto& spec : options_.services) {
-    SendMessage(conn, codec::Register{spec.name, spec.protocol, spec.local_port, spec.remote_port});
+    SendControl(conn, codec::Register{spec.name, spec.protocol, spec.local_port, spec.remote_port});
   }
-  std::size_t next_reply = 0;
-  std::vector<RegisteredService> registered;
-  auto finish_registration = [&] {
-    registered_ = registered;
-    std::size_t good = 0;
-    for (const auto& r : registered) good += r.ok ? 1 : 0;
-    control.MarkConnected("tunnel " + state->tunnel_id.ToString() + ", " + std::to_string(good) +
-                          "/" + std::to_string(registered.size()) + " services registered");
-    if (on_registered_) on_registered_(registered_);
-  };
-  if (options_.services.empty()) finish_registration();
+  if (options_.services.empty()) FinishRegistration(*state, control);
 
   // Server silence watchdog (upstream has none; heartbeats arrive every 30 s).
   auto last_rx = std::chrono::steady_clock::now();
   auto watchdog = std::make_shared<asio::steady_timer>(io_);
   bool silent = false;
-  asio::co_spawn(
-      io_,
-      [&, watchdog, conn]() -> asio::awaitable<void> {
-        for (;;) {
-          watchdog->expires_at(last_rx + options_.server_silence);
-          boost::system::error_code ec;
-          co_await watchdog->async_wait(asio::redirect_error(asio::use_awaitable, ec));
-          if (ec || conn->closed()) co_return;
-          if (std::chrono::steady_clock::now() - last_rx >= options_.server_silence) {
-            silent = true;
-            conn->Close();
-            co_return;
-          }
-        }
-      },
-      asio::detached);
+  asio::co_spawn(io_, WatchServerSilence(watchdog, conn, last_rx, silent), asio::detached);
 
   std::string end_reason;
-  bool permanent = false;
   while (auto bytes = co_await conn->Receive()) {
     last_rx = std::chrono::steady_clock::now();
-    decoded = codec::Decode(*bytes);
+    const auto decoded = codec::Decode(*bytes);
     if (!decoded.ok) {
       end_reason = "malformed message from the server: " + decoded.error;
       break;
     }
-    auto& message = decoded.message;
-    if (const auto* hb = std::get_if<codec::Heartbeat>(&message)) {
-      SendMessage(conn, codec::HeartbeatAck{hb->timestamp_ms});
-    } else if (std::holds_alternative<codec::HeartbeatAck>(message)) {
-    } else if (const auto* reg_ok = std::get_if<codec::RegisterOk>(&message)) {
-      if (next_reply >= options_.services.size()) {
-        end_reason = "RegisterOk without a pending Register";
-        break;
-      }
-      const auto& spec = options_.services[next_reply++];
-      RegisteredService r{spec, true, 0, ""};
-      if (const auto extra = codec::DecodeRegisterExtra(reg_ok->trailer)) {
-        r.public_port = extra->public_port;
-      } else {
-        r.public_port = spec.remote_port;  // upstream does not send it; the request is all we know
-      }
-      state->services[reg_ok->service_id] = spec;
-      registered.push_back(r);
-      log_->info("{}: service {} ({}) -> public port {} on {}", options_.name, spec.name,
-                 KindName(spec.protocol),
-                 r.public_port != 0 ? std::to_string(r.public_port) : std::string("(not reported)"),
-                 options_.server.host);
-      if (next_reply == options_.services.size()) finish_registration();
-    } else if (const auto* reg_fail = std::get_if<codec::RegisterFail>(&message)) {
-      if (next_reply >= options_.services.size()) {
-        end_reason = "RegisterFail without a pending Register";
-        break;
-      }
-      const auto& spec = options_.services[next_reply++];
-      registered.push_back(RegisteredService{spec, false, 0, reg_fail->reason});
-      log_->error("{}: service {} refused: {}", options_.name, spec.name, reg_fail->reason);
-      if (next_reply == options_.services.size()) finish_registration();
-    } else if (const auto* connect = std::get_if<codec::Connect>(&message)) {
-      const auto service = state->services.find(connect->service_id);
-      if (state->shared && service != state->services.end() &&
-          service->second.protocol == codec::ServiceProtocol::kTcp) {
-        asio::co_spawn(io_, ServeSharedConnect(state, *connect), asio::detached);
-      } else {
-        asio::co_spawn(io_, ServeConnect(state, *connect), asio::detached);
-      }
-    } else if (const auto* disconnect = std::get_if<codec::Disconnect>(&message)) {
-      end_reason = "server disconnected: " + disconnect->reason;
-      log_->warn("{}: {}", options_.name, end_reason);
-      break;
-    } else {
-      end_reason = "unexpected " + std::string(codec::MessageTypeName(codec::TypeOf(message))) +
-                   " from the server";
-      break;
-    }
+    if (!OnServerMessage(state, control, decoded.message, end_reason)) break;
   }
   watchdog->cancel();
   conn->Close();
@@ -328,8 +417,43 @@ asio::awaitable<session::SessionOutcome> TunnelAgent::RunSession(session::Sessio
                         : "connection lost: " + conn->close_reason();
   }
   if (control.stop_requested()) co_return session::SessionOutcome::Stopped(end_reason);
-  if (permanent) co_return session::SessionOutcome::Permanent(end_reason);
   co_return session::SessionOutcome::Transient(end_reason);
+}
+
+asio::awaitable<std::shared_ptr<transport::DataSocket>> TunnelAgent::OpenDataSocket(
+    std::shared_ptr<SessionState> state, codec::Connect connect, std::string service_name) {
+  const auto alive = alive_;  // false once the agent is gone
+  const auto control = state->control;
+  std::string error;
+  const auto slots = dial_slots_;
+  while (slots->max != 0 && slots->in_flight >= slots->max) co_await slots->freed.Wait();
+  if (!*alive) co_return nullptr;
+  ++slots->in_flight;
+  // Named, not a temporary in the co_await expression (g++ 12).
+  std::string link = transport::FormatDataLinkCredential({state->tunnel_id, state->data_secret});
+  auto data = co_await transport::DialDataSocket(
+      io_.get_executor(), options_.server, data_tls_.get(), options_.local_connect_timeout,
+      transport::DataKind::kPerConnection, error, std::move(link));
+  --slots->in_flight;
+  slots->freed.Notify();
+  if (!*alive) co_return nullptr;
+  if (!data) {
+    log_->warn("{}: {} connection {}: {}", options_.name, service_name,
+               connect.connection_id.ToString(), error);
+    SendControl(control, codec::ConnectFail{connect.connection_id,
+                                            "cannot open a data connection: " + error});
+    co_return nullptr;
+  }
+  const auto attach =
+      codec::Encode(codec::DataAttach{state->tunnel_id, connect.connection_id, state->data_secret});
+  const bool attach_failed = !attach.ok || co_await data->WriteMessage(asio::buffer(attach.bytes));
+  if (!*alive) co_return nullptr;
+  if (attach_failed) {
+    SendControl(control, codec::ConnectFail{connect.connection_id,
+                                            "cannot open a data connection: attach failed"});
+    co_return nullptr;
+  }
+  co_return data;
 }
 
 asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> state,
@@ -338,12 +462,12 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
   const auto control = state->control;
   const auto it = state->services.find(connect.service_id);
   if (it == state->services.end()) {
-    SendMessage(control, codec::ConnectFail{connect.connection_id, "unknown service"});
+    SendControl(control, codec::ConnectFail{connect.connection_id, "unknown service"});
     co_return;
   }
   const ServiceSpec spec = it->second;
   if (!state->extended) {
-    SendMessage(control, codec::ConnectFail{connect.connection_id,
+    SendControl(control, codec::ConnectFail{connect.connection_id,
                                             "no data plane: the server did not offer one"});
     co_return;
   }
@@ -368,40 +492,13 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
   if (ec) {
     log_->warn("{}: {} connection from {}: cannot reach {}: {}", options_.name, spec.name,
                connect.client_addr, local, ec.message());
-    SendMessage(control, codec::ConnectFail{connect.connection_id,
+    SendControl(control, codec::ConnectFail{connect.connection_id,
                                             "cannot connect to " + local + ": " + ec.message()});
     co_return;
   }
-  std::string error;
-  const auto slots = dial_slots_;
-  while (slots->max != 0 && slots->in_flight >= slots->max) co_await slots->freed.Wait();
-  if (!*alive) co_return;
-  ++slots->in_flight;
-  // Named, not a temporary in the co_await expression (g++ 12).
-  std::string link = transport::FormatDataLinkCredential({state->tunnel_id, state->data_secret});
-  auto data = co_await transport::DialDataSocket(
-      executor, options_.server, data_tls_.get(), options_.local_connect_timeout,
-      transport::DataKind::kPerConnection, error, std::move(link));
-  --slots->in_flight;
-  slots->freed.Notify();
-  if (!*alive) co_return;
-  if (!data) {
-    log_->warn("{}: {} connection {}: {}", options_.name, spec.name,
-               connect.connection_id.ToString(), error);
-    SendMessage(control, codec::ConnectFail{connect.connection_id,
-                                            "cannot open a data connection: " + error});
-    co_return;
-  }
-  const auto attach =
-      codec::Encode(codec::DataAttach{state->tunnel_id, connect.connection_id, state->data_secret});
-  const bool attach_failed = !attach.ok || co_await data->WriteMessage(asio::buffer(attach.bytes));
-  if (!*alive) co_return;
-  if (attach_failed) {
-    SendMessage(control, codec::ConnectFail{connect.connection_id,
-                                            "cannot open a data connection: attach failed"});
-    co_return;
-  }
-  SendMessage(control, codec::ConnectAck{connect.connection_id});
+  auto data = co_await OpenDataSocket(state, connect, spec.name);
+  if (!data || !*alive) co_return;
+  SendControl(control, codec::ConnectAck{connect.connection_id});
   log_->debug("{}: {} connection {} from {} -> {}", options_.name, spec.name,
               connect.connection_id.ToString(), connect.client_addr, local);
   live_data_[data.get()] = data;
@@ -418,62 +515,7 @@ asio::awaitable<void> TunnelAgent::ServeConnect(std::shared_ptr<SessionState> st
 
   // UDP: datagrams both ways until the flow is idle or either side closes.
   auto socket = std::shared_ptr<udp::socket>(std::move(udp_socket));
-  auto last =
-      std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
-  auto ended = std::make_shared<bool>(false);
-  asio::co_spawn(
-      io_,
-      [socket, data, last, ended]() -> asio::awaitable<void> {
-        std::vector<std::uint8_t> buffer(65536);
-        static constexpr std::uint8_t kDatagram[1] = {
-            static_cast<std::uint8_t>(codec::DataFrameKind::kDatagram)};
-        for (;;) {
-          boost::system::error_code rec;
-          const std::size_t n = co_await socket->async_receive(
-              asio::buffer(buffer), asio::redirect_error(asio::use_awaitable, rec));
-          if (rec == asio::error::operation_aborted || rec == asio::error::bad_descriptor ||
-              *ended) {
-            co_return;
-          }
-          if (rec) continue;  // connection refused from a previous send: the service may come back
-          *last = std::chrono::steady_clock::now();
-          if (co_await data->WriteMessage(asio::buffer(kDatagram), asio::buffer(buffer.data(), n)))
-            co_return;
-        }
-      },
-      asio::detached);
-  auto idle = std::make_shared<asio::steady_timer>(io_);
-  asio::co_spawn(
-      io_,
-      [idle, data, last, ended, timeout = options_.udp_idle_timeout]() -> asio::awaitable<void> {
-        for (;;) {
-          idle->expires_at(*last + timeout);
-          boost::system::error_code iec;
-          co_await idle->async_wait(asio::redirect_error(asio::use_awaitable, iec));
-          if (iec || *ended) co_return;
-          if (std::chrono::steady_clock::now() - *last >= timeout) {
-            data->Close();
-            co_return;
-          }
-        }
-      },
-      asio::detached);
-  boost::system::error_code rec;
-  while (auto message =
-             co_await transport::ReadDataMessage(*data, transport::kMaxDataMessage, rec)) {
-    const auto frame = codec::DecodeDataFrame(*message);
-    if (!frame.ok || frame.frame.kind != codec::DataFrameKind::kDatagram) break;
-    *last = std::chrono::steady_clock::now();
-    boost::system::error_code sec;
-    co_await socket->async_send(
-        asio::buffer(frame.frame.payload.data(), frame.frame.payload.size()),
-        asio::redirect_error(asio::use_awaitable, sec));
-  }
-  *ended = true;
-  data->Close();
-  idle->cancel();
-  boost::system::error_code cec;
-  socket->close(cec);
+  co_await RelayUdpFlow(socket, data, options_.udp_idle_timeout);
   if (*alive) live_data_.erase(data.get());
 }
 
@@ -492,7 +534,7 @@ asio::awaitable<void> TunnelAgent::ServeSharedConnect(std::shared_ptr<SessionSta
     const std::string local = options_.local_host + ":" + port;
     log_->warn("{}: {} connection from {}: cannot reach {}: {}", options_.name, spec.name,
                connect.client_addr, local, ec.message());
-    SendMessage(state->control,
+    SendControl(state->control,
                 codec::ConnectFail{connect.connection_id,
                                    "cannot connect to " + local + ": " + ec.message()});
     co_return;
@@ -505,13 +547,13 @@ asio::awaitable<void> TunnelAgent::ServeSharedConnect(std::shared_ptr<SessionSta
     if (!stream) {
       log_->warn("{}: {} connection {}: {}", options_.name, spec.name,
                  connect.connection_id.ToString(), error);
-      SendMessage(state->control,
+      SendControl(state->control,
                   codec::ConnectFail{connect.connection_id,
                                      "cannot open a shared data connection: " + error});
       co_return;
     }
   }
-  SendMessage(state->control, codec::ConnectAck{connect.connection_id});
+  SendControl(state->control, codec::ConnectAck{connect.connection_id});
   log_->debug("{}: {} connection {} from {} -> port {} ({})", options_.name, spec.name,
               connect.connection_id.ToString(), connect.client_addr, port, stream->Describe());
   state.reset();  // the session may end while the connection lives on

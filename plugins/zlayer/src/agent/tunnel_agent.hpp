@@ -14,18 +14,17 @@
 #include <string_view>
 #include <vector>
 
+#include <spdlog/fwd.h>
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "agent/service_spec.hpp"
 #include "codec/messages.hpp"
 #include "transport/data_socket.hpp"
 #include "transport/ws_loop.hpp"
 #include "tunnelkit/session/supervisor.hpp"
-
-namespace spdlog {
-class logger;
-}
 
 namespace tunnelkit::mux {
 class MuxStream;
@@ -105,12 +104,35 @@ class TunnelAgent {
   struct SharedChannels;
   struct DialSlots;
   boost::asio::awaitable<session::SessionOutcome> RunSession(session::SessionControl& control);
+  // RunSession's parts. Auth and its reply: the session's state, or null with `failure`.
+  boost::asio::awaitable<std::shared_ptr<SessionState>> Authenticate(
+      std::shared_ptr<transport::WsConnection> conn, bool offer_shared,
+      std::optional<session::SessionOutcome>& failure);
+  std::shared_ptr<SessionState> NewSessionState(
+      const std::shared_ptr<transport::WsConnection>& conn, const codec::AuthOk& ok,
+      bool offer_shared);
+  // One message from the server: false when it ends the session (`end_reason` set).
+  bool OnServerMessage(const std::shared_ptr<SessionState>& state, session::SessionControl& control,
+                       const codec::Message& message, std::string& end_reason);
+  bool OnRegisterReply(SessionState& state, session::SessionControl& control,
+                       const codec::Message& message, std::string& end_reason);
+  // Every Register answered: the link counts as connected.
+  void FinishRegistration(SessionState& state, session::SessionControl& control);
+  // Closes the control connection when the server says nothing for server_silence.
+  boost::asio::awaitable<void> WatchServerSilence(
+      std::shared_ptr<boost::asio::steady_timer> watchdog,
+      std::shared_ptr<transport::WsConnection> conn,
+      const std::chrono::steady_clock::time_point& last_rx, bool& silent);
   // A stream for `connection` on the current shared data WebSocket, opening one if there is
   // none, it is full or it closed. Null with `error` when no socket could be opened.
   boost::asio::awaitable<std::shared_ptr<mux::MuxStream>> OpenSharedStream(
       std::shared_ptr<SessionState> state, codec::Uuid connection, std::string& error);
   boost::asio::awaitable<void> ServeConnect(std::shared_ptr<SessionState> state,
                                             codec::Connect connect);
+  // A per-connection data WebSocket attached to `connect` (a dial slot held while dialing); null
+  // when the agent is gone or it failed (ConnectFail sent).
+  boost::asio::awaitable<std::shared_ptr<transport::DataSocket>> OpenDataSocket(
+      std::shared_ptr<SessionState> state, codec::Connect connect, std::string service_name);
   boost::asio::awaitable<void> ServeSharedConnect(std::shared_ptr<SessionState> state,
                                                   codec::Connect connect);
 

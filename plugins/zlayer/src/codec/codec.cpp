@@ -137,6 +137,15 @@ class PayloadWriter {
   std::string error_;
 };
 
+// The replies that are one id and the extension trailer (AuthOk, RegisterOk).
+template <typename M>
+M DecodeIdAndTrailer(PayloadReader& r, Uuid M::*id, const char* field) {
+  M m;
+  m.*id = r.ReadUuid(field);
+  m.trailer = r.Rest();
+  return m;
+}
+
 Message DecodePayload(MessageType type, PayloadReader& r) {
   switch (type) {
     case MessageType::kAuth: {
@@ -146,12 +155,8 @@ Message DecodePayload(MessageType type, PayloadReader& r) {
       m.trailer = r.Rest();
       return m;
     }
-    case MessageType::kAuthOk: {
-      AuthOk m;
-      m.tunnel_id = r.ReadUuid("tunnel_id");
-      m.trailer = r.Rest();
-      return m;
-    }
+    case MessageType::kAuthOk:
+      return DecodeIdAndTrailer(r, &AuthOk::tunnel_id, "tunnel_id");
     case MessageType::kAuthFail:
       return AuthFail{r.Str16("reason")};
     case MessageType::kRegister: {
@@ -167,12 +172,8 @@ Message DecodePayload(MessageType type, PayloadReader& r) {
       m.remote_port = r.U16("remote_port");
       return m;
     }
-    case MessageType::kRegisterOk: {
-      RegisterOk m;
-      m.service_id = r.ReadUuid("service_id");
-      m.trailer = r.Rest();
-      return m;
-    }
+    case MessageType::kRegisterOk:
+      return DecodeIdAndTrailer(r, &RegisterOk::service_id, "service_id");
     case MessageType::kRegisterFail:
       return RegisterFail{r.Str16("reason")};
     case MessageType::kConnect: {

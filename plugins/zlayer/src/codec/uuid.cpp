@@ -1,45 +1,16 @@
-#include <cstdio>
-
 #include "codec/messages.hpp"
-#include "tunnelkit/hex.hpp"
+#include "tunnelkit/uuid_text.hpp"
 
 namespace tunnelkit::zlayer::codec {
 
-namespace {
-
-bool IsHyphenPosition(std::size_t i) {
-  return i == 8 || i == 13 || i == 18 || i == 23;
-}
-
-}  // namespace
-
 std::string Uuid::ToString() const {
-  std::string text;
-  text.reserve(36);
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) text.push_back('-');
-    hex::AppendByte(text, bytes[i]);
-  }
-  return text;
+  return uuid::Format(bytes);
 }
 
 std::optional<Uuid> Uuid::Parse(std::string_view text) {
-  if (text.size() != 36) return std::nullopt;
-  Uuid uuid;
-  std::size_t out = 0;
-  for (std::size_t i = 0; i < text.size();) {
-    if (IsHyphenPosition(i)) {
-      if (text[i] != '-') return std::nullopt;
-      ++i;
-      continue;
-    }
-    const int high = hex::DigitValue(text[i]);
-    const int low = hex::DigitValue(text[i + 1]);
-    if (high < 0 || low < 0 || IsHyphenPosition(i + 1)) return std::nullopt;
-    uuid.bytes[out++] = static_cast<std::uint8_t>(high << 4 | low);
-    i += 2;
-  }
-  return uuid;
+  auto parsed = uuid::Parse(text);
+  if (!parsed) return std::nullopt;
+  return Uuid{*parsed};
 }
 
 bool Uuid::IsNil() const {

@@ -12,6 +12,8 @@
 #include <set>
 #include <string>
 
+#include <spdlog/fwd.h>
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -26,10 +28,6 @@
 #include "tunnelkit/net/server_limits.hpp"
 #include "tunnelkit/net/source_rate_limiter.hpp"
 #include "tunnelkit/rate_limited_log.hpp"
-
-namespace spdlog {
-class logger;
-}
 
 namespace tunnelkit::mux {
 class MuxStream;
@@ -105,6 +103,13 @@ class TunnelServer {
   boost::asio::awaitable<void> HandleConnection(std::shared_ptr<transport::WsConnection> conn);
   boost::asio::awaitable<void> RunControl(std::shared_ptr<transport::WsConnection> conn,
                                           codec::Auth auth);
+  // RunControl's parts: the token check and the new tunnel (null when refused, answered and
+  // closed); one control message other than Register (false when it ends the link); the
+  // tunnel's ports and token freed.
+  std::shared_ptr<Tunnel> Authenticate(const std::shared_ptr<transport::WsConnection>& conn,
+                                       const codec::Auth& auth);
+  bool OnControlMessage(Tunnel& tunnel, const codec::Message& message);
+  void EndTunnel(Tunnel& tunnel);
   boost::asio::awaitable<void> HandleData(std::shared_ptr<transport::DataSocket> data,
                                           transport::DataLinkAdmission admission);
   // The front door's question about a data upgrade's link credential.

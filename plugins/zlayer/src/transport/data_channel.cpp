@@ -26,7 +26,7 @@ mux::MuxConfig SharedChannelConfig(mux::IdParity ids, std::size_t max_streams, s
 }
 
 DataChannel::DataChannel(std::shared_ptr<DataSocket> socket, std::string description)
-    : socket_(std::move(socket)), description_(std::move(description)) {}
+    : DataSocketStream(std::move(socket), std::move(description)) {}
 
 DataChannel::~DataChannel() = default;
 

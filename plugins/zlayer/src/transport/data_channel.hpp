@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "transport/data_socket.hpp"
+#include "transport/data_socket_stream.hpp"
 #include "tunnelkit/mux/config.hpp"
 #include "tunnelkit/stream.hpp"
 
@@ -20,27 +20,17 @@ namespace tunnelkit::zlayer::transport {
 // connections what matters is what an idle one costs, not the next burst's allocation.
 mux::MuxConfig SharedChannelConfig(mux::IdParity ids, std::size_t max_streams, std::string label);
 
-class DataChannel final : public Stream {
+class DataChannel final : public DataSocketStream {
  public:
   DataChannel(std::shared_ptr<DataSocket> socket, std::string description);
   ~DataChannel() override;
 
-  boost::asio::any_io_executor get_executor() override { return socket_->get_executor(); }
   // eof once the peer closed the WebSocket (or the connection under it) cleanly.
   boost::asio::awaitable<IoResult> ReadSome(boost::asio::mutable_buffer buffer) override;
   boost::asio::awaitable<IoResult> Write(boost::asio::const_buffer buffer) override;
   // The graceful end of the socket (TLS close_notify / TCP FIN): no more writes.
   boost::asio::awaitable<boost::system::error_code> ShutdownWrite() override;
   void Reset() override;
-  std::string Describe() const override { return description_; }
-
-  const std::shared_ptr<DataSocket>& socket() const { return socket_; }
-
- private:
-  std::shared_ptr<DataSocket> socket_;
-  std::string description_;
-  bool reset_ = false;
-  bool write_closed_ = false;
 };
 
 }  // namespace tunnelkit::zlayer::transport

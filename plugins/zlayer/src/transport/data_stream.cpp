@@ -9,7 +9,7 @@ namespace tunnelkit::zlayer::transport {
 namespace asio = boost::asio;
 
 DataStream::DataStream(std::shared_ptr<DataSocket> socket, std::string description)
-    : socket_(std::move(socket)), description_(std::move(description)) {}
+    : DataSocketStream(std::move(socket), std::move(description)) {}
 
 DataStream::~DataStream() = default;
 

@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "transport/data_socket.hpp"
+#include "transport/data_socket_stream.hpp"
 #include "tunnelkit/stream.hpp"
 
 namespace tunnelkit::zlayer::transport {
@@ -16,31 +16,24 @@ namespace tunnelkit::zlayer::transport {
 // frame header and one extra read per message); pooled, so only while bytes move.
 inline constexpr std::size_t kDataSpliceBuffer = 256 * 1024;
 
-class DataStream final : public Stream {
+class DataStream final : public DataSocketStream {
  public:
   DataStream(std::shared_ptr<DataSocket> socket, std::string description);
   ~DataStream() override;
 
-  boost::asio::any_io_executor get_executor() override { return socket_->get_executor(); }
   boost::asio::awaitable<IoResult> ReadSome(boost::asio::mutable_buffer buffer) override;
   boost::asio::awaitable<IoResult> Write(boost::asio::const_buffer buffer) override;
   boost::asio::awaitable<boost::system::error_code> ShutdownWrite() override;
   void Reset() override;
-  std::string Describe() const override { return description_; }
 
-  const std::shared_ptr<DataSocket>& socket() const { return socket_; }
   // True once both ends of the stream were exchanged cleanly (then Finish, not Reset).
   bool finished_cleanly() const { return read_eof_ && write_closed_ && !reset_; }
   // The end-of-writes frame was read by someone else (data_splice's zero-copy reader).
   void MarkReadEof() { read_eof_ = true; }
 
  private:
-  std::shared_ptr<DataSocket> socket_;
-  std::string description_;
   bool in_message_ = false;  // inside a data message's payload
   bool read_eof_ = false;
-  bool write_closed_ = false;
-  bool reset_ = false;
 };
 
 }  // namespace tunnelkit::zlayer::transport

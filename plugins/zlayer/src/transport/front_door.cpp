@@ -15,6 +15,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "transport/upgrade_head.hpp"
+#include "tunnelkit/net/url.hpp"
 #include "tunnelkit/stream/deadline.hpp"
 #include "tunnelkit/stream/socket_stream.hpp"
 #include "tunnelkit/stream/splice.hpp"
@@ -29,10 +30,31 @@ using boost::system::error_code;
 
 namespace {
 
-std::string FormatEndpoint(const tcp::endpoint& endpoint) {
-  const auto address = endpoint.address();
-  if (address.is_v6()) return "[" + address.to_string() + "]:" + std::to_string(endpoint.port());
-  return address.to_string() + ":" + std::to_string(endpoint.port());
+// Reads the upgrade request's head, and nothing we cannot give back: up to its blank line.
+// The head's length with the blank line; 0 when the peer left, timed out or sent more than
+// kMaxHead (logged).
+asio::awaitable<std::size_t> ReadUpgradeHead(Stream& stream, const Deadline& deadline,
+                                             const std::string& peer, spdlog::logger& log,
+                                             std::string& head) {
+  std::size_t head_end = std::string::npos;
+  std::array<char, 1024> chunk;
+  while (head_end == std::string::npos) {
+    const auto r = co_await stream.ReadSome(asio::buffer(chunk));
+    if (r.ec) {
+      log.info("connection from {} closed before its upgrade request{}", peer,
+               deadline.fired() ? " (timed out)" : "");
+      co_return 0;
+    }
+    const std::size_t from = head.size() >= 3 ? head.size() - 3 : 0;
+    head.append(chunk.data(), r.bytes);
+    head_end = head.find("\r\n\r\n", from);
+    if (head_end == std::string::npos && head.size() > FrontDoor::kMaxHead) {
+      log.warn("connection from {}: upgrade request longer than {} bytes; closing", peer,
+               FrontDoor::kMaxHead);
+      co_return 0;
+    }
+  }
+  co_return head_end + 4;
 }
 
 }  // namespace
@@ -135,7 +157,7 @@ asio::awaitable<void> FrontDoor::Serve(tcp::socket socket,
   const auto executor = socket.get_executor();
   error_code ec;
   const auto remote = socket.remote_endpoint(ec);
-  const std::string peer = ec ? std::string("unknown") : FormatEndpoint(remote);
+  const std::string peer = ec ? std::string("unknown") : net::EndpointText(remote);
   auto log = log_;
 
   std::unique_ptr<TlsStream> tls;
@@ -159,28 +181,9 @@ asio::awaitable<void> FrontDoor::Serve(tcp::socket socket,
     deadline.Arm(options_.head_timeout, [stream] { stream->Reset(); });
   }
 
-  // The upgrade head, and nothing we cannot give back: read until its blank line.
   std::string head;
-  std::size_t head_end = std::string::npos;
-  std::array<char, 1024> chunk;
-  while (head_end == std::string::npos) {
-    const auto r = co_await stream->ReadSome(asio::buffer(chunk));
-    if (r.ec) {
-      log->info("connection from {} closed before its upgrade request{}", peer,
-                deadline.fired() ? " (timed out)" : "");
-      co_return;
-    }
-    const std::size_t from = head.size() >= 3 ? head.size() - 3 : 0;
-    head.append(chunk.data(), r.bytes);
-    head_end = head.find("\r\n\r\n", from);
-    if (head_end == std::string::npos && head.size() > kMaxHead) {
-      log->warn("connection from {}: upgrade request longer than {} bytes; closing", peer,
-                kMaxHead);
-      co_return;
-    }
-  }
-  head_end += 4;
-  if (!*alive) co_return;
+  const std::size_t head_end = co_await ReadUpgradeHead(*stream, deadline, peer, *log, head);
+  if (head_end == 0 || !*alive) co_return;
 
   UpgradeRequest request;
   const auto data_kind =
@@ -218,8 +221,17 @@ asio::awaitable<void> FrontDoor::Serve(tcp::socket socket,
   }
 
   // A control connection (or something else: libwebsockets answers it as upstream does).
+  co_await ServeControl(std::move(head), peer, std::move(tcp), std::move(tls), deadline,
+                        unauthenticated);
+}
+
+asio::awaitable<void> FrontDoor::ServeControl(std::string head, std::string peer,
+                                              std::unique_ptr<TcpStream> tcp,
+                                              std::unique_ptr<TlsStream> tls, Deadline& deadline,
+                                              net::ConnectionLimiter::Lease& unauthenticated) {
+  error_code ec;
   if (head.size() > kMaxControlHead) {
-    log->warn(
+    log_->warn(
         "connection from {}: request of {} bytes is too long for the control channel; "
         "closing",
         peer, head.size());
@@ -230,7 +242,7 @@ asio::awaitable<void> FrontDoor::Serve(tcp::socket socket,
   if (tcp) {
     const int fd = tcp->socket().release(ec);
     if (ec) {
-      log->warn("connection from {}: cannot hand the socket over: {}", peer, ec.message());
+      log_->warn("connection from {}: cannot hand the socket over: {}", peer, ec.message());
       co_return;
     }
     on_control_(fd, std::move(head), peer);
@@ -239,10 +251,10 @@ asio::awaitable<void> FrontDoor::Serve(tcp::socket socket,
   // wss: libwebsockets gets one end of a socketpair; the TLS stream is relayed to the other.
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-    log->warn("connection from {}: socketpair failed; closing", peer);
+    log_->warn("connection from {}: socketpair failed; closing", peer);
     co_return;
   }
-  asio::local::stream_protocol::socket ours(executor);
+  asio::local::stream_protocol::socket ours(io_.get_executor());
   ours.assign(asio::local::stream_protocol(), fds[0], ec);
   if (ec) {
     ::close(fds[0]);

@@ -28,6 +28,12 @@ namespace spdlog {
 class logger;
 }
 
+namespace tunnelkit {
+class Deadline;
+class TcpStream;
+class TlsStream;
+}  // namespace tunnelkit
+
 namespace tunnelkit::zlayer::transport {
 
 // What the server makes of the link credential (data_link.hpp) in a data upgrade's head.
@@ -91,6 +97,12 @@ class FrontDoor {
   void OnAccept(boost::asio::ip::tcp::socket socket);
   boost::asio::awaitable<void> Serve(boost::asio::ip::tcp::socket socket,
                                      net::ConnectionLimiter::Lease unauthenticated);
+  // A control connection's head is read: the socket goes to libwebsockets (for wss, one end of
+  // a socketpair, with the TLS stream relayed to the other).
+  boost::asio::awaitable<void> ServeControl(std::string head, std::string peer,
+                                            std::unique_ptr<TcpStream> tcp,
+                                            std::unique_ptr<TlsStream> tls, Deadline& deadline,
+                                            net::ConnectionLimiter::Lease& unauthenticated);
 
   boost::asio::io_context& io_;
   std::shared_ptr<spdlog::logger> log_;

@@ -327,15 +327,126 @@ void WsLoop::Deliver(const std::shared_ptr<WsShared>& shared) {
   }
 }
 
-int WsLoop::Handle(struct lws* wsi, int reason, void* user, void* in, std::size_t len) {
-  auto find = [&]() -> std::shared_ptr<WsShared> {
-    auto* raw = static_cast<WsShared*>(lws_get_opaque_user_data(wsi));
-    if (raw == nullptr) return nullptr;
-    for (const auto& s : live_) {
-      if (s.get() == raw) return s;
+std::shared_ptr<WsShared> WsLoop::FindShared(struct lws* wsi) const {
+  auto* raw = static_cast<WsShared*>(lws_get_opaque_user_data(wsi));
+  if (raw == nullptr) return nullptr;
+  for (const auto& s : live_) {
+    if (s.get() == raw) return s;
+  }
+  return nullptr;
+}
+
+int WsLoop::OnEstablished(struct lws* wsi) {
+  auto shared = std::make_shared<WsShared>();
+  shared->wsi = wsi;
+  if (small_until_authenticated_) {  // until WsConnection::Authenticated
+    shared->max_message = kWsUnauthenticatedMaxMessage;
+    shared->high_water = kWsUnauthenticatedMaxMessage;
+    if (unauthenticated_deadline_.count() > 0) {
+      lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK,
+                      static_cast<int>(unauthenticated_deadline_.count()));
+      shared->deadline_armed = true;
     }
-    return nullptr;
-  };
+  }
+  lws_set_opaque_user_data(wsi, shared.get());
+  live_.push_back(shared);
+  char peer_buf[128] = {0};
+  std::string peer;
+  if (adopting_peer_ != nullptr) {  // upgraded inside lws_adopt_socket_vhost_readbuf
+    peer = *adopting_peer_;
+    adopting_peer_ = nullptr;
+    adopted_peers_.erase(wsi);
+  } else if (const auto adopted = adopted_peers_.find(wsi); adopted != adopted_peers_.end()) {
+    peer = std::move(adopted->second);
+    adopted_peers_.erase(adopted);
+  } else {
+    lws_get_peer_simple(wsi, peer_buf, sizeof peer_buf);
+    peer = peer_buf;
+  }
+  char uri[512] = {0};
+  if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) < 0) uri[0] = 0;
+  asio::post(io_, [this, shared, peer = std::move(peer), path = std::string(uri)] {
+    auto conn = std::make_shared<WsConnection>(io_, *this, shared);
+    shared->owner = conn;
+    conn->OnOpen(peer, path);
+    if (on_accept_) on_accept_(conn);
+  });
+  return 0;
+}
+
+int WsLoop::OnReceive(struct lws* wsi, const void* in, std::size_t len) {
+  auto shared = FindShared(wsi);
+  if (!shared) return -1;
+  const auto* bytes = static_cast<const std::uint8_t*>(in);
+  const std::size_t max_message = shared->max_message.load();
+  // The frame's announced length counts too: a header that announces more than the limit
+  // (a 1 TiB frame before Auth) is refused with its first bytes, not after the deadline.
+  const std::size_t announced = len + lws_remaining_packet_payload(wsi);
+  if (shared->partial.size() + announced > max_message) {
+    lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, nullptr, 0);
+    Finish(shared, "peer sent a message larger than " + std::to_string(max_message) + " bytes" +
+                       (max_message < kWsMaxMessage ? " before authenticating" : ""));
+    return -1;
+  }
+  shared->partial.insert(shared->partial.end(), bytes, bytes + len);
+  if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
+    if (lws_frame_is_binary(wsi)) {
+      Deliver(shared);
+    } else {
+      shared->partial.clear();  // text messages are ignored, as upstream does
+    }
+  }
+  return 0;
+}
+
+int WsLoop::OnWriteable(struct lws* wsi) {
+  auto shared = FindShared(wsi);
+  if (!shared) return -1;
+  // Write queued messages until the socket pushes back (or the queue is empty), not one
+  // per callback: each trip through the service loop costs far more than a write.
+  bool wrote = false;
+  for (;;) {
+    std::vector<std::uint8_t> message;
+    bool close = false;
+    {
+      std::lock_guard lock(shared->mu);
+      if (!shared->outbox.empty()) {
+        message = std::move(shared->outbox.front());
+        shared->outbox.pop_front();
+      }
+      close = shared->close_requested && shared->outbox.empty() && message.empty();
+    }
+    if (message.empty()) {
+      if (close) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, nullptr, 0);
+        Finish(shared, "closed");
+        return -1;
+      }
+      break;
+    }
+    const std::size_t size = message.size() - LWS_PRE;
+    const int written = lws_write(wsi, message.data() + LWS_PRE, size, LWS_WRITE_BINARY);
+    shared->outbox_bytes -= size;
+    wrote = true;
+    if (written < static_cast<int>(size)) {
+      Finish(shared, "write failed");
+      return -1;
+    }
+    if (lws_send_pipe_choked(wsi)) {
+      lws_callback_on_writable(wsi);  // the rest when the socket takes more
+      break;
+    }
+  }
+  if (wrote && shared->sender_waiting.load() &&
+      shared->outbox_bytes.load() < WsConnection::kLowWater) {
+    asio::post(io_, [shared] {
+      if (auto conn = shared->owner.lock()) conn->OnDrained();
+    });
+  }
+  return 0;
+}
+
+int WsLoop::Handle(struct lws* wsi, int reason, void* user, void* in, std::size_t len) {
   switch (reason) {
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
       DrainDoorbell();
@@ -348,46 +459,11 @@ int WsLoop::Handle(struct lws* wsi, int reason, void* user, void* in, std::size_
       }
       return 0;
 
-    case LWS_CALLBACK_ESTABLISHED: {
-      auto shared = std::make_shared<WsShared>();
-      shared->wsi = wsi;
-      if (small_until_authenticated_) {  // until WsConnection::Authenticated
-        shared->max_message = kWsUnauthenticatedMaxMessage;
-        shared->high_water = kWsUnauthenticatedMaxMessage;
-        if (unauthenticated_deadline_.count() > 0) {
-          lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK,
-                          static_cast<int>(unauthenticated_deadline_.count()));
-          shared->deadline_armed = true;
-        }
-      }
-      lws_set_opaque_user_data(wsi, shared.get());
-      live_.push_back(shared);
-      char peer_buf[128] = {0};
-      std::string peer;
-      if (adopting_peer_ != nullptr) {  // upgraded inside lws_adopt_socket_vhost_readbuf
-        peer = *adopting_peer_;
-        adopting_peer_ = nullptr;
-        adopted_peers_.erase(wsi);
-      } else if (const auto adopted = adopted_peers_.find(wsi); adopted != adopted_peers_.end()) {
-        peer = std::move(adopted->second);
-        adopted_peers_.erase(adopted);
-      } else {
-        lws_get_peer_simple(wsi, peer_buf, sizeof peer_buf);
-        peer = peer_buf;
-      }
-      char uri[512] = {0};
-      if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) < 0) uri[0] = 0;
-      asio::post(io_, [this, shared, peer = std::move(peer), path = std::string(uri)] {
-        auto conn = std::make_shared<WsConnection>(io_, *this, shared);
-        shared->owner = conn;
-        conn->OnOpen(peer, path);
-        if (on_accept_) on_accept_(conn);
-      });
-      return 0;
-    }
+    case LWS_CALLBACK_ESTABLISHED:
+      return OnEstablished(wsi);
 
     case LWS_CALLBACK_CLIENT_ESTABLISHED: {
-      auto shared = find();
+      auto shared = FindShared(wsi);
       if (!shared) return -1;
       shared->wsi = wsi;
       char peer[128] = {0};
@@ -400,82 +476,16 @@ int WsLoop::Handle(struct lws* wsi, int reason, void* user, void* in, std::size_
     }
 
     case LWS_CALLBACK_RECEIVE:
-    case LWS_CALLBACK_CLIENT_RECEIVE: {
-      auto shared = find();
-      if (!shared) return -1;
-      const auto* bytes = static_cast<const std::uint8_t*>(in);
-      const std::size_t max_message = shared->max_message.load();
-      // The frame's announced length counts too: a header that announces more than the limit
-      // (a 1 TiB frame before Auth) is refused with its first bytes, not after the deadline.
-      const std::size_t announced = len + lws_remaining_packet_payload(wsi);
-      if (shared->partial.size() + announced > max_message) {
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, nullptr, 0);
-        Finish(shared, "peer sent a message larger than " + std::to_string(max_message) + " bytes" +
-                           (max_message < kWsMaxMessage ? " before authenticating" : ""));
-        return -1;
-      }
-      shared->partial.insert(shared->partial.end(), bytes, bytes + len);
-      if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
-        if (lws_frame_is_binary(wsi)) {
-          Deliver(shared);
-        } else {
-          shared->partial.clear();  // text messages are ignored, as upstream does
-        }
-      }
-      return 0;
-    }
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+      return OnReceive(wsi, in, len);
 
     case LWS_CALLBACK_SERVER_WRITEABLE:
-    case LWS_CALLBACK_CLIENT_WRITEABLE: {
-      auto shared = find();
-      if (!shared) return -1;
-      // Write queued messages until the socket pushes back (or the queue is empty), not one
-      // per callback: each trip through the service loop costs far more than a write.
-      bool wrote = false;
-      for (;;) {
-        std::vector<std::uint8_t> message;
-        bool close = false;
-        {
-          std::lock_guard lock(shared->mu);
-          if (!shared->outbox.empty()) {
-            message = std::move(shared->outbox.front());
-            shared->outbox.pop_front();
-          }
-          close = shared->close_requested && shared->outbox.empty() && message.empty();
-        }
-        if (message.empty()) {
-          if (close) {
-            lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, nullptr, 0);
-            Finish(shared, "closed");
-            return -1;
-          }
-          break;
-        }
-        const std::size_t size = message.size() - LWS_PRE;
-        const int written = lws_write(wsi, message.data() + LWS_PRE, size, LWS_WRITE_BINARY);
-        shared->outbox_bytes -= size;
-        wrote = true;
-        if (written < static_cast<int>(size)) {
-          Finish(shared, "write failed");
-          return -1;
-        }
-        if (lws_send_pipe_choked(wsi)) {
-          lws_callback_on_writable(wsi);  // the rest when the socket takes more
-          break;
-        }
-      }
-      if (wrote && shared->sender_waiting.load() &&
-          shared->outbox_bytes.load() < WsConnection::kLowWater) {
-        asio::post(io_, [shared] {
-          if (auto conn = shared->owner.lock()) conn->OnDrained();
-        });
-      }
-      return 0;
-    }
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+      return OnWriteable(wsi);
 
     case LWS_CALLBACK_CLOSED:
     case LWS_CALLBACK_CLIENT_CLOSED: {
-      if (auto shared = find()) Finish(shared, "connection closed by the peer");
+      if (auto shared = FindShared(wsi)) Finish(shared, "connection closed by the peer");
       return 0;
     }
 
@@ -486,7 +496,7 @@ int WsLoop::Handle(struct lws* wsi, int reason, void* user, void* in, std::size_
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
       std::string why = in ? std::string(static_cast<const char*>(in), len) : "connection failed";
       while (!why.empty() && (why.back() == '\0' || why.back() == '\n')) why.pop_back();
-      if (auto shared = find()) Finish(shared, why);
+      if (auto shared = FindShared(wsi)) Finish(shared, why);
       return 0;
     }
 

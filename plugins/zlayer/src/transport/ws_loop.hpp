@@ -101,6 +101,12 @@ class WsLoop {
     std::string peer;
   };
   void DrainDoorbell();
+  // Handle's parts: the connection state of `wsi` (null once finished); a server connection
+  // upgraded; received bytes; queued messages to write.
+  std::shared_ptr<WsShared> FindShared(struct lws* wsi) const;
+  int OnEstablished(struct lws* wsi);
+  int OnReceive(struct lws* wsi, const void* in, std::size_t len);
+  int OnWriteable(struct lws* wsi);
   void Deliver(const std::shared_ptr<WsShared>& shared);
   void Finish(const std::shared_ptr<WsShared>& shared, std::string reason);
   void ThreadMain();

@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "tunnelkit/net/url.hpp"
+
 namespace tunnelkit::zlayer::transport {
 
 namespace {
@@ -19,28 +21,10 @@ bool ParsePort(std::string_view text, int& port) {
 
 // Splits "host:port" or "[v6]:port"; the port part may be missing when allowed.
 bool SplitHostPort(std::string_view text, std::string& host, std::string_view& port_text) {
-  if (!text.empty() && text.front() == '[') {
-    const auto close = text.find(']');
-    if (close == std::string_view::npos) return false;
-    host = std::string(text.substr(1, close - 1));
-    const auto rest = text.substr(close + 1);
-    if (rest.empty()) {
-      port_text = {};
-      return true;
-    }
-    if (rest.front() != ':') return false;
-    port_text = rest.substr(1);
-    return true;
-  }
-  const auto colon = text.rfind(':');
-  if (colon == std::string_view::npos) {
-    host = std::string(text);
-    port_text = {};
-    return true;
-  }
-  if (text.find(':') != colon) return false;  // bare IPv6 without brackets
-  host = std::string(text.substr(0, colon));
-  port_text = text.substr(colon + 1);
+  const auto authority = net::SplitAuthority(text);
+  if (!authority) return false;
+  host = std::string(authority->host);
+  port_text = authority->port;
   return true;
 }
 

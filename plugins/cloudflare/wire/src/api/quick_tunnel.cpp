@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tunnelkit/net/host_name.hpp"
+
 namespace tunnelkit::cloudflare {
 
 namespace {
@@ -70,75 +72,58 @@ std::string BusinessErrors(const json& root) {
 }  // namespace
 
 bool IsValidHostname(std::string_view host) {
-  if (host.empty() || host.size() > 253 || host.front() == '.' || host.back() == '.') return false;
-  std::size_t label = 0;
-  for (char c : host) {
-    if (c == '.') {
-      if (label == 0) return false;
-      label = 0;
-      continue;
-    }
-    bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '-';
-    if (!ok || ++label > 63) return false;
-  }
-  return true;
+  // What the API issues: no '_', no trailing dot.
+  return net::CheckHostName(host, {.allow_underscore = false, .allow_trailing_dot = false}).ok();
 }
 
-std::optional<QuickTunnel> ParseQuickTunnelReply(std::string_view body, std::string& error) {
+Result<QuickTunnel> ParseQuickTunnelReply(std::string_view body) {
   if (body.size() > kMaxQuickTunnelReplyBytes) {
-    error = "reply is " + std::to_string(body.size()) + " bytes (limit " +
-            std::to_string(kMaxQuickTunnelReplyBytes) + ")";
-    return std::nullopt;
+    return Error::TooLarge("reply is " + std::to_string(body.size()) + " bytes (limit " +
+                           std::to_string(kMaxQuickTunnelReplyBytes) + ")");
   }
   json root = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded() || !root.is_object()) {
-    error = "reply is not JSON: \"" + Snippet(body) + "\"";
-    return std::nullopt;
+    return Error::Invalid("reply is not JSON: \"" + Snippet(body) + "\"");
   }
   const json* success = FindKey(root, "success");
   const json* result = FindKey(root, "result");
   if (success != nullptr && success->is_boolean() && !success->get<bool>()) {
     std::string errors = BusinessErrors(root);
-    error = "the service refused to create a tunnel" + (errors.empty() ? "" : ": " + errors);
-    return std::nullopt;
+    return Error::Unsupported("the service refused to create a tunnel" +
+                              (errors.empty() ? "" : ": " + errors));
   }
   if (result == nullptr || !result->is_object()) {
     std::string errors = BusinessErrors(root);
-    error = "reply has no result object" + (errors.empty() ? "" : ": " + errors);
-    return std::nullopt;
+    return Error::Invalid("reply has no result object" + (errors.empty() ? "" : ": " + errors));
   }
   QuickTunnel tunnel;
-  std::string id, secret;
+  std::string id, secret, error;
   if (!ReadString(*result, "id", true, id, error) ||
       !ReadString(*result, "name", false, tunnel.name, error) ||
       !ReadString(*result, "hostname", true, tunnel.hostname, error) ||
       !ReadString(*result, "account_tag", true, tunnel.credentials.account_tag, error) ||
       !ReadString(*result, "secret", true, secret, error)) {
-    return std::nullopt;
+    return Error::Invalid(error);
   }
   auto uuid = ParseUuid(id);
   if (!uuid) {
-    error = "result.id is not a UUID: \"" + Snippet(id) + "\"";
-    return std::nullopt;
+    return Error::Invalid("result.id is not a UUID: \"" + Snippet(id) + "\"");
   }
   tunnel.credentials.tunnel_id = *uuid;
   if (!IsValidHostname(tunnel.hostname)) {
-    error = "result.hostname is not a host name: \"" + Snippet(tunnel.hostname) + "\"";
-    return std::nullopt;
+    return Error::Invalid("result.hostname is not a host name: \"" + Snippet(tunnel.hostname) +
+                          "\"");
   }
   if (tunnel.credentials.account_tag.empty() || tunnel.credentials.account_tag.size() > 256) {
-    error = "result.account_tag is empty or longer than 256 bytes";
-    return std::nullopt;
+    return Error::Invalid("result.account_tag is empty or longer than 256 bytes");
   }
   auto decoded = DecodeBase64(secret, kTunnelSecretSize);
   if (!decoded) {
-    error = "result.secret is not base64";
-    return std::nullopt;
+    return Error::Invalid("result.secret is not base64");
   }
   if (decoded->size() != kTunnelSecretSize) {
-    error = "result.secret decodes to " + std::to_string(decoded->size()) + " bytes, not " +
-            std::to_string(kTunnelSecretSize);
-    return std::nullopt;
+    return Error::Invalid("result.secret decodes to " + std::to_string(decoded->size()) +
+                          " bytes, not " + std::to_string(kTunnelSecretSize));
   }
   tunnel.credentials.secret = std::move(*decoded);
   return tunnel;

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "tunnelkit/hex.hpp"
+#include "tunnelkit/uuid_text.hpp"
 
 namespace tunnelkit::cloudflare {
 
@@ -19,31 +20,13 @@ bool IsBase64Char(char c) {
 }  // namespace
 
 std::optional<Uuid> ParseUuid(std::string_view text) {
-  if (text.size() != 36) return std::nullopt;
-  Uuid out{};
-  std::size_t byte = 0;
-  for (std::size_t i = 0; i < text.size();) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (text[i] != '-') return std::nullopt;
-      ++i;
-      continue;
-    }
-    int hi = hex::DigitValue(text[i]);
-    int lo = hex::DigitValue(text[i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out[byte++] = static_cast<std::uint8_t>(hi << 4 | lo);
-    i += 2;
-  }
-  return out;
+  auto parsed = uuid::Parse(text);
+  if (!parsed) return std::nullopt;
+  return *parsed;
 }
 
 std::string FormatUuid(std::span<const std::uint8_t> bytes) {
-  std::string out;
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
-    hex::AppendByte(out, bytes[i]);
-  }
-  return out;
+  return uuid::Format(bytes);
 }
 
 Uuid RandomUuid() {

@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 
+#include "tunnelkit/net/url.hpp"
+
 namespace tunnelkit::cloudflare {
 
 namespace {
@@ -117,27 +119,18 @@ std::string DecodeResponseMetadata(const std::vector<MetadataEntry>& metadata,
 
 std::string TargetFromDest(const std::string& dest) {
   std::string_view rest = dest;
-  if (auto scheme = rest.find("://"); scheme != std::string_view::npos) {
-    rest.remove_prefix(scheme + 3);
-    auto slash = rest.find_first_of("/?");
-    if (slash == std::string_view::npos) return "/";
-    rest.remove_prefix(slash);
-  }
-  if (rest.empty()) return "/";
+  if (const auto url = net::SplitUrl(dest)) rest = url->target;
+  if (rest.empty() || rest.front() == '#') return "/";
   if (rest.front() == '?') return "/" + std::string(rest);
   return std::string(rest);
 }
 
 std::string HostFromDest(const std::string& dest) {
-  std::string_view rest = dest;
-  if (auto scheme = rest.find("://"); scheme != std::string_view::npos)
-    rest.remove_prefix(scheme + 3);
-  rest = rest.substr(0, rest.find_first_of("/?"));
-  if (!rest.empty() && rest.front() == '[') {
-    auto close = rest.find(']');
-    return std::string(rest.substr(1, close == std::string_view::npos ? close : close - 1));
-  }
-  return std::string(rest.substr(0, rest.rfind(':')));
+  const auto url = net::SplitUrl(dest);
+  std::string_view authority = url ? url->authority : std::string_view(dest);
+  authority = authority.substr(0, authority.find_first_of("/?#"));
+  const auto parts = net::SplitAuthority(authority);
+  return parts ? std::string(parts->host) : std::string(authority);
 }
 
 }  // namespace tunnelkit::cloudflare

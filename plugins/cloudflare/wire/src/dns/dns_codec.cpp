@@ -70,9 +70,9 @@ std::vector<std::uint8_t> EncodeQuery(std::uint16_t id, const std::string& name,
   return out;
 }
 
-bool ReadName(std::span<const std::uint8_t> m, std::size_t offset, std::string& name,
-              std::size_t& next, std::string& error) {
-  name.clear();
+Result<Name> ReadName(std::span<const std::uint8_t> m, std::size_t offset) {
+  std::string name;
+  std::size_t next = 0;
   std::size_t pos = offset;
   std::size_t wire = 1;
   int hops = 0;
@@ -81,24 +81,21 @@ bool ReadName(std::span<const std::uint8_t> m, std::size_t offset, std::string& 
   std::size_t limit = offset;
   while (true) {
     if (pos >= m.size()) {
-      error = "truncated name at offset " + std::to_string(pos);
-      return false;
+      return Error::Invalid("truncated name at offset " + std::to_string(pos));
     }
     std::uint8_t len = m[pos];
     if ((len & 0xc0) == 0xc0) {
       if (pos + 1 >= m.size()) {
-        error = "truncated compression pointer at offset " + std::to_string(pos);
-        return false;
+        return Error::Invalid("truncated compression pointer at offset " + std::to_string(pos));
       }
       std::size_t target = static_cast<std::size_t>(Read16(m, pos) & 0x3fff);
       if (target >= limit || target >= pos) {
-        error =
-            "compression pointer at offset " + std::to_string(pos) + " does not point backwards";
-        return false;
+        return Error::Invalid("compression pointer at offset " + std::to_string(pos) +
+                              " does not point backwards");
       }
       if (++hops > kMaxPointerHops) {
-        error = "too many compression pointers in name at offset " + std::to_string(offset);
-        return false;
+        return Error::TooLarge("too many compression pointers in name at offset " +
+                               std::to_string(offset));
       }
       if (!jumped) next = pos + 2;
       jumped = true;
@@ -107,21 +104,18 @@ bool ReadName(std::span<const std::uint8_t> m, std::size_t offset, std::string& 
       continue;
     }
     if ((len & 0xc0) != 0) {
-      error = "unsupported label type at offset " + std::to_string(pos);
-      return false;
+      return Error::Invalid("unsupported label type at offset " + std::to_string(pos));
     }
     if (len == 0) {
       if (!jumped) next = pos + 1;
-      return true;
+      return Name{std::move(name), next};
     }
     if (pos + 1 + len > m.size()) {
-      error = "truncated label at offset " + std::to_string(pos);
-      return false;
+      return Error::Invalid("truncated label at offset " + std::to_string(pos));
     }
     wire += len + 1u;
     if (wire > kMaxNameLength) {
-      error = "name at offset " + std::to_string(offset) + " is over 255 bytes";
-      return false;
+      return Error::TooLarge("name at offset " + std::to_string(offset) + " is over 255 bytes");
     }
     if (!name.empty()) name += '.';
     name.append(reinterpret_cast<const char*>(m.data() + pos + 1), len);
@@ -129,16 +123,12 @@ bool ReadName(std::span<const std::uint8_t> m, std::size_t offset, std::string& 
   }
 }
 
-DecodeResult DecodeResponse(std::span<const std::uint8_t> m, std::uint16_t expected_id) {
-  DecodeResult result;
-  auto fail = [&](std::string why) {
-    result.ok = false;
-    result.error = "bad DNS response: " + std::move(why);
-    return result;
-  };
-  if (m.size() > kMaxMessageSize) return fail("message over 65535 bytes");
+Result<Response> DecodeResponse(std::span<const std::uint8_t> m, std::uint16_t expected_id) {
+  auto fail = [](std::string why) { return Error::Invalid("bad DNS response: " + why); };
+  auto over_limit = [](std::string why) { return Error::TooLarge("bad DNS response: " + why); };
+  if (m.size() > kMaxMessageSize) return over_limit("message over 65535 bytes");
   if (m.size() < 12) return fail("truncated header (" + std::to_string(m.size()) + " bytes)");
-  Response& r = result.response;
+  Response r;
   r.id = Read16(m, 0);
   std::uint16_t flags = Read16(m, 2);
   if ((flags & 0x8000) == 0) return fail("QR bit clear (not a response)");
@@ -149,26 +139,22 @@ DecodeResult DecodeResponse(std::span<const std::uint8_t> m, std::uint16_t expec
   r.rcode = static_cast<std::uint8_t>(flags & 0x000f);
   std::size_t qdcount = Read16(m, 4);
   std::size_t ancount = Read16(m, 6);
-  if (qdcount > kMaxQuestions) return fail(std::to_string(qdcount) + " questions (limit 4)");
+  if (qdcount > kMaxQuestions) return over_limit(std::to_string(qdcount) + " questions (limit 4)");
   if (ancount > kMaxRecordsPerSection)
-    return fail(std::to_string(ancount) + " answers (limit 512)");
-  if (r.rcode != 0) {
-    result.ok = false;
-    result.error = "DNS server answered " + RcodeName(r.rcode);
-    return result;
-  }
+    return over_limit(std::to_string(ancount) + " answers (limit 512)");
+  if (r.rcode != 0) return Error::NotFound("DNS server answered " + RcodeName(r.rcode));
   std::size_t pos = 12;
-  std::string name;
-  std::string error;
   for (std::size_t i = 0; i < qdcount; ++i) {
-    std::size_t next = 0;
-    if (!ReadName(m, pos, name, next, error)) return fail(error);
+    auto question = ReadName(m, pos);
+    if (!question) return question.error().Prefixed("bad DNS response: ");
+    std::size_t next = question->next;
     if (next + 4 > m.size()) return fail("truncated question");
     pos = next + 4;
   }
   for (std::size_t i = 0; i < ancount; ++i) {
-    std::size_t next = 0;
-    if (!ReadName(m, pos, name, next, error)) return fail(error);
+    auto owner = ReadName(m, pos);
+    if (!owner) return owner.error().Prefixed("bad DNS response: ");
+    std::size_t next = owner->next;
     if (next + 10 > m.size())
       return fail("truncated record header at offset " + std::to_string(next));
     std::uint16_t type = Read16(m, next);
@@ -195,16 +181,15 @@ DecodeResult DecodeResponse(std::span<const std::uint8_t> m, std::uint16_t expec
       srv.priority = Read16(m, rdata);
       srv.weight = Read16(m, rdata + 2);
       srv.port = Read16(m, rdata + 4);
-      std::size_t after = 0;
       // The target must lie inside this record's data (pointers may still reach back).
-      if (!ReadName(m.first(rdata + rdlength), rdata + 6, srv.target, after, error))
-        return fail("SRV target: " + error);
-      if (after != rdata + rdlength) return fail("SRV record has trailing bytes");
+      auto target = ReadName(m.first(rdata + rdlength), rdata + 6);
+      if (!target) return target.error().Prefixed("bad DNS response: SRV target: ");
+      if (target->next != rdata + rdlength) return fail("SRV record has trailing bytes");
+      srv.target = std::move(target->text);
       r.srv.push_back(std::move(srv));
     }
   }
-  result.ok = true;
-  return result;
+  return r;
 }
 
 }  // namespace tunnelkit::cloudflare::dns

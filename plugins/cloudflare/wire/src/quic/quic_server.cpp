@@ -10,17 +10,13 @@
 #include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
 
+#include "quic_internal.hpp"
 #include "quic_tls.hpp"
 
 namespace tunnelkit::cloudflare::quic {
 
-namespace asio = boost::asio;
-using boost::system::error_code;
-using udp = asio::ip::udp;
-
 namespace {
 
-constexpr std::size_t kMaxDatagramsPerRead = 64;
 constexpr std::size_t kMaxConnections = 10000;
 
 std::string CidKey(const std::uint8_t* data, std::size_t len) {

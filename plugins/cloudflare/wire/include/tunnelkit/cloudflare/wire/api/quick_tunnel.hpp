@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tunnelkit/cloudflare/wire/codec/encoding.hpp"
+#include "tunnelkit/result.hpp"
 
 namespace tunnelkit::cloudflare {
 
@@ -30,9 +31,10 @@ struct QuickTunnel {
   std::string PublicUrl() const { return "https://" + hostname; }
 };
 
-// Parses the reply body. On failure returns nullopt and a one-line reason in `error` (the
-// reason quotes at most the first 100 bytes of a non-JSON body, e.g. "error code: 1015").
-std::optional<QuickTunnel> ParseQuickTunnelReply(std::string_view body, std::string& error);
+// Parses the reply body. A failure's one-line reason quotes at most the first 100 bytes of a
+// non-JSON body (e.g. "error code: 1015"); its kind is kUnsupported when the service refused
+// (success: false), kTooLarge over the size limit, kInvalid otherwise.
+Result<QuickTunnel> ParseQuickTunnelReply(std::string_view body);
 
 // The reply an API emulator sends for `tunnel` (tools/cfedge).
 std::string BuildQuickTunnelReply(const QuickTunnel& tunnel);

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "tunnelkit/result.hpp"
+
 namespace tunnelkit::cloudflare::dns {
 
 enum class RecordType : std::uint16_t { kA = 1, kAaaa = 28, kSrv = 33 };
@@ -37,10 +39,10 @@ struct Response {
   std::vector<std::array<std::uint8_t, 16>> aaaa;
 };
 
-struct DecodeResult {
-  bool ok = false;
-  std::string error;  // one line, set when !ok
-  Response response;
+// A name read from a message: its dotted text and the offset after it in place.
+struct Name {
+  std::string text;
+  std::size_t next = 0;
 };
 
 // A recursive (RD) query for `name` (dotted, optional trailing dot). Throws
@@ -50,12 +52,11 @@ std::vector<std::uint8_t> EncodeQuery(std::uint16_t id, const std::string& name,
 // Decodes a response. Fails when the message is malformed or over a limit, is not a response
 // (QR clear), carries another id than `expected_id`, or has a non-zero rcode. Answer records
 // of other types (e.g. CNAME) are skipped; authority and additional sections are ignored.
-DecodeResult DecodeResponse(std::span<const std::uint8_t> message, std::uint16_t expected_id);
+// Error kinds: kTooLarge for a limit, kNotFound for a non-zero rcode, kInvalid otherwise.
+Result<Response> DecodeResponse(std::span<const std::uint8_t> message, std::uint16_t expected_id);
 
-// Reads a possibly compressed name at `offset`; on success sets `name` and `next` (the offset
-// after the name in place). Exposed for tests.
-bool ReadName(std::span<const std::uint8_t> message, std::size_t offset, std::string& name,
-              std::size_t& next, std::string& error);
+// Reads a possibly compressed name at `offset`. Exposed for tests.
+Result<Name> ReadName(std::span<const std::uint8_t> message, std::size_t offset);
 
 std::string RcodeName(std::uint8_t rcode);
 

@@ -46,6 +46,7 @@
 
 #include "tunnelkit/cloudflare/wire/quic/quic_error.hpp"
 #include "tunnelkit/cloudflare/wire/quic/quic_options.hpp"
+#include "tunnelkit/cloudflare/wire/quic/udp_link.hpp"
 
 namespace tunnelkit::cloudflare::quic {
 
@@ -67,27 +68,6 @@ namespace detail {
 
 // Length of the connection IDs a server issues (routing key of QuicServer).
 inline constexpr std::size_t kServerCidLength = 16;
-
-// The socket a connection sends on; shared between a server and its connections.
-struct UdpLink {
-  explicit UdpLink(const boost::asio::any_io_executor& ex) : socket(ex) {}
-  boost::asio::ip::udp::socket socket;
-  bool connected = false;  // client sockets are connected to the server
-  bool gso = true;         // UDP_SEGMENT works on this socket (cleared on the first refusal)
-  std::vector<std::uint8_t> rx = std::vector<std::uint8_t>(65536);
-  boost::asio::ip::udp::endpoint rx_from;
-
-  // Asks the kernel to coalesce datagrams of one flow (UDP_GRO): one read then returns many
-  // equal-sized datagrams back to back. Best effort: without it each read is one datagram.
-  void EnableGro();
-  // Asks for `bytes` of receive and send buffer (best effort, capped by the kernel).
-  void SetBuffers(int bytes);
-  // The MTU the kernel knows for this connected socket's path (IP_MTU / IPV6_MTU), 0 if none.
-  std::size_t PathMtu();
-  // One non-blocking read into `rx` (from `rx_from`): false when nothing is queued or on an
-  // error. `segment` is the size of each datagram in rx[0, len) (the last may be shorter).
-  bool ReceiveOnce(std::size_t& len, std::size_t& segment);
-};
 
 // Per-stream state, owned by the connection while ngtcp2 knows the stream and by the
 // QuicStream handle while the application holds it.
@@ -211,10 +191,19 @@ class QuicConnection : public std::enable_shared_from_this<QuicConnection> {
                                                       const QuicServerOptions& options,
                                                       std::shared_ptr<TlsCredentials> credentials);
 
+  // Creation's last step: the TLS session of the handshake, and keepalive PINGs.
+  void AttachTls(gnutls_session_t session, const QuicTransportOptions& transport);
+
   // Driver entry points.
   void OnDatagram(const std::uint8_t* data, std::size_t len,
                   const boost::asio::ip::udp::endpoint& from);
   void Flush();
+  // Flush's parts: streams that were flow blocked get another try after new packets; the
+  // stream whose data goes next; what ngtcp2 took of a stream, or why it took nothing.
+  void RetryBlockedStreams();
+  detail::StreamState* NextSendStream();
+  bool OnStreamWriteStopped(detail::StreamState& st, ngtcp2_ssize result, ngtcp2_ssize accepted,
+                            std::uint32_t flags, bool& stream_data);
   void ScheduleFlush();
   void ArmTimer();
   void OnTimer();
@@ -225,10 +214,11 @@ class QuicConnection : public std::enable_shared_from_this<QuicConnection> {
   void HandleLibError(int rv, bool from_read);
   void SendConnectionClose(const ngtcp2_connection_close_error& ccerr);
   void Terminate(QuicCloseInfo info);
-  void SendPacket(const std::uint8_t* data, std::size_t len, const ngtcp2_path& path);
-  // `count` packets of `segment` bytes (the last may be shorter) back to back in `data`.
-  void SendBatch(const std::uint8_t* data, std::size_t len, std::size_t segment, std::size_t count,
-                 const ngtcp2_path& path);
+  // The peer's CONNECTION_CLOSE, as QuicCloseInfo.
+  QuicCloseInfo PeerCloseInfo() const;
+  // A failed handshake: the cause (ALPN, certificate verification, TLS alert) in `info` and the
+  // TLS alert to send back.
+  std::uint8_t TlsFailureInfo(QuicCloseInfo& info) const;
 
   // Streams.
   std::shared_ptr<detail::StreamState> AddStream(std::int64_t id);
