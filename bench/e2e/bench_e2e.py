@@ -12,6 +12,8 @@ starts the tunnel, measures, and stops it:
 Each measurement is repeated (--runs) and the median is reported, with ratios to direct and
 to ssh -L and the targets of issue 8 as pass/miss. Every step has a timeout, the whole run a
 deadline; a path that fails is reported as "failed: <reason>" and the run goes on.
+--ab-old DIR compares two builds: every path alternates between DIR's binaries and --build's,
+round by round, and the table gives both columns and new/old (issue 16's rule: >= 0.95).
 
 Only the Python standard library; external tools: iperf3, wrk, sshd, ssh, ssh-keygen, nginx,
 openssl. Everything listens on 127.0.0.1 with ports chosen at run time.
@@ -84,7 +86,7 @@ def measure_path(path, args, deadline):
                 "p99": statistics.median([x["p99"] for x in v if x["p99"] is not None] or [0]),
             }
     # 1000 concurrent connections, each with one answered request, held open.
-    if time.monotonic() < deadline:
+    if args.connections > 0 and time.monotonic() < deadline:
         socks, ok = hold_connections("127.0.0.1", port, host, args.connections, 60)
         try:
             time.sleep(0.5)
@@ -247,6 +249,69 @@ def render(results, args, load_before, load_after, started):
     return "\n".join(out) + "\n"
 
 
+AB_METRICS = [("iperf1", "iperf3 1 stream (Gbit/s)"), ("iperf4", "iperf3 4 streams (Gbit/s)"),
+              ("get_big", "GET /big (Gbit/s)"), ("http1", "req/s, 1 connection"),
+              ("http50", "req/s, 50 connections")]
+
+
+def ab_value(res, key):
+    v = res.get(key)
+    return v.get("rps") if isinstance(v, dict) else v
+
+
+def run_ab(args, env, names, deadline):
+    """--ab-old: every path runs --runs rounds, each round once with the old binaries and once
+    with --build's, the order swapped every round so that drift in the machine's load falls on
+    both alike. Returns {path name: {"old": [results], "new": [results]}}."""
+    old_dirs = args.ab_old
+    runs, args.runs = args.runs, 1
+    out = {}
+    for n in names:
+        for rnd in range(runs):
+            for variant in (("old", "new") if rnd % 2 == 0 else ("new", "old")):
+                path = PATHS[n](env)
+                path.key = n
+                env.overrides[n] = old_dirs if variant == "old" else env.build
+                if time.monotonic() > deadline:
+                    break
+                log(f"A/B {path.name} round {rnd + 1}/{runs}: {variant}")
+                try:
+                    res = measure_path(path, args, deadline)
+                except Exception as ex:  # a harness bug must not lose the other runs
+                    res = {"name": path.name, "failed": f"{type(ex).__name__}: {ex}"[:200]}
+                finally:
+                    path.stop()
+                log(f"A/B {path.name} {variant}: {json.dumps(res)[:300]}")
+                out.setdefault(path.name, {"old": [], "new": []})[variant].append(res)
+    args.runs = runs
+    return out
+
+
+def render_ab(ab, args, load_before, load_after, started):
+    out = [f"tunnelkit A/B benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}; "
+           f"old = {args.ab_old}, new = {os.path.abspath(args.build)}; {args.runs} alternating "
+           f"rounds of {args.duration}s per figure, medians; {os.cpu_count()} CPUs; load average "
+           f"before {load_before}, after {load_after}", "",
+           "| path | figure | old | new | new/old | runs old | runs new |", "|---|---|---|---|---|---|---|"]
+    for name, variants in ab.items():
+        for key, label in AB_METRICS:
+            old = [ab_value(r, key) for r in variants["old"] if ab_value(r, key)]
+            new = [ab_value(r, key) for r in variants["new"] if ab_value(r, key)]
+            if not old and not new:
+                continue
+            mo = statistics.median(old) if old else None
+            mn = statistics.median(new) if new else None
+            digits = 0 if key.startswith("http") else 2
+            out.append(f"| {name} | {label} | {fmt(mo, digits)} | {fmt(mn, digits)} | "
+                       f"{fmt(ratio(mn, mo))} | {' '.join(fmt(v, digits) for v in old)} | "
+                       f"{' '.join(fmt(v, digits) for v in new)} |")
+        for variant in ("old", "new"):
+            for r in variants[variant]:
+                if "failed" in r or r.get("errors"):
+                    out.append(f"| {name} | {variant} failed | {cell(r.get('failed') or r.get('errors'))} |||||")
+    return "\n".join(out) + "\n"
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(os.path.dirname(here))
@@ -263,6 +328,9 @@ def main():
     ap.add_argument("--out", default=None, help="also write the table (markdown) here")
     ap.add_argument("--json", default=None, help="also write raw results (JSON) here")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs) afterwards")
+    ap.add_argument("--ab-old", default=None, metavar="DIR[,DIR[,DIR]]",
+                    help="A/B mode: each path alternates between these (old) binaries and "
+                         "--build's (new), --runs rounds; prints old, new and new/old")
     args = ap.parse_args()
 
     started = time.time()
@@ -285,6 +353,25 @@ def main():
     env = Env(args, tmp)
     results = []
     load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    if args.ab_old:
+        try:
+            env.start_origins()
+            env.make_tls()
+            ab = run_ab(args, env, names, deadline)
+        finally:
+            env.stop()
+            if not args.keep:
+                shutil.rmtree(tmp, ignore_errors=True)
+        load_after = " ".join(f"{x:.1f}" for x in os.getloadavg())
+        table = render_ab(ab, args, load_before, load_after, started)
+        print(table)
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write(table)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(ab, f, indent=1)
+        return
     try:
         env.start_origins()
         env.make_tls()

@@ -12,9 +12,13 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/system/error_code.hpp>
 
 namespace tunnelkit {
+
+class FramedStream;  // tunnelkit/stream/framed_stream.hpp
 
 struct IoResult {
   boost::system::error_code ec;  // boost::asio::error::eof once the peer half-closed
@@ -53,6 +57,19 @@ class Stream {
   virtual bool TryWrite(boost::asio::const_buffer /*buffer*/, IoResult& /*result*/) {
     return false;
   }
+
+  // Capability queries: what a stream can do beyond the calls above, asked by the proxy code
+  // (Splice, StreamRef) instead of a dynamic_cast to a concrete type, so that a backend's
+  // stream gets the fast paths by saying what it is, and wrappers (TLS, counting, prefixed)
+  // get none by default.
+  //
+  // The connected socket when this stream is that socket and nothing more (bytes written to it
+  // reach the peer unchanged): its owner may wait on it, write to it directly, splice(2) it.
+  virtual boost::asio::ip::tcp::socket* plain_tcp_socket() { return nullptr; }
+  virtual boost::asio::local::stream_protocol::socket* plain_unix_socket() { return nullptr; }
+  // A multiplexed stream's frame-level and kernel-path operations (whole payloads without a
+  // copy, splice(2) on a plain-TCP session), else nullptr.
+  virtual FramedStream* framed() { return nullptr; }
 };
 
 }  // namespace tunnelkit

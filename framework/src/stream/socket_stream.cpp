@@ -59,13 +59,17 @@ void TcpStream::Reset() {
   socket_.close(ec);
 }
 
-std::string TcpStream::Describe() const {
+std::string DescribeTcpEndpoints(const asio::ip::tcp::socket& socket) {
   error_code ec1, ec2;
-  auto local = socket_.local_endpoint(ec1);
-  auto remote = socket_.remote_endpoint(ec2);
-  if (ec1 || ec2) return "tcp (closed)";
-  return fmt::format("tcp {}:{}->{}:{}", local.address().to_string(), local.port(),
+  auto local = socket.local_endpoint(ec1);
+  auto remote = socket.remote_endpoint(ec2);
+  if (ec1 || ec2) return "(closed)";
+  return fmt::format("{}:{}->{}:{}", local.address().to_string(), local.port(),
                      remote.address().to_string(), remote.port());
+}
+
+std::string TcpStream::Describe() const {
+  return "tcp " + DescribeTcpEndpoints(socket_);
 }
 
 UnixStream::UnixStream(asio::local::stream_protocol::socket socket)

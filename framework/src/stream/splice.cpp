@@ -10,8 +10,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "framed_pump.hpp"
 #include "tunnelkit/buffer_pool.hpp"
-#include "tunnelkit/stream/socket_stream.hpp"
 
 namespace tunnelkit {
 
@@ -22,10 +22,13 @@ namespace {
 
 struct SpliceState {
   explicit SpliceState(asio::any_io_executor ex)
-      : done(ex, asio::steady_timer::time_point::max()) {}
-  asio::steady_timer done;  // cancelled when the last direction finishes
+      : done(ex, asio::steady_timer::time_point::max()),
+        linger(ex),
+        failure(std::make_shared<detail::SpliceFailure>()) {}
+  asio::steady_timer done;  // cancelled whenever a direction finishes
+  asio::steady_timer linger;
   int running = 2;
-  error_code ec;
+  std::shared_ptr<detail::SpliceFailure> failure;  // the first error of either direction
 };
 
 // A direction that is idle holds no big buffer: on a socket it waits for readability before
@@ -44,21 +47,22 @@ BufferPool& PumpPool(std::size_t buffer_size) {
 // cannot be waited on this way.
 asio::awaitable<bool> WaitReadable(Stream& stream) {
   error_code ec;
-  if (auto* tcp = dynamic_cast<TcpStream*>(&stream)) {
-    co_await tcp->socket().async_wait(asio::socket_base::wait_read,
-                                      asio::redirect_error(asio::use_awaitable, ec));
+  if (auto* tcp = stream.plain_tcp_socket()) {
+    co_await tcp->async_wait(asio::socket_base::wait_read,
+                             asio::redirect_error(asio::use_awaitable, ec));
     co_return true;
   }
-  if (auto* unix_stream = dynamic_cast<UnixStream*>(&stream)) {
-    co_await unix_stream->socket().async_wait(asio::socket_base::wait_read,
-                                              asio::redirect_error(asio::use_awaitable, ec));
+  if (auto* unix_socket = stream.plain_unix_socket()) {
+    co_await unix_socket->async_wait(asio::socket_base::wait_read,
+                                     asio::redirect_error(asio::use_awaitable, ec));
     co_return true;
   }
   co_return false;
 }
 
 asio::awaitable<std::uint64_t> Pump(Stream& from, Stream& to, std::size_t buffer_size,
-                                    std::shared_ptr<SpliceState> state) {
+                                    std::shared_ptr<detail::SpliceFailure> state) {
+  if (from.framed() || to.framed()) co_return co_await detail::PumpFramed(from, to, state);
   buffer_size = std::max<std::size_t>(buffer_size, 1);
   const std::size_t small_size = std::min(kSmallRead, buffer_size);
   std::unique_ptr<char[]> small;  // allocated on first use
@@ -107,24 +111,42 @@ asio::awaitable<std::uint64_t> Pump(Stream& from, Stream& to, std::size_t buffer
 
 }  // namespace
 
-asio::awaitable<SpliceResult> Splice(Stream& a, Stream& b, std::size_t buffer_size) {
+asio::awaitable<SpliceResult> Splice(Stream& a, Stream& b, SpliceOptions options) {
   auto ex = co_await asio::this_coro::executor;
   auto state = std::make_shared<SpliceState>(ex);
   SpliceResult result;
-  auto finish = [state](std::uint64_t* counter) {
-    return [state, counter](std::exception_ptr e, std::uint64_t n) {
+  bool b_to_a_done = false;
+  auto finish = [state](std::uint64_t* counter, bool* done) {
+    return [state, counter, done](std::exception_ptr e, std::uint64_t n) {
       *counter = n;
-      if (e && !state->ec) state->ec = asio::error::fault;
-      if (--state->running == 0) state->done.cancel();
+      if (done) *done = true;
+      if (e && !state->failure->ec) state->failure->ec = asio::error::fault;
+      --state->running;
+      state->done.cancel();
     };
   };
-  asio::co_spawn(ex, Pump(a, b, buffer_size, state), finish(&result.a_to_b));
-  asio::co_spawn(ex, Pump(b, a, buffer_size, state), finish(&result.b_to_a));
+  asio::co_spawn(ex, Pump(a, b, options.buffer_size, state->failure),
+                 finish(&result.a_to_b, nullptr));
+  asio::co_spawn(ex, Pump(b, a, options.buffer_size, state->failure),
+                 finish(&result.b_to_a, &b_to_a_done));
+  bool lingering = false;
   while (state->running > 0) {
+    if (b_to_a_done && !lingering && options.linger != std::chrono::milliseconds::max()) {
+      lingering = true;
+      state->linger.expires_after(options.linger);
+      // Runs after this coroutine only when the splice has ended (running == 0): then it
+      // touches neither stream.
+      state->linger.async_wait([state, &a, &b](error_code ec) {
+        if (ec || state->running == 0) return;
+        a.Reset();
+        b.Reset();
+      });
+    }
     error_code ec;
     co_await state->done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
-  result.ec = state->ec;
+  state->linger.cancel();
+  result.ec = state->failure->ec;
   co_return result;
 }
 

@@ -39,10 +39,10 @@ std::vector<unsigned char> AlpnWire(const std::vector<std::string>& protocols) {
   return wire;
 }
 
-std::shared_ptr<ContextHolder> NewHolder() {
+std::shared_ptr<ContextHolder> NewHolder(bool tls13_only) {
   auto holder = std::make_shared<ContextHolder>();
   SSL_CTX* ctx = holder->context.native_handle();
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_min_proto_version(ctx, tls13_only ? TLS1_3_VERSION : TLS1_2_VERSION);
   SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
   PreferAes128Gcm(ctx);
   return holder;
@@ -87,7 +87,7 @@ int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const uns
 }  // namespace
 
 std::shared_ptr<ssl::context> MakeTlsClientContext(const TlsClientOptions& options) {
-  auto holder = NewHolder();
+  auto holder = NewHolder(options.tls13_only);
   SSL_CTX* ctx = holder->context.native_handle();
   if (options.insecure_skip_verify) {
     spdlog::warn(
@@ -117,7 +117,7 @@ std::shared_ptr<ssl::context> MakeTlsClientContext(const TlsClientOptions& optio
 }
 
 std::shared_ptr<ssl::context> MakeTlsServerContext(const TlsServerOptions& options) {
-  auto holder = NewHolder();
+  auto holder = NewHolder(options.tls13_only);
   SSL_CTX* ctx = holder->context.native_handle();
   if (options.cert_file.empty() || options.key_file.empty()) {
     throw std::runtime_error("a TLS server needs a certificate and a key file");

@@ -177,7 +177,10 @@ class FerroBackend final : public Backend {
     settings.token = f.token();
     settings.domain = f.domain();
     if (!f.tls_cert().empty()) {
-      settings.tls = ServerTlsSettings{f.tls_cert(), f.tls_key(), f.tls_ca()};
+      settings.tls.emplace();
+      settings.tls->cert_file = f.tls_cert();
+      settings.tls->key_file = f.tls_key();
+      settings.tls->client_ca_file = f.tls_ca();
     }
     settings.session_timeout =
         DurationOr(f.has_session_timeout(), f.session_timeout(), settings.session_timeout);
@@ -213,7 +216,7 @@ class FerroBackend final : public Backend {
     settings.tls_settings.ca_file = f.tls_ca();
     settings.tls_settings.cert_file = f.tls_cert();
     settings.tls_settings.key_file = f.tls_key();
-    settings.tls_settings.skip_verify = f.tls_skip_verify();
+    settings.tls_settings.insecure_skip_verify = f.tls_skip_verify();
     settings.tls_server_name = f.tls_server_name();
     settings.heartbeat_interval =
         DurationOr(f.has_heartbeat_interval(), f.heartbeat_interval(), settings.heartbeat_interval);

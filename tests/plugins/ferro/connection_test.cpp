@@ -11,7 +11,7 @@
 #include <boost/asio.hpp>
 
 #include "mux/connection.hpp"
-#include "transport/socket_stream.hpp"
+#include "tunnelkit/stream/socket_stream.hpp"
 
 namespace tunnelkit::ferro {
 namespace {
@@ -39,11 +39,11 @@ std::shared_ptr<ConnectionPair> Connect(asio::io_context& io) {
   options.stream_window = kWindow;
   options.max_stream_window = kWindow;
   auto pair = std::make_shared<ConnectionPair>();
-  pair->client = std::make_shared<Connection>(
-      std::make_unique<TcpSocketStream>(std::move(client_socket)), FrameDecoder(), options, logger);
+  pair->client = std::make_shared<Connection>(std::make_unique<TcpStream>(std::move(client_socket)),
+                                              FrameDecoder(), options, logger);
   options.is_server = true;
-  pair->server = std::make_shared<Connection>(
-      std::make_unique<TcpSocketStream>(std::move(server_socket)), FrameDecoder(), options, logger);
+  pair->server = std::make_shared<Connection>(std::make_unique<TcpStream>(std::move(server_socket)),
+                                              FrameDecoder(), options, logger);
   std::weak_ptr<ConnectionPair> weak = pair;
   pair->server->Start(
       [weak](std::shared_ptr<MuxStream> stream) {

@@ -41,14 +41,14 @@ class StreamRef {
  public:
   using executor_type = boost::asio::any_io_executor;
 
-  explicit StreamRef(Stream& stream) : stream_(&stream), tcp_(dynamic_cast<TcpStream*>(&stream)) {}
+  explicit StreamRef(Stream& stream) : stream_(&stream), tcp_(stream.plain_tcp_socket()) {}
 
   executor_type get_executor() const { return stream_->get_executor(); }
   Stream& stream() const { return *stream_; }
 
   template <class MutableBufferSequence, class ReadToken>
   auto async_read_some(const MutableBufferSequence& buffers, ReadToken&& token) {
-    if (tcp_) return tcp_->socket().async_read_some(buffers, std::forward<ReadToken>(token));
+    if (tcp_) return tcp_->async_read_some(buffers, std::forward<ReadToken>(token));
     const boost::asio::mutable_buffer first = FirstNonEmptyBuffer(buffers);
     IoResult done;
     if (first.size() > 0 && stream_->TryReadSome(first, done)) {
@@ -61,7 +61,7 @@ class StreamRef {
   // kGatherLimit bytes, so that a chunked body does not cost three writes per chunk.
   template <class ConstBufferSequence, class WriteToken>
   auto async_write_some(const ConstBufferSequence& buffers, WriteToken&& token) {
-    if (tcp_) return tcp_->socket().async_write_some(buffers, std::forward<WriteToken>(token));
+    if (tcp_) return tcp_->async_write_some(buffers, std::forward<WriteToken>(token));
     boost::asio::const_buffer first;
     std::size_t count = 0;
     std::size_t total = 0;
@@ -141,7 +141,7 @@ class StreamRef {
   }
 
   Stream* stream_;
-  TcpStream* tcp_;  // set when the stream is a plain TCP socket
+  boost::asio::ip::tcp::socket* tcp_;  // set when the stream is a plain TCP socket
 };
 
 // Beast closes the lowest layer on timeouts and failures through this (found by ADL).

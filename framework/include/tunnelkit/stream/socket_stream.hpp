@@ -38,13 +38,18 @@ class TcpStream final : public BasicSocketStream<boost::asio::ip::tcp::socket> {
   explicit TcpStream(boost::asio::ip::tcp::socket socket);
   void Reset() override;
   std::string Describe() const override;
+  boost::asio::ip::tcp::socket* plain_tcp_socket() override { return &socket_; }
 };
 
 class UnixStream final : public BasicSocketStream<boost::asio::local::stream_protocol::socket> {
  public:
   explicit UnixStream(boost::asio::local::stream_protocol::socket socket);
   std::string Describe() const override;
+  boost::asio::local::stream_protocol::socket* plain_unix_socket() override { return &socket_; }
 };
+
+// "127.0.0.1:5000->127.0.0.1:8080" (local->remote), or "(closed)", for logs.
+std::string DescribeTcpEndpoints(const boost::asio::ip::tcp::socket& socket);
 
 // Resolves host:port and connects to the first address that answers, within `timeout`
 // (boost::asio::error::timed_out after it). TCP_NODELAY is set on success.

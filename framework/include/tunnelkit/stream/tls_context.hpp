@@ -19,6 +19,8 @@ struct TlsClientOptions {
   std::string key_file;
   // ALPN protocols offered, in preference order (e.g. {"h2", "http/1.1"}).
   std::vector<std::string> alpn;
+  // Refuse anything older than TLS 1.3 (a wire whose peers all speak it, e.g. ferro's).
+  bool tls13_only = false;
 };
 
 struct TlsServerOptions {
@@ -28,11 +30,12 @@ struct TlsServerOptions {
   // required and verified).
   std::string client_ca_file;
   std::vector<std::string> alpn;  // accepted protocols, server preference order
+  bool tls13_only = false;        // refuse anything older than TLS 1.3
 };
 
 // Both throw std::runtime_error naming the file and the OpenSSL reason when something cannot
-// be loaded. Minimum version TLS 1.2; TLS 1.3 is negotiated when the peer supports it.
-// Hostname checking happens per connection (TlsStream's server_name).
+// be loaded. Minimum version TLS 1.2 (1.3 with tls13_only); TLS 1.3 is negotiated when the peer
+// supports it. Hostname checking happens per connection (TlsStream's server_name).
 std::shared_ptr<boost::asio::ssl::context> MakeTlsClientContext(const TlsClientOptions& options);
 
 // TLS 1.3 suites in the order AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305, and a server that

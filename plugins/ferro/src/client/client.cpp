@@ -10,9 +10,9 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "mux/connection.hpp"
-#include "proxy/splice.hpp"
 #include "session/handshake.hpp"
-#include "transport/socket_stream.hpp"
+#include "tunnelkit/stream/socket_stream.hpp"
+#include "tunnelkit/stream/splice.hpp"
 #include "tunnelkit/stream/tls_stream.hpp"
 
 namespace tunnelkit::ferro {
@@ -102,8 +102,10 @@ void FerroClient::Stop() {
 asio::awaitable<session::SupervisorResult> FerroClient::Run() {
   auto self = shared_from_this();
   if (settings_.tls) {
-    tls_ = MakeClientTlsContext(settings_.tls_settings);
-    if (settings_.tls_settings.skip_verify) {
+    TlsClientOptions options = settings_.tls_settings;
+    options.tls13_only = true;
+    tls_ = MakeTlsClientContext(options);
+    if (settings_.tls_settings.insecure_skip_verify) {
       logger_->warn(
           "TLS certificate verification is DISABLED (--tls-skip-verify): the server "
           "is not authenticated and the token can be intercepted");
@@ -138,7 +140,7 @@ asio::awaitable<std::unique_ptr<Stream>> FerroClient::Dial(std::string& reason) 
   }
   socket.set_option(tcp::no_delay(true), ec);
   socket.set_option(asio::socket_base::keep_alive(true), ec);
-  if (!tls_) co_return std::make_unique<TcpSocketStream>(std::move(socket));
+  if (!tls_) co_return std::make_unique<TcpStream>(std::move(socket));
 
   // The core TlsStream sends SNI for names and checks the certificate against the name or
   // IP address; the context decides whether failures count (--tls-skip-verify).
@@ -304,8 +306,8 @@ asio::awaitable<void> FerroClient::ServeStream(std::shared_ptr<MuxStream> stream
     co_return;
   }
   socket.set_option(tcp::no_delay(true), ec);
-  auto origin = std::make_shared<TcpSocketStream>(std::move(socket));
-  co_await Splice(stream, origin);
+  TcpStream origin(std::move(socket));
+  co_await Splice(*stream, origin);
 }
 
 }  // namespace tunnelkit::ferro

@@ -14,9 +14,9 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "transport/tls.hpp"
 #include "tunnelkit/session/supervisor.hpp"
 #include "tunnelkit/stream.hpp"
+#include "tunnelkit/stream/tls_context.hpp"
 
 namespace spdlog {
 class logger;
@@ -34,8 +34,8 @@ struct ClientSettings {
   std::string origin_host = "127.0.0.1";  // where streams are served from
   std::string origin_port = "8000";
   bool tls = false;
-  ClientTlsSettings tls_settings;
-  std::string tls_server_name;  // default: the host of `server`
+  TlsClientOptions tls_settings;  // the client makes it TLS 1.3 only
+  std::string tls_server_name;    // default: the host of `server`
   std::chrono::milliseconds heartbeat_interval{std::chrono::seconds(30)};
   std::chrono::milliseconds handshake_timeout{std::chrono::seconds(10)};
   session::BackoffPolicy backoff;

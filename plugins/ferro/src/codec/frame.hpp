@@ -14,30 +14,11 @@
 #include <variant>
 #include <vector>
 
+#include "tunnelkit/stream/uninit_bytes.hpp"
+
 namespace tunnelkit::ferro {
 
-// Leaves new elements uninitialised on resize: buffers are sized before a read fills them, and
-// zeroing 64 KiB first would cost about as much as the read.
-template <typename T>
-struct UninitializedAllocator : std::allocator<T> {
-  template <typename U>
-  struct rebind {
-    using other = UninitializedAllocator<U>;
-  };
-  UninitializedAllocator() = default;
-  template <typename U>
-  UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
-  template <typename U>
-  void construct(U* p) noexcept {
-    ::new (static_cast<void*>(p)) U;
-  }
-  template <typename U, typename... Args>
-  void construct(U* p, Args&&... args) {
-    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
-  }
-};
-
-using Bytes = std::vector<std::uint8_t, UninitializedAllocator<std::uint8_t>>;
+using Bytes = tunnelkit::UninitBytes;
 using Uuid = std::array<std::uint8_t, 16>;  // RFC-4122 byte order
 using StringPair = std::pair<std::string, std::string>;
 

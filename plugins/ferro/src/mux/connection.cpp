@@ -11,8 +11,8 @@
 #include <boost/asio/error.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
-#include "transport/socket_stream.hpp"
 #include "tunnelkit/memory_trim.hpp"
 
 namespace tunnelkit::ferro {
@@ -444,7 +444,7 @@ Connection::Connection(std::unique_ptr<Stream> transport, FrameDecoder decoder, 
       writer_wake_(executor_),
       space_(executor_),
       last_received_(std::chrono::steady_clock::now()) {
-  if (options_.kernel_splice) tcp_ = dynamic_cast<TcpSocketStream*>(transport_.get());
+  if (options_.kernel_splice) tcp_ = transport_->plain_tcp_socket();
   live_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -567,7 +567,7 @@ asio::awaitable<bool> Connection::SendFromPipe(std::uint32_t id, StreamPriority 
 }
 
 asio::awaitable<bool> Connection::DrainPipe(KernelPipe& pipe, std::size_t size) {
-  const boost::system::error_code ec = co_await DrainExactly(pipe, tcp_->socket(), size);
+  const boost::system::error_code ec = co_await DrainExactly(pipe, *tcp_, size);
   if (closed_) co_return false;
   if (ec) {
     Close("write failed: " + ec.message());
@@ -585,7 +585,7 @@ asio::awaitable<void> Connection::WriteLoop() {
   // Plain TCP: one gathered write of the frames as they are (a spliced frame's payload follows
   // its header from the pipe). TLS: small frames joined into one buffer so that records are
   // full-sized (a record per small frame would cost more than the copy).
-  auto* tcp = dynamic_cast<TcpSocketStream*>(transport_.get());
+  tcp::socket* tcp = transport_->plain_tcp_socket();
   while (!closed_) {
     if (queue_.empty()) {
       co_await writer_wake_.Wait();
@@ -608,12 +608,13 @@ asio::awaitable<void> Connection::WriteLoop() {
       for (auto& frame : batch) {
         gather.push_back(asio::buffer(frame.bytes));
         if (!frame.pipe) continue;
-        ec = (co_await tcp->WriteGather(gather)).ec;
+        co_await asio::async_write(*tcp, gather, asio::redirect_error(asio::use_awaitable, ec));
         gather.clear();
         if (ec || closed_ || !co_await DrainPipe(*frame.pipe, frame.pipe_bytes)) break;
         Finish(frame);
       }
-      if (!gather.empty() && !ec && !closed_) ec = (co_await tcp->WriteGather(gather)).ec;
+      if (!gather.empty() && !ec && !closed_)
+        co_await asio::async_write(*tcp, gather, asio::redirect_error(asio::use_awaitable, ec));
     } else {
       // Small frames joined (one record for many); a frame of a record or more goes as it is.
       joined.clear();
@@ -743,7 +744,7 @@ asio::awaitable<void> Connection::SpliceInbound(std::shared_ptr<MuxStream> strea
   co_await WriteToSink(*stream, start.payload, start.payload_buffered);
   decoder_.Discard(kDataFrameHeaderSize + start.payload_buffered);
   std::size_t left = start.payload_size - start.payload_buffered;
-  const int fd = tcp_->socket().native_handle();
+  const int fd = tcp_->native_handle();
   while (left > 0 && !closed_) {
     if (stream->reset_) {
       // Nobody reads this stream any more: the payload is read and dropped.
@@ -777,8 +778,8 @@ asio::awaitable<void> Connection::SpliceInbound(std::shared_ptr<MuxStream> strea
       continue;
     }
     boost::system::error_code ec;
-    co_await tcp_->socket().async_wait(tcp::socket::wait_read,
-                                       asio::redirect_error(asio::use_awaitable, ec));
+    co_await tcp_->async_wait(tcp::socket::wait_read,
+                              asio::redirect_error(asio::use_awaitable, ec));
     if (closed_) co_return;
     if (ec) {
       Close("read failed: " + ec.message());

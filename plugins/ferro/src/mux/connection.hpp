@@ -33,6 +33,7 @@
 #include "codec/codec.hpp"
 #include "mux/notifier.hpp"
 #include "tunnelkit/stream.hpp"
+#include "tunnelkit/stream/framed_stream.hpp"
 #include "tunnelkit/stream/kernel_pipe.hpp"
 
 namespace spdlog {
@@ -42,9 +43,10 @@ class logger;
 namespace tunnelkit::ferro {
 
 class Connection;
-class TcpSocketStream;
 
-class MuxStream final : public Stream, public std::enable_shared_from_this<MuxStream> {
+class MuxStream final : public Stream,
+                        public FramedStream,
+                        public std::enable_shared_from_this<MuxStream> {
  public:
   MuxStream(std::shared_ptr<Connection> connection, std::uint32_t id, Protocol protocol,
             StreamPriority priority, std::uint32_t window);
@@ -60,42 +62,45 @@ class MuxStream final : public Stream, public std::enable_shared_from_this<MuxSt
   std::string Describe() const override;
   bool TryReadSome(boost::asio::mutable_buffer buffer, IoResult& result) override;
   bool TryWrite(boost::asio::const_buffer buffer, IoResult& result) override;
+  FramedStream* framed() override { return this; }
 
   // The next received payload as it arrived (moved out, not copied), for a reader that
   // forwards whole pieces; ends as ReadSome does.
-  boost::asio::awaitable<IoResult> ReadPiece(Bytes& piece);
+  boost::asio::awaitable<IoResult> ReadPiece(Bytes& piece) override;
   // ReadPiece's part that needs no waiting: false (and `piece` untouched) when it would wait.
-  bool TryReadPiece(Bytes& piece, IoResult& result);
+  bool TryReadPiece(Bytes& piece, IoResult& result) override;
   // Sends `frame` as one data frame without copying it: its first kDataFrameHeaderSize bytes
   // are room for the header, the rest the payload (at most kMaxDataChunk).
-  boost::asio::awaitable<IoResult> WriteFrame(Bytes&& frame);
+  boost::asio::awaitable<IoResult> WriteFrame(Bytes&& frame) override;
   // WriteFrame's part that needs no waiting (within one frame, the credit and the queue's
   // bound): false, and `frame` untouched, when it would wait. (The Try* calls cost no
   // coroutine frame: a request/response exchange makes several per message.)
-  bool TryWriteFrame(Bytes& frame, IoResult& result);
+  bool TryWriteFrame(Bytes& frame, IoResult& result) override;
+  std::size_t frame_header_room() const override { return kDataFrameHeaderSize; }
+  std::size_t max_frame_payload() const override { return kMaxDataChunk; }
 
   // Completes once ReadSome would not wait: bytes are buffered, or the stream has ended or
   // failed. Lets a reader take a buffer only when there is something to put in it.
-  boost::asio::awaitable<void> WaitReadable();
+  boost::asio::awaitable<void> WaitReadable() override;
   // True when WaitReadable would complete at once.
-  bool readable() const { return buffered() > 0 || reset_ || remote_finished_; }
+  bool readable() const override { return buffered() > 0 || reset_ || remote_finished_; }
 
   std::uint32_t id() const { return id_; }
   Protocol protocol() const { return protocol_; }
 
   // The kernel path; only where can_splice() (the connection runs over plain TCP).
-  bool can_splice() const;
+  bool can_splice() const override;
   // Moves the bytes `socket` has now into one data frame without copying them: splices them
   // into `pipe` (empty, this caller's), queues the frame and waits until it is written. eof
   // once the socket's peer has finished sending.
   boost::asio::awaitable<IoResult> SpliceFrom(boost::asio::ip::tcp::socket& socket,
-                                              std::shared_ptr<KernelPipe> pipe);
+                                              std::shared_ptr<KernelPipe> pipe) override;
   // From now on received payloads collect in `pipe` rather than in memory. Refused (false)
   // while bytes are buffered, so that they stay in order: read those first.
-  bool AttachSink(std::shared_ptr<KernelPipe> pipe);
+  bool AttachSink(std::shared_ptr<KernelPipe> pipe) override;
   // Moves received bytes from the sink into `socket`: returns how many, or eof / reset as
   // ReadSome once everything the peer sent has been moved.
-  boost::asio::awaitable<IoResult> SpliceTo(boost::asio::ip::tcp::socket& socket);
+  boost::asio::awaitable<IoResult> SpliceTo(boost::asio::ip::tcp::socket& socket) override;
 
  private:
   friend class Connection;
@@ -244,7 +249,8 @@ class Connection final : public std::enable_shared_from_this<Connection> {
 
   boost::asio::any_io_executor executor_;
   std::unique_ptr<Stream> transport_;
-  TcpSocketStream* tcp_ = nullptr;  // the transport when it is plain TCP and splicing is on
+  // The transport's socket when it is plain TCP and splicing is on.
+  boost::asio::ip::tcp::socket* tcp_ = nullptr;
   std::uint64_t spliced_bytes_ = 0;
   bool header_sized_read_ = false;  // after a spliced frame: read the next header alone
   FrameDecoder decoder_;

@@ -10,14 +10,15 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
 #include "mux/connection.hpp"
-#include "proxy/splice.hpp"
 #include "server/http_head.hpp"
 #include "server/http_relay.hpp"
 #include "session/handshake.hpp"
-#include "transport/socket_stream.hpp"
 #include "tunnelkit/net/url.hpp"
+#include "tunnelkit/stream/socket_stream.hpp"
+#include "tunnelkit/stream/splice.hpp"
 #include "tunnelkit/stream/tls_stream.hpp"
 
 namespace tunnelkit::ferro {
@@ -161,7 +162,11 @@ FerroServer::FerroServer(asio::io_context& io, ServerSettings settings,
 FerroServer::~FerroServer() = default;
 
 void FerroServer::Start() {
-  if (settings_.tls) tls_ = MakeServerTlsContext(*settings_.tls);
+  if (settings_.tls) {
+    TlsServerOptions options = *settings_.tls;
+    options.tls13_only = true;
+    tls_ = MakeTlsServerContext(options);
+  }
   if (const auto issues = net::CheckServerLimits(settings_.limits, "ferro."); !issues.empty()) {
     throw std::invalid_argument(issues.front().field + ": " + issues.front().reason);
   }
@@ -171,10 +176,11 @@ void FerroServer::Start() {
   auto self = shared_from_this();
   // The handlers hold the server weakly: the listeners close in Stop or with the server.
   std::weak_ptr<FerroServer> weak = self;
-  logger_->info(
-      "listening for tunnel clients on {} ({}{})", net::EndpointText(control_endpoint()),
-      tls_ ? "TLS 1.3" : "plain TCP",
-      settings_.tls && !settings_.tls->client_ca.empty() ? ", client certificates required" : "");
+  logger_->info("listening for tunnel clients on {} ({}{})", net::EndpointText(control_endpoint()),
+                tls_ ? "TLS 1.3" : "plain TCP",
+                settings_.tls && !settings_.tls->client_ca_file.empty()
+                    ? ", client certificates required"
+                    : "");
   net::ListenerOptions options;
   options.logger = logger_;
   options.name = "control listener";
@@ -325,7 +331,7 @@ asio::awaitable<void> FerroServer::HandleControl(tcp::socket socket,
   boost::system::error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
   socket.set_option(asio::socket_base::keep_alive(true), ec);
-  const std::string peer = DescribeEndpoints(socket);
+  const std::string peer = DescribeTcpEndpoints(socket);
   std::unique_ptr<Stream> transport;
   if (tls_) {
     auto tls = std::make_unique<TlsStream>(std::move(socket), *tls_, TlsStream::Role::kServer);
@@ -343,7 +349,7 @@ asio::awaitable<void> FerroServer::HandleControl(tcp::socket socket,
     }
     transport = std::move(tls);
   } else {
-    transport = std::make_unique<TcpSocketStream>(std::move(socket));
+    transport = std::make_unique<TcpStream>(std::move(socket));
   }
 
   // Before the token is checked, frames are small (a Handshake needs a few KiB).
@@ -591,9 +597,10 @@ asio::awaitable<void> FerroServer::HandleHttp(tcp::socket socket) {
       co_return;
     }
     if (two_way) {
-      auto public_side = std::make_shared<TcpSocketStream>(std::move(socket));
-      co_await Splice(public_side, stream,
-                      websocket ? std::chrono::milliseconds::max() : std::chrono::seconds(5));
+      TcpStream public_side(std::move(socket));
+      SpliceOptions options;
+      if (!websocket) options.linger = std::chrono::seconds(5);
+      co_await Splice(public_side, *stream, options);
       co_return;
     }
     const std::string method = head->method;
@@ -622,7 +629,7 @@ asio::awaitable<void> FerroServer::HandleTcp(tcp::socket socket) {
   auto session = FindTcpSession();
   if (!session) {
     logger_->warn("TCP connection from {} dropped: no tunnel offers tcp",
-                  DescribeEndpoints(socket));
+                  DescribeTcpEndpoints(socket));
     boost::system::error_code ec;
     socket.close(ec);
     co_return;
@@ -630,8 +637,8 @@ asio::awaitable<void> FerroServer::HandleTcp(tcp::socket socket) {
   boost::system::error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
   auto stream = session->connection->Open(Protocol::kTcp, StreamPriority::kNormal);
-  auto public_side = std::make_shared<TcpSocketStream>(std::move(socket));
-  co_await Splice(public_side, stream);
+  TcpStream public_side(std::move(socket));
+  co_await Splice(public_side, *stream);
 }
 
 asio::awaitable<void> FerroServer::SweepLoop() {

@@ -15,12 +15,12 @@
 #include <boost/asio/ssl/context.hpp>
 
 #include "codec/frame.hpp"
-#include "transport/tls.hpp"
 #include "tunnelkit/net/connection_limiter.hpp"
 #include "tunnelkit/net/listener.hpp"
 #include "tunnelkit/net/server_limits.hpp"
 #include "tunnelkit/net/source_rate_limiter.hpp"
 #include "tunnelkit/rate_limited_log.hpp"
+#include "tunnelkit/stream/tls_context.hpp"
 
 namespace spdlog {
 class logger;
@@ -35,8 +35,8 @@ struct ServerSettings {
   std::string http;  // public HTTP ingress; empty: none
   std::string tcp;   // public raw TCP ingress; empty: none
   std::string token;
-  std::string domain;  // also route "<tunnel id>.<domain>"
-  std::optional<ServerTlsSettings> tls;
+  std::string domain;                   // also route "<tunnel id>.<domain>"
+  std::optional<TlsServerOptions> tls;  // the server makes it TLS 1.3 only
   std::chrono::milliseconds session_timeout{std::chrono::seconds(90)};
   std::chrono::milliseconds handshake_timeout{std::chrono::seconds(10)};
   std::chrono::milliseconds stream_open_timeout{std::chrono::seconds(10)};
