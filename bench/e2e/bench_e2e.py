@@ -363,14 +363,7 @@ def main():
             if not args.keep:
                 shutil.rmtree(tmp, ignore_errors=True)
         load_after = " ".join(f"{x:.1f}" for x in os.getloadavg())
-        table = render_ab(ab, args, load_before, load_after, started)
-        print(table)
-        if args.out:
-            with open(args.out, "w") as f:
-                f.write(table)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(ab, f, indent=1)
+        write_outputs(render_ab(ab, args, load_before, load_after, started), ab, args)
         return
     try:
         env.start_origins()
@@ -399,14 +392,18 @@ def main():
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     load_after = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    table = render(results, args, load_before, load_after, started)
+    write_outputs(render(results, args, load_before, load_after, started), results, args)
+
+
+def write_outputs(table, raw, args):
+    """Prints the table and writes it (--out) and the raw figures (--json) where asked."""
     print(table)
     if args.out:
         with open(args.out, "w") as f:
             f.write(table)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+            json.dump(raw, f, indent=1)
 
 
 if __name__ == "__main__":
