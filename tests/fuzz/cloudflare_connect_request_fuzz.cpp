@@ -1,6 +1,6 @@
 // fuzz-links: tunnelkit_cloudflare_wire CapnProto::capnp
 // fuzz-sources: plugins/cloudflare/wire/src/codec/*.cpp
-// fuzz-libs: fuzz_capnp OpenSSL::Crypto
+// fuzz-libs: fuzz_capnp OpenSSL::Crypto fuzz_framework_text
 // The start of an edge-opened data stream: preamble, then a ConnectRequest (or, read from the
 // other side, a ConnectResponse). Whatever decodes must re-encode to a message that decodes to
 // the same value. Decoded metadata is then read as an HTTP head (HttpMethod, HttpHost,

@@ -1,6 +1,6 @@
 // fuzz-links: tunnelkit_cloudflare_wire CapnProto::capnp
 // fuzz-sources: plugins/cloudflare/wire/src/codec/*.cpp
-// fuzz-libs: fuzz_capnp OpenSSL::Crypto
+// fuzz-libs: fuzz_capnp OpenSSL::Crypto fuzz_framework_text
 // The HTTP head carried as ConnectRequest/ConnectResponse metadata (HttpMethod, HttpHost,
 // HttpStatus, HttpHeader:<name>), fed directly as entries so that every input reaches the
 // metadata decoders (the connect_request target must get through Cap'n Proto first). Input:

@@ -1,7 +1,7 @@
 // fuzz-links: tunnelkit_cloudflare_wire
 // fuzz-sources: plugins/cloudflare/wire/src/api/quick_tunnel.cpp
 // fuzz-sources: plugins/cloudflare/wire/src/codec/encoding.cpp
-// fuzz-libs: nlohmann_json::nlohmann_json OpenSSL::Crypto
+// fuzz-libs: nlohmann_json::nlohmann_json OpenSSL::Crypto fuzz_framework_text
 // The quick-tunnel API's reply body (JSON from the service): anything either fails with a
 // reason or gives credentials within the limits (a UUID, a host name, a 32-byte secret, an
 // account tag of 1..256 bytes) that the emulator's BuildQuickTunnelReply turns back into a

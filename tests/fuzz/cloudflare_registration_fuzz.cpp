@@ -1,7 +1,7 @@
 // fuzz-links: tunnelkit_cloudflare_wire CapnProto::capnp
 // fuzz-sources: plugins/cloudflare/wire/src/rpc/registration_types.cpp
 // fuzz-sources: plugins/cloudflare/wire/src/codec/encoding.cpp
-// fuzz-libs: fuzz_capnp OpenSSL::Crypto
+// fuzz-libs: fuzz_capnp OpenSSL::Crypto fuzz_framework_text
 // registerConnection's parameters (read by the edge emulator) and its answer (read by the
 // client), as Cap'n Proto messages of arbitrary bytes: reading either fails with kj::Exception
 // or std::invalid_argument, or gives values within the limits that write and read back equal.

@@ -1,5 +1,5 @@
 // fuzz-links:
-// fuzz-libs: fuzz_framework_config tunnelkit_proto
+// fuzz-libs: fuzz_framework_config tunnelkit_proto fuzz_framework_text
 // The configuration loader (YAML or JSON file onto the typed Tunnel message, by reflection),
 // then the core checks. Any text gives a message or issues that each describe themselves in
 // one line; a message without issues renders as YAML (secrets shown) that loads to the same

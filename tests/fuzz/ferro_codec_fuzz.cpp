@@ -1,5 +1,6 @@
 // fuzz-links: tunnelkit_ferro_core
 // fuzz-sources: plugins/ferro/src/codec/*.cpp
+// fuzz-libs: fuzz_framework_text
 // FerroTunnel codec: arbitrary bytes through the incremental decoder (in two uneven pieces),
 // every decoded frame re-encoded and decoded again to the same value; then through the
 // FerroMuxCodec view, every decoded frame encoded again.

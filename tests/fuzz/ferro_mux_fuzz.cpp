@@ -1,5 +1,6 @@
 // fuzz-links: tunnelkit_ferro_core
 // fuzz-sources: plugins/ferro/src/codec/*.cpp
+// fuzz-libs: fuzz_framework_text
 // FerroMuxCodec, the multiplexer's view of the ferro wire: every frame it decodes must say what
 // the full decoder (DecodeFrame) says about the same bytes (kind, stream id, priority, protocol,
 // payload, reason), and must encode to bytes that decode to the same multiplexer frame. The

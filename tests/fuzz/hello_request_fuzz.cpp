@@ -1,5 +1,5 @@
 // fuzz-links:
-// fuzz-libs: fuzz_framework_io tunnelkit_proto
+// fuzz-libs: fuzz_framework_io tunnelkit_proto fuzz_framework_text
 // The built-in hello-world origin (/, /echo, /bytes/N, /sse, /ws, /status/N, /headers) served
 // over an in-process connection as a tunnel reaches it (ServeConnection on one end of a stream
 // pair): the input is what a client sends (requests, bodies, WebSocket frames after an

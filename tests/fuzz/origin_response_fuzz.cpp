@@ -1,6 +1,6 @@
 // fuzz-links:
 // fuzz-sources: framework/src/origin/*.cpp
-// fuzz-libs: fuzz_framework_io fuzz_framework_config tunnelkit_proto
+// fuzz-libs: fuzz_framework_io fuzz_framework_config tunnelkit_proto fuzz_framework_text
 // What a local origin answers, read by the origin proxy (OriginProxy::ServeHttpStream, as ferro
 // and zlayer use it): the first input byte picks the client's request (GET, HEAD, POST with a
 // body, keep-alive pair, chunked POST), the rest is the origin's bytes, served from a pooled

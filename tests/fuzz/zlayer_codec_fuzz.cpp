@@ -1,6 +1,6 @@
 // fuzz-links: tunnelkit_zlayer_core
 // fuzz-sources: plugins/zlayer/src/codec/*.cpp
-// fuzz-libs: nlohmann_json::nlohmann_json
+// fuzz-libs: nlohmann_json::nlohmann_json fuzz_framework_text
 // Decodes arbitrary bytes as ZLayer control messages (and data frames); whatever decodes must
 // re-encode and decode to the same message.
 #include <cstddef>

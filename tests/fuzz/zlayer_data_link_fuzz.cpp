@@ -1,5 +1,6 @@
 // fuzz-links: tunnelkit_zlayer_core
 // fuzz-sources: plugins/zlayer/src/transport/data_link.cpp plugins/zlayer/src/codec/uuid.cpp
+// fuzz-libs: fuzz_framework_text
 // The `Tunnelkit-Link` header of a zlayer data upgrade (tunnel id and data secret), read from
 // anonymous clients before any authentication. A value parses only when it is exactly what
 // FormatDataLinkCredential writes, up to the case of its hex digits: formatting the parsed

@@ -1,6 +1,6 @@
 // fuzz-links: tunnelkit_zlayer_core
 // fuzz-sources: plugins/zlayer/src/codec/*.cpp
-// fuzz-libs: nlohmann_json::nlohmann_json
+// fuzz-libs: nlohmann_json::nlohmann_json fuzz_framework_text
 // Decodes arbitrary bytes as frames of a shared data WebSocket (codec/mux_codec.hpp), as the
 // multiplexer's reader walks its input; every decoded frame must re-encode to the same bytes.
 #include <cstddef>
